@@ -1,0 +1,1 @@
+// Placeholder until the checksum concern lands.

@@ -1,0 +1,113 @@
+// The one file that loads brickd's C++ addon, and the exact types of what it exports.
+//
+// The addon holds mechanisms only (checksums, libblkid probing and wiping, mount(2),
+// brick block I/O); every policy decision is made in TypeScript above this file.
+// Anything that can block is async (a promise settled from a libuv pool thread); the
+// few sync calls are pure CPU on caller-owned memory.
+//
+// System failures reject with node-shaped errors: { code: 'EBUSY', errno: -16,
+// syscall: 'open', path: '/dev/loop3' } and a message like "EBUSY: ..., open '/dev/loop3'".
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** One signature libblkid found on a device (what wipefs would list). */
+export interface DeviceSignature {
+  /** libblkid's TYPE: "xfs", "ext4", "gpt", "dos", "LVM2_member", "linux_raid_member", "swap", ... */
+  type: string;
+  /** libblkid's USAGE: "filesystem", "raid", "crypto", "other", or "partition_table". */
+  usage: string;
+  /** Byte offset of the magic on the device. */
+  offset: number;
+  label?: string;
+  uuid?: string;
+}
+
+/** What the addon can tell about a block device without changing it. */
+export interface DeviceProbe {
+  path: string;
+  /** Size in bytes (BLKGETSIZE64). */
+  sizeBytes: number;
+  /** BLKSSZGET / BLKPBSZGET. */
+  logicalSectorSize: number;
+  physicalSectorSize: number;
+  /** BLKROTATIONAL. */
+  rotational: boolean;
+  /** The queue accepts discard (sysfs queue/discard_max_bytes > 0). */
+  discard: boolean;
+  /**
+   * An exclusive open (O_EXCL on a block device) failed with EBUSY: the device is mounted,
+   * or held by device-mapper, md, a swap area or another exclusive opener.
+   */
+  busy: boolean;
+  /** Every superblock and partition-table signature libblkid found, in offset order. */
+  signatures: DeviceSignature[];
+}
+
+export interface NativeAddon {
+  // ── checksum ────────────────────────────────────────────────────────────────────────
+  /** CRC32C (Castagnoli) of `data`, continuing from `initial` (default 0). Fastest path. */
+  crc32c(data: Uint8Array, initial?: number): number;
+  /** CRC32C with one serial chain of the SSE4.2 instruction (bench baseline; throws if no SSE4.2). */
+  crc32cSingleChain(data: Uint8Array, initial?: number): number;
+  /** CRC32C by table lookup (the fallback; reference in tests). */
+  crc32cTable(data: Uint8Array, initial?: number): number;
+  /**
+   * One CRC32C per `blockSize` bytes of `data`, written into `out[0..n)` where
+   * n = ceil(data.length / blockSize); the last block may be short. Returns n.
+   */
+  crc32cBlocks(data: Uint8Array, blockSize: number, out: Uint32Array): number;
+  /** Which implementation `crc32c` uses on this CPU. */
+  readonly crc32cImpl: 'sse42-3way' | 'table';
+
+  // ── device ──────────────────────────────────────────────────────────────────────────
+  /** Probe a block device (read-only). Rejects with ENOTBLK if `path` is not a block device. */
+  probeDevice(path: string): Promise<DeviceProbe>;
+  /**
+   * Erase every signature libblkid finds (as `wipefs -a`), opened O_EXCL so a mounted or
+   * held device fails with EBUSY. Resolves with the signatures that were erased.
+   */
+  wipeSignatures(path: string): Promise<DeviceSignature[]>;
+  /** BLKDISCARD over [offset, offset+length) (whole device when omitted), O_EXCL. */
+  discardDevice(path: string, offset?: number, length?: number): Promise<void>;
+
+  // ── mount ───────────────────────────────────────────────────────────────────────────
+  /** mount(2). `flags` are MS_* bits (see MountFlags), `data` the fs-specific options. */
+  mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;
+  /** umount2(2) with MNT_* flags (see UmountFlags). */
+  umount(target: string, flags: number): Promise<void>;
+}
+
+/** mount(2) flag bits used by brickd (values from <sys/mount.h>). */
+export const MountFlags = {
+  MS_RDONLY: 0x1,
+  MS_NOSUID: 0x2,
+  MS_NODEV: 0x4,
+  MS_NOEXEC: 0x8,
+  MS_SYNCHRONOUS: 0x10,
+  MS_REMOUNT: 0x20,
+  MS_DIRSYNC: 0x80,
+  MS_NOATIME: 0x400,
+  MS_NODIRATIME: 0x800,
+  MS_BIND: 0x1000,
+  MS_RELATIME: 0x200000,
+  MS_LAZYTIME: 0x2000000,
+} as const;
+
+/** umount2(2) flag bits (values from <sys/mount.h>). */
+export const UmountFlags = {
+  MNT_FORCE: 0x1,
+  MNT_DETACH: 0x2,
+  MNT_EXPIRE: 0x4,
+  UMOUNT_NOFOLLOW: 0x8,
+} as const;
+
+function load(): NativeAddon {
+  // dist/src/native.js and src/native.ts both sit two levels under the project root.
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const root = here.endsWith(path.join('dist', 'src')) ? path.resolve(here, '..', '..') : path.resolve(here, '..');
+  const require = createRequire(import.meta.url);
+  return require(path.join(root, 'build', 'Release', 'brickd_native.node')) as NativeAddon;
+}
+
+export const native: NativeAddon = load();
