@@ -1,0 +1,56 @@
+// Every error code the agent can emit, and the one error class that carries them.
+//
+// Misuse of an API (a wrong type, an out-of-range number) throws TypeError/RangeError
+// naming the argument. Everything else that fails at run time is a BrickdError with a
+// stable SCREAMING code that callers, the control API and tests switch on; the original
+// error, if any, rides along in `cause`. System errors from node or the addon keep their
+// errno shape ({ code: 'EBUSY', syscall, path }) until a layer gives them a meaning.
+// This module imports nothing.
+
+export const ErrorCodes = {
+  // configuration
+  CONFIG_INVALID: 'a configuration value is missing, of the wrong type or out of range',
+  // privileges and environment
+  NOT_ROOT: 'the operation needs root (CAP_SYS_ADMIN)',
+  TOOL_MISSING: 'a required system tool is not installed',
+  TOOL_FAILED: 'a system tool exited with an error',
+  // devices
+  DEVICE_NOT_FOUND: 'no such block device',
+  DEVICE_NOT_ALLOWED: 'the device does not match the allowlist',
+  DEVICE_TOO_SMALL: 'the device is smaller than the minimum brick size',
+  DEVICE_IN_USE: 'the device is mounted or held by another user',
+  DEVICE_HAS_SIGNATURE: 'the device carries a filesystem, partition table, LVM, RAID or swap signature',
+  DEVICE_IS_BRICK: 'the device already holds a brick',
+  DEVICE_IS_LOOP_OF_OTHERS: 'the loop device was not attached by this agent',
+  // bricks
+  BRICK_NOT_FOUND: 'no such brick',
+  BRICK_MANIFEST_INVALID: 'the brick manifest is unreadable or inconsistent',
+  BRICK_FORMAT_TOO_NEW: 'the on-disk format is newer than this agent understands',
+  BRICK_FOREIGN: 'the brick belongs to another node',
+  MOUNT_FAILED: 'mounting a brick failed or could not be verified',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class BrickdError extends Error {
+  readonly code: ErrorCode;
+  /** Structured facts about the failure (device path, brick id, ...), safe to log and return. */
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super(`${code}: ${message}`, cause === undefined ? undefined : { cause });
+    this.name = 'BrickdError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** True for a BrickdError, optionally of one code. */
+export function isBrickdError(err: unknown, code?: ErrorCode): err is BrickdError {
+  return err instanceof BrickdError && (code === undefined || err.code === code);
+}
+
+/** True for a node-style system error with the given errno code (ENOENT, EBUSY, ...). */
+export function isSystemError(err: unknown, code: string): err is NodeJS.ErrnoException {
+  return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
+}
