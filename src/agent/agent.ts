@@ -1,0 +1,83 @@
+// The agent process's wiring and lifecycle: state dir, node id, embedded devices, bricks.
+//
+// Lifecycle (AgentState): created → starting → running → stopping → stopped; a failure
+// while starting goes to `failed` with the error. Later layers (store, replication, FUSE,
+// control socket) attach here; this is the only module that wires everything.
+import { mkdir } from 'node:fs/promises';
+import { BrickManager, type BrickStatus } from '../brick/manager.js';
+import { BrickdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { type AgentConfig, embeddedEnabled } from './config.js';
+import { attachEmbeddedDevices, detachEmbeddedDevices, type EmbeddedDevice } from './embedded.js';
+import { loadOrCreateNodeId } from './nodeid.js';
+
+export type AgentState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+export class Agent {
+  state: AgentState = 'created';
+  nodeId = '';
+  bricks!: BrickManager;
+  private embedded: EmbeddedDevice[] = [];
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly log: Logger,
+  ) {}
+
+  private transition(state: AgentState, fields: Record<string, unknown> = {}): void {
+    this.state = state;
+    this.log.info({ ...fields, state }, `agent ${state}`);
+  }
+
+  async start(): Promise<void> {
+    this.transition('starting', { stateDir: this.config.stateDir });
+    try {
+      if (process.getuid?.() !== 0) {
+        throw new BrickdError(
+          'NOT_ROOT',
+          'brickd formats and mounts block devices and needs root (CAP_SYS_ADMIN). Run it with sudo, or as a privileged DaemonSet pod (deploy/).',
+        );
+      }
+      await mkdir(this.config.stateDir, { recursive: true, mode: 0o700 });
+      this.nodeId = await loadOrCreateNodeId(this.config.stateDir);
+      this.bricks = new BrickManager({
+        stateDir: this.config.stateDir,
+        nodeId: this.nodeId,
+        allow: this.config.allow,
+        minSizeBytes: this.config.minSizeBytes,
+        fsType: this.config.fsType,
+        log: this.log.child({ node: this.nodeId }),
+      });
+      if (embeddedEnabled(this.config)) {
+        this.embedded = await attachEmbeddedDevices(this.config.stateDir, this.config.embeddedCount, this.config.embeddedSizeBytes);
+        this.bricks.allowExact(this.embedded.map((d) => d.device));
+        this.log.info({ devices: this.embedded }, 'attach embedded loop-file devices');
+      }
+      await this.bricks.recover();
+      // The embedded default adopts its own devices; real devices are adopted only when an
+      // orchestrator or operator asks (control socket / brickctl).
+      for (const d of this.embedded) {
+        const adopted = this.bricks.list().some((b) => b.devicePath === d.device && b.state === 'mounted');
+        if (!adopted) await this.bricks.adopt(d.device);
+      }
+      this.transition('running', { nodeId: this.nodeId, bricks: this.bricks.list().map(summary) });
+    } catch (err) {
+      this.state = 'failed';
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return;
+    this.transition('stopping');
+    if (this.config.unmountOnExit && this.bricks) {
+      await this.bricks.unmountAll();
+      await detachEmbeddedDevices(this.embedded);
+    }
+    this.transition('stopped');
+  }
+}
+
+function summary(b: BrickStatus) {
+  return { brickId: b.brickId, state: b.state, device: b.devicePath, mountPath: b.mountPath, reason: b.reason || undefined };
+}

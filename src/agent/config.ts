@@ -1,0 +1,205 @@
+// Agent configuration: defaults, then a JSON file, then BRICKD_* environment variables,
+// then command-line flags (each later source wins). Every value is validated here, with a
+// message naming the key and where it came from; nothing downstream re-checks types.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { BrickdError } from '../errors.js';
+import { validateAllowlist } from '../brick/allowlist.js';
+
+export type EmbeddedMode = 'auto' | 'on' | 'off';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface AgentConfig {
+  /** Where the agent keeps its node id, mount points and (embedded) loop-file devices. */
+  stateDir: string;
+  /** Failure-domain label reported to orchestrators. */
+  zone: string;
+  /** Globs of device paths the agent may open and adopt (see allowlist.ts). Empty = none. */
+  allow: string[];
+  /** Devices smaller than this are not eligible (XFS needs 300 MiB). */
+  minSizeBytes: number;
+  fsType: 'xfs' | 'ext4';
+  /** auto: embedded loop-file devices when `allow` is empty. */
+  embedded: EmbeddedMode;
+  embeddedCount: number;
+  embeddedSizeBytes: number;
+  /** Unmount bricks and detach embedded loop devices on shutdown (off: bricks stay mounted). */
+  unmountOnExit: boolean;
+  logLevel: LogLevel;
+  controlSocket: string;
+}
+
+export const DEFAULT_CONFIG: AgentConfig = {
+  stateDir: '/var/lib/brickd',
+  zone: 'default',
+  allow: [],
+  minSizeBytes: 300 * 2 ** 20,
+  fsType: 'xfs',
+  embedded: 'auto',
+  embeddedCount: 3,
+  embeddedSizeBytes: 2 ** 30,
+  unmountOnExit: false,
+  logLevel: 'info',
+  controlSocket: '/run/brickd/control.sock',
+};
+
+type Key = keyof AgentConfig;
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, kib: 2 ** 10, m: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gib: 2 ** 30, t: 2 ** 40, tib: 2 ** 40 };
+
+function invalid(key: string, source: string, why: string): BrickdError {
+  return new BrickdError('CONFIG_INVALID', `${key} (from ${source}): ${why}`, { key, source });
+}
+
+/** Parse one raw value (a string from env/flags, or any JSON value from the file) for `key`. */
+function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
+  const str = (): string => {
+    if (typeof raw !== 'string' || raw.length === 0) throw invalid(key, source, 'expected a non-empty string');
+    return raw;
+  };
+  const size = (min: number): number => {
+    let n: number;
+    if (typeof raw === 'number') n = raw;
+    else {
+      const m = /^(\d+)\s*([a-z]*)$/i.exec(String(raw).trim());
+      const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+      if (!m || unit === undefined) throw invalid(key, source, `expected a size like 1073741824, 512MiB or 1GiB, got ${JSON.stringify(raw)}`);
+      n = Number(m[1]) * unit;
+    }
+    if (!Number.isSafeInteger(n) || n < min) throw invalid(key, source, `expected a whole number of bytes ≥ ${min}, got ${JSON.stringify(raw)}`);
+    return n;
+  };
+  const oneOf = <T extends string>(values: readonly T[]): T => {
+    if (!values.includes(raw as T)) throw invalid(key, source, `expected one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+    return raw as T;
+  };
+  const bool = (): boolean => {
+    if (typeof raw === 'boolean') return raw;
+    if (raw === 'true' || raw === '1') return true;
+    if (raw === 'false' || raw === '0') return false;
+    throw invalid(key, source, `expected true or false, got ${JSON.stringify(raw)}`);
+  };
+  switch (key) {
+    case 'stateDir':
+    case 'controlSocket': {
+      const p = str();
+      if (!path.isAbsolute(p)) throw invalid(key, source, `expected an absolute path, got ${JSON.stringify(p)}`);
+      return path.normalize(p);
+    }
+    case 'zone': {
+      const z = str();
+      if (!/^[A-Za-z0-9._-]{1,63}$/.test(z)) throw invalid(key, source, 'expected 1-63 characters of A-Z a-z 0-9 . _ -');
+      return z;
+    }
+    case 'allow': {
+      const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+      if (!list) throw invalid(key, source, 'expected a list of /dev/... globs');
+      try {
+        validateAllowlist(list);
+      } catch (err) {
+        throw invalid(key, source, (err as Error).message);
+      }
+      return list;
+    }
+    case 'minSizeBytes':
+      return size(0);
+    case 'embeddedSizeBytes':
+      return size(64 * 2 ** 20);
+    case 'embeddedCount': {
+      const n = typeof raw === 'number' ? raw : Number(raw);
+      if (!Number.isInteger(n) || n < 1 || n > 16) throw invalid(key, source, `expected an integer 1..16, got ${JSON.stringify(raw)}`);
+      return n;
+    }
+    case 'fsType':
+      return oneOf(['xfs', 'ext4'] as const);
+    case 'embedded':
+      return oneOf(['auto', 'on', 'off'] as const);
+    case 'logLevel':
+      return oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const);
+    case 'unmountOnExit':
+      return bool();
+  }
+}
+
+/** Environment variable and flag name of each key: stateDir ↔ BRICKD_STATE_DIR ↔ --state-dir. */
+const KEYS = Object.keys(DEFAULT_CONFIG) as Key[];
+const envName = (key: Key) => 'BRICKD_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+const flagName = (key: Key) => '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+
+export interface ConfigSources {
+  /** Path of a JSON config file (also BRICKD_CONFIG or --config). */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  argv?: readonly string[];
+}
+
+function set(config: AgentConfig, key: Key, value: AgentConfig[Key]): void {
+  (config as unknown as Record<Key, unknown>)[key] = value;
+}
+
+/** Parse `--key value`, `--key=value`, `--flag` (booleans) and `--allow` (repeatable). */
+export function parseFlags(argv: readonly string[]): { values: Partial<Record<Key, unknown>>; config?: string } {
+  const values: Partial<Record<Key, unknown>> = {};
+  let config: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
+    const next = (): string => {
+      if (inline !== undefined) return inline;
+      const v = argv[++i];
+      if (v === undefined) throw invalid(name, 'flags', 'missing value');
+      return v;
+    };
+    if (name === '--config') {
+      config = next();
+      continue;
+    }
+    if (name === '--embedded' && inline === undefined) {
+      values.embedded = 'on';
+      continue;
+    }
+    if (name === '--no-embedded') {
+      values.embedded = 'off';
+      continue;
+    }
+    const key = KEYS.find((k) => flagName(k) === name);
+    if (!key) throw invalid(name, 'flags', `unknown flag; known: --config ${KEYS.map(flagName).join(' ')} --no-embedded`);
+    if (typeof DEFAULT_CONFIG[key] === 'boolean' && inline === undefined) values[key] = true;
+    else if (key === 'allow') values.allow = [...((values.allow as string[]) ?? []), next()];
+    else values[key] = next();
+  }
+  return config === undefined ? { values } : { values, config };
+}
+
+export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConfig> {
+  const env = sources.env ?? {};
+  const flags = parseFlags(sources.argv ?? []);
+  const config: AgentConfig = { ...DEFAULT_CONFIG, allow: [] };
+
+  const file = flags.config ?? sources.file ?? env.BRICKD_CONFIG;
+  if (file) {
+    let json: unknown;
+    try {
+      json = JSON.parse(await readFile(file, 'utf8'));
+    } catch (err) {
+      throw new BrickdError('CONFIG_INVALID', `cannot read config file ${file}: ${(err as Error).message}`, { file }, err);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw invalid('(file)', file, 'expected a JSON object');
+    for (const [key, raw] of Object.entries(json)) {
+      if (!KEYS.includes(key as Key)) throw invalid(key, file, `unknown key; known: ${KEYS.join(', ')}`);
+      set(config, key as Key, parseValue(key as Key, raw, file));
+    }
+  }
+  for (const key of KEYS) {
+    const raw = env[envName(key)];
+    if (raw !== undefined) set(config, key, parseValue(key, raw, envName(key)));
+  }
+  for (const [key, raw] of Object.entries(flags.values)) set(config, key as Key, parseValue(key as Key, raw, flagName(key as Key)));
+  return config;
+}
+
+export function embeddedEnabled(config: AgentConfig): boolean {
+  return config.embedded === 'on' || (config.embedded === 'auto' && config.allow.length === 0);
+}

@@ -1,0 +1,63 @@
+// Configuration: precedence (defaults < file < env < flags) and a typed, named error for
+// every bad value.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { DEFAULT_CONFIG, embeddedEnabled, loadConfig } from '../../src/agent/config.js';
+import { rejectsWithCode } from '../helpers/assert.js';
+import { tempDir } from '../helpers/loop.js';
+
+t.test('defaults', async (t) => {
+  const config = await loadConfig({});
+  t.same(config, DEFAULT_CONFIG);
+  t.ok(embeddedEnabled(config), 'embedded default when no devices are allowed');
+});
+
+t.test('file < env < flags', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'brickd.json');
+  await writeFile(file, JSON.stringify({ stateDir: '/srv/a', zone: 'z1', allow: ['/dev/sd[b-d]'], fsType: 'ext4', minSizeBytes: '1GiB' }));
+  const config = await loadConfig({
+    env: { BRICKD_STATE_DIR: '/srv/b', BRICKD_ZONE: 'z2', BRICKD_EMBEDDED_COUNT: '2' },
+    argv: ['--config', file, '--zone=z3', '--allow', '/dev/vdb', '--allow', '/dev/vdc', '--unmount-on-exit'],
+  });
+  t.equal(config.stateDir, '/srv/b', 'env beats file');
+  t.equal(config.zone, 'z3', 'flag beats env');
+  t.same(config.allow, ['/dev/vdb', '/dev/vdc'], 'flags replace the list');
+  t.equal(config.fsType, 'ext4');
+  t.equal(config.minSizeBytes, 2 ** 30);
+  t.equal(config.embeddedCount, 2);
+  t.equal(config.unmountOnExit, true);
+  t.notOk(embeddedEnabled(config), 'no embedded default when devices are allowed');
+  t.ok(embeddedEnabled({ ...config, embedded: 'on' }));
+});
+
+t.test('every bad value is CONFIG_INVALID naming key and source', async (t) => {
+  const dir = await tempDir(t);
+  const bad: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
+    ['relative state dir', { argv: ['--state-dir', 'relative/dir'] }, /stateDir \(from --state-dir\): expected an absolute path/],
+    ['bad fs type', { env: { BRICKD_FS_TYPE: 'btrfs' } }, /fsType \(from BRICKD_FS_TYPE\): expected one of xfs, ext4/],
+    ['bad size', { argv: ['--min-size-bytes', '12 parsecs'] }, /minSizeBytes .* expected a size/],
+    ['embedded too small', { argv: ['--embedded-size-bytes', '1MiB'] }, /embeddedSizeBytes .* ≥ 67108864/],
+    ['count out of range', { argv: ['--embedded-count', '0'] }, /embeddedCount .* integer 1\.\.16/],
+    ['allow not /dev', { argv: ['--allow', 'sdb'] }, /allow .* absolute \/dev\/\.\.\. glob/],
+    ['unknown flag', { argv: ['--frobnicate'] }, /unknown flag/],
+    ['missing value', { argv: ['--zone'] }, /--zone .* missing value/],
+    ['bad zone', { argv: ['--zone', 'a b'] }, /zone .* A-Z/],
+    ['bad boolean', { env: { BRICKD_UNMOUNT_ON_EXIT: 'maybe' } }, /unmountOnExit .* true or false/],
+    ['bad log level', { env: { BRICKD_LOG_LEVEL: 'loud' } }, /logLevel/],
+    ['missing file', { argv: ['--config', path.join(dir, 'nope.json')] }, /cannot read config file/],
+  ];
+  for (const [name, sources, message] of bad) {
+    await rejectsWithCode(t, loadConfig(sources), 'CONFIG_INVALID', message, name);
+  }
+  const notJson = path.join(dir, 'bad.json');
+  await writeFile(notJson, '{ nope');
+  await rejectsWithCode(t, loadConfig({ file: notJson }), 'CONFIG_INVALID', /cannot read config file/);
+  const unknownKey = path.join(dir, 'unknown.json');
+  await writeFile(unknownKey, JSON.stringify({ stateDir: '/x', colour: 'blue' }));
+  await rejectsWithCode(t, loadConfig({ file: unknownKey }), 'CONFIG_INVALID', /colour \(from .*\): unknown key/);
+  const array = path.join(dir, 'array.json');
+  await writeFile(array, '[]');
+  await rejectsWithCode(t, loadConfig({ file: array }), 'CONFIG_INVALID', /expected a JSON object/);
+});
