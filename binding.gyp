@@ -10,7 +10,9 @@
         "native/device/device.cc",
         "native/device/device_napi.cc",
         "native/mount/mount.cc",
-        "native/mount/mount_napi.cc"
+        "native/mount/mount_napi.cc",
+        "native/brickio/brickio.cc",
+        "native/brickio/brickio_napi.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -9,12 +9,14 @@ namespace brickd {
 void InitChecksum(Napi::Env env, Napi::Object exports);  // crc32c*
 void InitDevice(Napi::Env env, Napi::Object exports);    // probeDevice, wipeSignatures, discard
 void InitMount(Napi::Env env, Napi::Object exports);     // mount, umount
+void InitBrickio(Napi::Env env, Napi::Object exports);   // writev, readInto, *Blocks, xattrs
 }  // namespace brickd
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   brickd::InitChecksum(env, exports);
   brickd::InitDevice(env, exports);
   brickd::InitMount(env, exports);
+  brickd::InitBrickio(env, exports);
   return exports;
 }
 

@@ -71,6 +71,50 @@ export interface NativeAddon {
   /** BLKDISCARD over [offset, offset+length) (whole device when omitted), O_EXCL. */
   discardDevice(path: string, offset?: number, length?: number): Promise<void>;
 
+  // ── brickio ─────────────────────────────────────────────────────────────────────────
+  // Hot-path block I/O on files of a replica, each call one job on a pool thread.
+  // File descriptors belong to the caller (a node FileHandle's `fd`): it keeps them open
+  // until the promise settles, and it serializes calls that touch the same blocks of one
+  // file (the store's per-file lock). Checksums: one CRC32C per `blockSize` block of the
+  // data file, stored as little-endian uint32 at byte 4·blockIndex of the sums file. The
+  // last block's CRC covers only the bytes before EOF. A stored 0 for an all-zero block is
+  // a hole (never written) and verifies.
+
+  /** pwritev(2) every buffer, in order, at `offset`, retrying short writes. */
+  writev(fd: number, buffers: readonly Uint8Array[], offset: number): Promise<void>;
+  /** pread(2) into `buffer` at `offset` until full or EOF; resolves the bytes read. */
+  readInto(fd: number, buffer: Uint8Array, offset: number): Promise<number>;
+  fdatasync(fd: number): Promise<void>;
+  fsync(fd: number): Promise<void>;
+  /**
+   * Write `data` at `offset` into the data file and the CRCs of every block it touches into
+   * the sums file (edge blocks are read back to checksum them whole; a previously short last
+   * block that the write extends is re-summed). If `expectedCrc` is given, crc32c(data) is
+   * checked first and a mismatch rejects with code 'EBADMSG' having written nothing.
+   * No fsync: the caller decides durability.
+   */
+  writeBlocks(dataFd: number, sumsFd: number, data: Uint8Array, offset: number, blockSize: number, expectedCrc?: number): Promise<void>;
+  /**
+   * Read into `buffer` from `offset` (short at EOF), verifying every block it covers
+   * against the sums file. Resolves { bytes, badBlock }: badBlock is -1 when all verified,
+   * else the index of the first block whose CRC did not match (buffer content is then
+   * unspecified and must not be returned to a client).
+   */
+  readBlocks(dataFd: number, sumsFd: number, buffer: Uint8Array, offset: number, blockSize: number): Promise<{ bytes: number; badBlock: number }>;
+  /** ftruncate the data file to `size`, re-sum its new last block, and size the sums file to match. */
+  truncateBlocks(dataFd: number, sumsFd: number, size: number, blockSize: number): Promise<void>;
+  /**
+   * Verify blocks [firstBlock, firstBlock+count) (clipped at EOF) against the sums file.
+   * Resolves the indexes of the blocks that failed (scrub), at most `maxBad` of them.
+   */
+  verifyBlocks(dataFd: number, sumsFd: number, firstBlock: number, count: number, blockSize: number, maxBad: number): Promise<number[]>;
+  /** Recompute and store the CRCs of blocks [firstBlock, firstBlock+count) from the data (recovery, repair). */
+  resumBlocks(dataFd: number, sumsFd: number, firstBlock: number, count: number, blockSize: number): Promise<void>;
+  /** getxattr(2)/fgetxattr: the value, or undefined if the attribute is absent (ENODATA). */
+  getXattr(target: string | number, name: string): Promise<Buffer | undefined>;
+  /** setxattr(2)/fsetxattr with flags 0 (create or replace). */
+  setXattr(target: string | number, name: string, value: Uint8Array): Promise<void>;
+
   // ── mount ───────────────────────────────────────────────────────────────────────────
   /** mount(2). `flags` are MS_* bits (see MountFlags), `data` the fs-specific options. */
   mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;

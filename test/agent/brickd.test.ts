@@ -1,0 +1,65 @@
+// The brickd daemon as a real process on the embedded default: loop-file devices under its
+// state dir become mounted bricks; SIGTERM stops it cleanly; a restart finds the same bricks.
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { findLoopFor } from '../../src/brick/loop.js';
+import { readMountInfo } from '../../src/brick/mountinfo.js';
+import { run } from '../../src/exec.js';
+import { startAgent } from '../helpers/agent.js';
+import { needsRoot, tempDir } from '../helpers/loop.js';
+
+const running = (l: Record<string, unknown>) => l.msg === 'agent running';
+
+t.test('embedded default: start, stop, restart, unmount on exit', { skip: needsRoot() }, async (t) => {
+  const stateDir = await tempDir(t, 'brickd-agent-');
+  const args = ['--state-dir', stateDir, '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB'];
+  // Whatever happens, leave no mount or loop device of this test behind.
+  t.teardown(async () => {
+    for (const m of (await readMountInfo()).filter((m) => m.target.startsWith(stateDir)).reverse()) {
+      await run('umount', ['-l', m.target]).catch(() => {});
+    }
+    for (const file of await readdir(path.join(stateDir, 'devices')).catch(() => [] as string[])) {
+      const loop = await findLoopFor(path.join(stateDir, 'devices', file)).catch(() => undefined);
+      if (loop) await run('losetup', ['-d', loop]).catch(() => {});
+    }
+  });
+
+  const first = startAgent(t, args);
+  const up = await first.waitFor(running);
+  const bricks = up.bricks as Array<{ brickId: string; state: string; mountPath: string; device: string }>;
+  t.equal(bricks.length, 2, 'two embedded bricks');
+  t.ok(bricks.every((b) => b.state === 'mounted'));
+  const mounts = await readMountInfo();
+  for (const b of bricks) t.ok(mounts.some((m) => m.target === b.mountPath && m.fsType === 'xfs'), `${b.mountPath} mounted`);
+  first.child.kill('SIGTERM');
+  t.equal(await first.exited, 0, 'clean exit on SIGTERM');
+  t.ok(first.lines.some((l) => l.msg === 'agent stopped'));
+  t.ok((await readMountInfo()).some((m) => m.target === bricks[0]!.mountPath), 'bricks stay mounted across a plain stop');
+
+  const second = startAgent(t, [...args, '--unmount-on-exit']);
+  const again = await second.waitFor(running);
+  t.same(
+    (again.bricks as typeof bricks).map((b) => b.brickId).sort(),
+    bricks.map((b) => b.brickId).sort(),
+    'restart finds the same bricks',
+  );
+  second.child.kill('SIGINT');
+  t.equal(await second.exited, 0);
+  const after = await readMountInfo();
+  t.notOk(after.some((m) => m.target.startsWith(stateDir)), 'no brick mounted after --unmount-on-exit');
+  t.equal(await findLoopFor(path.join(stateDir, 'devices', 'disk0.img')), undefined, 'embedded loop devices detached');
+});
+
+t.test('bad configuration exits 2 with the reason', async (t) => {
+  const agent = startAgent(t, ['--fs-type', 'btrfs']);
+  t.equal(await agent.exited, 2);
+  t.match(agent.stderr.join('\n'), /CONFIG_INVALID: fsType \(from --fs-type\): expected one of xfs, ext4/);
+});
+
+t.test('without root it says why and exits 3', { skip: process.getuid?.() === 0 ? false : 'already not root' }, async (t) => {
+  const stateDir = await tempDir(t, 'brickd-noroot-');
+  const agent = startAgent(t, ['--state-dir', stateDir], { command: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] });
+  t.equal(await agent.exited, 3);
+  t.match(agent.stderr.join('\n'), /NOT_ROOT: brickd formats and mounts block devices and needs root/);
+});

@@ -1,0 +1,54 @@
+// Real brickd agent processes for tests: spawn the built daemon, read its JSON log lines,
+// stop it with a signal. Every process started here is killed (by pid) at teardown.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
+import type { Test } from 'tap';
+
+export const BRICKD = path.resolve(import.meta.dirname, '../../dist/src/cli/brickd.js');
+
+export interface AgentProcess {
+  child: ChildProcess;
+  lines: Array<Record<string, unknown>>;
+  stderr: string[];
+  /** Resolves with the first log line for which `match` is true (rejects on exit or timeout). */
+  waitFor(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  exited: Promise<number | null>;
+}
+
+export function startAgent(t: Test, args: string[], options: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): AgentProcess {
+  const command = [...(options.command ?? []), process.execPath, BRICKD, ...args];
+  const child = spawn(command[0]!, command.slice(1), { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Array<Record<string, unknown>> = [];
+  const stderr: string[] = [];
+  const waiters: Array<() => void> = [];
+  readline.createInterface({ input: child.stdout! }).on('line', (text) => {
+    try {
+      lines.push(JSON.parse(text) as Record<string, unknown>);
+    } catch {
+      lines.push({ msg: text });
+    }
+    for (const w of waiters) w();
+  });
+  readline.createInterface({ input: child.stderr! }).on('line', (text) => stderr.push(text));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    return exited.then(() => undefined);
+  });
+  const waitFor = (match: (line: Record<string, unknown>) => boolean, timeoutMs = 60_000) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const check = () => {
+        const found = lines.find(match);
+        if (found) {
+          clearTimeout(timer);
+          resolve(found);
+        }
+      };
+      const timer = setTimeout(() => reject(new Error(`timed out; log: ${JSON.stringify(lines.slice(-5))} stderr: ${stderr.join('\n')}`)), timeoutMs);
+      waiters.push(check);
+      void exited.then((code) => reject(new Error(`agent exited ${code}; log: ${JSON.stringify(lines.slice(-5))} stderr: ${stderr.join('\n')}`)));
+      check();
+    });
+  return { child, lines, stderr, waitFor, exited };
+}
