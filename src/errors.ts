@@ -28,6 +28,15 @@ export const ErrorCodes = {
   BRICK_FORMAT_TOO_NEW: 'the on-disk format is newer than this agent understands',
   BRICK_FOREIGN: 'the brick belongs to another node',
   MOUNT_FAILED: 'mounting a brick failed or could not be verified',
+  // replica store
+  NAME_INVALID: 'a path is absolute, has . or .. or NUL, or is too long',
+  VOLUME_NOT_FOUND: 'no such volume replica on this brick',
+  VOLUME_EXISTS: 'a replica of this volume already exists with other settings',
+  VOLUME_FULL: 'the write would exceed the volume size limit or the brick has no room (ENOSPC)',
+  CHECKSUM_MISMATCH: 'data does not match its checksum',
+  LOG_CORRUPT: 'the write log is damaged before its last durable record',
+  STORE_CLOSED: 'the replica store is closed',
+  REPLICA_FORMAT_TOO_NEW: 'the replica on-disk format is newer than this agent understands',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,0 +1,195 @@
+// Applying mutations to a replica's tree, idempotently.
+//
+// The same function applies a mutation the first time (after it was validated and logged)
+// and again during recovery, when the tree may already hold it or even later mutations.
+// Each step therefore checks identity (the fid) before acting and treats "already done"
+// as success:
+//   create/symlink: make the fid link first (O_EXCL), tag it, then link the user path to it;
+//     a crash in between leaves a fid link that the replay completes.
+//   mkdir: mkdir then tag; an untagged directory at the path is ours (crash before tagging).
+//   write/truncate: through the fid link; a fid whose file is gone was removed later: skip.
+//   writeDirect (replay only): the data may be torn, so the range is re-summed from what
+//     is on disk; the write was not acknowledged unless its data was synced first.
+//   unlink/rmdir/rename/setattr: only if the path still carries the fid.
+// After unlink and rename-over, a fid whose fid link is its last link is removed with its
+// sums file.
+import { link, lstat, mkdir, open, rename, rmdir, symlink, unlink, chmod, lchown, lutimes } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import path from 'node:path';
+import { isSystemError } from '../errors.js';
+import { native } from '../native.js';
+import type { FileTable } from './files.js';
+import type { Mutation } from './mutations.js';
+import type { KeyedRwLock } from './rwlock.js';
+
+export interface ApplyContext {
+  files: FileTable;
+  locks: KeyedRwLock;
+  blockSize: number;
+  /** Note that a fid's data/sums or a directory needs syncing at the next checkpoint. */
+  dirtyFid(fid: string): void;
+  dirtyDir(absDir: string): void;
+  /** Change of the replica's logical bytes in use. */
+  usage(delta: number): void;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await lstat(p);
+    return true;
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return false;
+    throw err;
+  }
+}
+
+/** Link the user path to the fid link unless it already is (idempotent). */
+async function linkUserPath(ctx: ApplyContext, fid: string, userPath: string): Promise<void> {
+  if ((await ctx.files.fidAt(userPath)) === fid) return;
+  if (await exists(userPath)) return; // taken by a later mutation: the tree is ahead of this record
+  await link(ctx.files.fidPath(fid), userPath);
+  ctx.dirtyDir(path.dirname(userPath));
+}
+
+/** Remove the fid link and sums of a file that has no other name left. */
+async function dropFidIfUnlinked(ctx: ApplyContext, fid: string): Promise<void> {
+  const fidPath = ctx.files.fidPath(fid);
+  let nlink: number;
+  let size = 0;
+  try {
+    const st = await lstat(fidPath);
+    nlink = st.nlink;
+    if (st.isFile()) size = st.size;
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) return;
+    throw err;
+  }
+  if (nlink > 1) return;
+  await ctx.locks.withWrite(fid, async () => {
+    await ctx.files.forget(fid);
+    await unlink(fidPath);
+    await unlink(ctx.files.sumsPath(fid)).catch((err) => {
+      if (!isSystemError(err, 'ENOENT')) throw err;
+    });
+  });
+  ctx.usage(-size);
+  ctx.dirtyDir(path.dirname(fidPath));
+}
+
+export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: boolean): Promise<void> {
+  const { files } = ctx;
+  switch (m.op) {
+    case 'create': {
+      const fidPath = files.fidPath(m.fid);
+      await files.ensureFanoutDirs(m.fid);
+      if (!(await exists(fidPath))) {
+        const handle = await open(fidPath, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR, m.mode & 0o7777);
+        await handle.close();
+        await chmod(fidPath, m.mode & 0o7777); // not narrowed by the umask
+        ctx.dirtyDir(path.dirname(fidPath));
+      }
+      if ((await files.fidAt(fidPath)) !== m.fid) await files.setFid(fidPath, m.fid);
+      ctx.dirtyFid(m.fid);
+      await linkUserPath(ctx, m.fid, files.dataPath(m.path));
+      return;
+    }
+    case 'symlink': {
+      const fidPath = files.fidPath(m.fid);
+      await files.ensureFanoutDirs(m.fid);
+      if (!(await exists(fidPath))) {
+        await symlink(m.target, fidPath);
+        ctx.dirtyDir(path.dirname(fidPath));
+      }
+      if ((await files.fidAt(fidPath)) !== m.fid) await files.setFid(fidPath, m.fid);
+      await linkUserPath(ctx, m.fid, files.dataPath(m.path));
+      return;
+    }
+    case 'link': {
+      if (!(await exists(files.fidPath(m.fid)))) return;
+      await linkUserPath(ctx, m.fid, files.dataPath(m.path));
+      return;
+    }
+    case 'mkdir': {
+      const dir = files.dataPath(m.path);
+      const current = await files.fidAt(dir);
+      if (current === m.fid) return;
+      if (current === undefined && !(await exists(dir))) {
+        await mkdir(dir, { mode: m.mode & 0o7777 });
+        await chmod(dir, m.mode & 0o7777);
+        ctx.dirtyDir(path.dirname(dir));
+      } else if (current !== undefined) {
+        return; // another directory took the name later
+      }
+      await files.setFid(dir, m.fid);
+      ctx.dirtyDir(dir);
+      return;
+    }
+    case 'write':
+    case 'writeDirect':
+    case 'truncate': {
+      await ctx.locks.withWrite(m.fid, () =>
+        files.use(m.fid, async (file) => {
+          const before = file.size;
+          if (m.op === 'write') {
+            await native.writeBlocks(file.data.fd, file.sums.fd, m.data, m.offset, ctx.blockSize);
+            file.size = Math.max(file.size, m.offset + m.data.length);
+          } else if (m.op === 'truncate') {
+            await native.truncateBlocks(file.data.fd, file.sums.fd, m.size, ctx.blockSize);
+            file.size = m.size;
+          } else {
+            if (!replay) throw new Error('writeDirect is applied by the store itself, not from a record');
+            const first = Math.floor(m.offset / ctx.blockSize);
+            const last = Math.ceil((m.offset + m.length) / ctx.blockSize);
+            file.size = (await file.data.stat()).size;
+            await native.resumBlocks(file.data.fd, file.sums.fd, first, last - first, ctx.blockSize);
+          }
+          ctx.usage(file.size - before);
+          ctx.dirtyFid(m.fid);
+        }),
+      );
+      return;
+    }
+    case 'unlink': {
+      const target = files.dataPath(m.path);
+      if ((await files.fidAt(target)) === m.fid) {
+        await unlink(target);
+        ctx.dirtyDir(path.dirname(target));
+      }
+      await dropFidIfUnlinked(ctx, m.fid);
+      return;
+    }
+    case 'rmdir': {
+      const target = files.dataPath(m.path);
+      if ((await files.fidAt(target)) === m.fid) {
+        await rmdir(target);
+        ctx.dirtyDir(path.dirname(target));
+      }
+      return;
+    }
+    case 'rename': {
+      const from = files.dataPath(m.from);
+      const to = files.dataPath(m.to);
+      if ((await files.fidAt(from)) === m.fid) {
+        await rename(from, to);
+        ctx.dirtyDir(path.dirname(from));
+        ctx.dirtyDir(path.dirname(to));
+      }
+      if (m.replacedFid) await dropFidIfUnlinked(ctx, m.replacedFid);
+      return;
+    }
+    case 'setattr': {
+      const target = files.dataPath(m.path);
+      if ((await files.fidAt(target)) !== m.fid) return;
+      const st = await lstat(target);
+      if (m.mode !== undefined && !st.isSymbolicLink()) await chmod(target, m.mode & 0o7777);
+      if (m.uid !== undefined || m.gid !== undefined) await lchown(target, m.uid ?? st.uid, m.gid ?? st.gid);
+      if (m.atimeMs !== undefined || m.mtimeMs !== undefined) {
+        await lutimes(target, (m.atimeMs ?? st.atimeMs) / 1000, (m.mtimeMs ?? st.mtimeMs) / 1000);
+      }
+      if (st.isDirectory()) ctx.dirtyDir(target);
+      else if (st.isFile()) ctx.dirtyFid(m.fid);
+      else ctx.dirtyDir(path.dirname(target));
+      return;
+    }
+  }
+}

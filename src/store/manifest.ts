@@ -1,0 +1,66 @@
+// The replica manifest: .brickd/replica.json in a replica directory.
+//
+// It names the volume, its size limit, checksum block size and generation, and records
+// `appliedSeq`, the checkpoint: every mutation up to it is applied to data/ and synced, so
+// recovery replays the log only after it. Rewritten atomically (fsutil.writeFileAtomic);
+// the format version is checked on open and a newer one is refused.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { BrickdError, isSystemError } from '../errors.js';
+import { writeFileAtomic } from '../fsutil.js';
+
+export const REPLICA_FORMAT = 'brickd-replica';
+export const REPLICA_VERSION = 1;
+
+export interface ReplicaManifest {
+  format: typeof REPLICA_FORMAT;
+  version: number;
+  volumeId: string;
+  sizeLimitBytes: number;
+  /** Checksum block size in bytes (a power of two). */
+  blockSize: number;
+  /** Highest generation this replica has seen (fencing, see DESIGN.md invariant 5). */
+  generation: number;
+  /** Checkpoint: every mutation with seq ≤ appliedSeq is applied and synced. Decimal string (u64). */
+  appliedSeq: string;
+  createdAt: string;
+}
+
+export function replicaManifestPath(replicaDir: string): string {
+  return path.join(replicaDir, '.brickd', 'replica.json');
+}
+
+export async function writeReplicaManifest(replicaDir: string, manifest: ReplicaManifest): Promise<void> {
+  await writeFileAtomic(replicaManifestPath(replicaDir), JSON.stringify(manifest, null, 2) + '\n');
+}
+
+/** Read and check the manifest; VOLUME_NOT_FOUND when absent. */
+export async function readReplicaManifest(replicaDir: string): Promise<ReplicaManifest> {
+  const file = replicaManifestPath(replicaDir);
+  let parsed: Partial<ReplicaManifest>;
+  try {
+    parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<ReplicaManifest>;
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) throw new BrickdError('VOLUME_NOT_FOUND', `no replica at ${replicaDir}`, { replicaDir }, err);
+    throw new BrickdError('VOLUME_NOT_FOUND', `unreadable replica manifest ${file}`, { file }, err);
+  }
+  if (parsed.format !== REPLICA_FORMAT || typeof parsed.version !== 'number') {
+    throw new BrickdError('VOLUME_NOT_FOUND', `${file} is not a replica manifest`, { file });
+  }
+  if (parsed.version > REPLICA_VERSION) {
+    throw new BrickdError(
+      'REPLICA_FORMAT_TOO_NEW',
+      `${file} has format version ${parsed.version}; this agent reads up to ${REPLICA_VERSION}. Run a newer brickd.`,
+      { file, version: parsed.version },
+    );
+  }
+  const ok =
+    typeof parsed.volumeId === 'string' &&
+    Number.isSafeInteger(parsed.sizeLimitBytes) &&
+    Number.isInteger(parsed.blockSize) &&
+    Number.isSafeInteger(parsed.generation) &&
+    typeof parsed.appliedSeq === 'string' &&
+    /^\d+$/.test(parsed.appliedSeq);
+  if (!ok) throw new BrickdError('VOLUME_NOT_FOUND', `${file} is missing fields`, { file });
+  return parsed as ReplicaManifest;
+}

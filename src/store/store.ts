@@ -1,0 +1,711 @@
+// ReplicaStore: one volume's replica on a brick — a crash-safe, checksummed file tree.
+//
+// Layout of <brick>/volumes/<volumeId>/:
+//   data/                 the user's tree as-is (an admin can read it without brickd)
+//   .brickd/replica.json  manifest: volume id, size limit, block size, generation, checkpoint
+//   .brickd/fids/xx/<fid> hard link per file (see files.ts)
+//   .brickd/sums/xx/<fid> one CRC32C per block of the file (see native brickio)
+//   .brickd/log/          the write log (see wal.ts)
+//
+// How a mutation flows (all mutations pass one mutex, so validation sees the state that
+// the mutation will apply to, and seq order is apply order):
+//   validate (errno errors, nothing changed) → append to the log → apply to data/ + sums →
+//   [mutex released] → wait until durable → resolve with its seq.
+// Durable means the log record is fdatasync'd (group commit: concurrent mutations share
+// one flush). Large writes (≥ directWriteBytes) do not copy their data into the log: the
+// record holds only their range and CRC and the data goes straight to the data file, which
+// is fdatasync'd (coalesced per file) before the write resolves.
+//
+// Crash safety: recovery replays the log after the checkpoint (manifest.appliedSeq) with
+// the idempotent apply of apply.ts, re-summing the ranges of direct writes, then
+// checkpoints. Data and checksums therefore agree after any crash, and every mutation that
+// resolved is present. A checkpoint fsyncs every file and directory dirtied since the last
+// one, then records the new appliedSeq, then lets the log recycle older segments.
+//
+// Reads verify every block against its CRC. A mismatch is repaired through the repair hook
+// (replication fills it with a fetch from a healthy replica) or fails CHECKSUM_MISMATCH:
+// bad bytes are never returned.
+import { lstat, mkdir, readdir, readlink, statfs } from 'node:fs/promises';
+import path from 'node:path';
+import { BrickdError, isSystemError } from '../errors.js';
+import { fsyncDir } from '../fsutil.js';
+import { Mutex } from '../lock.js';
+import { silentLogger, type Logger } from '../log.js';
+import { native } from '../native.js';
+import { applyMutation, type ApplyContext } from './apply.js';
+import type { CrashPoint } from './crashpoints.js';
+import { FileTable } from './files.js';
+import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, writeReplicaManifest, type ReplicaManifest } from './manifest.js';
+import { decodeMutation, encodeMutation, type Mutation } from './mutations.js';
+import { validatePath, validateSymlinkTarget } from './names.js';
+import { posixError, volumeFull } from './posix.js';
+import { KeyedRwLock } from './rwlock.js';
+import { SyncCoalescer } from './sync.js';
+import { MAX_RECORD_PAYLOAD, WriteLog } from './wal.js';
+
+export const DEFAULT_BLOCK_SIZE = 4096;
+
+/** Fetches the good content of a damaged block from elsewhere (a healthy replica). */
+export type RepairHook = (request: { volumeId: string; fid: string; path?: string; offset: number; length: number }) => Promise<Buffer | undefined>;
+
+export interface StoreOptions {
+  log?: Logger;
+  /** Write-log segment size (default 64 MiB). */
+  segmentBytes?: number;
+  /** Writes at least this large go straight to the data file (default 64 KiB). */
+  directWriteBytes?: number;
+  /** Checkpoint once this many bytes were logged since the last one (default 128 MiB). */
+  checkpointBytes?: number;
+  /** Checkpoint at least this often while dirty (default 10 s; 0 disables the timer). */
+  checkpointIntervalMs?: number;
+  /** Free space kept on the brick beyond what writes need (default 32 MiB). */
+  brickReserveBytes?: number;
+  repair?: RepairHook;
+  crashPoint?: CrashPoint;
+}
+
+export interface CreateReplicaOptions {
+  volumeId: string;
+  sizeLimitBytes: number;
+  blockSize?: number;
+  generation?: number;
+}
+
+/** A write's target: a path in the volume or a fid (what a FUSE file handle holds). */
+export type FileRef = string | { fid: string };
+
+export interface EntryStat {
+  fid?: string;
+  type: 'file' | 'directory' | 'symlink' | 'other';
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  blocks: number;
+}
+
+export interface StoreStats {
+  checksumErrors: number;
+  repaired: number;
+  /** Mutations since open. */
+  mutations: number;
+}
+
+const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+function entryType(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }): EntryStat['type'] {
+  return st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
+}
+
+function checkInteger(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
+  if (!Number.isSafeInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${value}`);
+}
+
+export class ReplicaStore {
+  readonly files: FileTable;
+  readonly stats: StoreStats = { checksumErrors: 0, repaired: 0, mutations: 0 };
+  private readonly mutex = new Mutex();
+  private readonly checkpointMutex = new Mutex();
+  private readonly locks = new KeyedRwLock();
+  private readonly dataSyncs = new Map<string, SyncCoalescer>();
+  private dirtyFids = new Set<string>();
+  private dirtyDirs = new Set<string>();
+  private appliedSeqValue = 0n;
+  private checkpointSeq = 0n;
+  private loggedSinceCheckpoint = 0;
+  private usedBytesValue = 0;
+  private brickFree = { bytes: Number.MAX_SAFE_INTEGER, at: 0 };
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private failure: unknown;
+  private closed = false;
+  private readonly applyContext: ApplyContext;
+  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint'>> & Pick<StoreOptions, 'repair' | 'crashPoint'>;
+
+  private constructor(
+    readonly dir: string,
+    private manifestValue: ReplicaManifest,
+    private readonly wal: WriteLog,
+    options: StoreOptions,
+  ) {
+    this.opts = {
+      log: options.log ?? silentLogger,
+      segmentBytes: options.segmentBytes ?? 64 * 2 ** 20,
+      directWriteBytes: options.directWriteBytes ?? 64 * 1024,
+      checkpointBytes: options.checkpointBytes ?? 128 * 2 ** 20,
+      checkpointIntervalMs: options.checkpointIntervalMs ?? 10_000,
+      brickReserveBytes: options.brickReserveBytes ?? 32 * 2 ** 20,
+      repair: options.repair,
+      crashPoint: options.crashPoint,
+    };
+    this.files = new FileTable(dir);
+    this.applyContext = {
+      files: this.files,
+      locks: this.locks,
+      blockSize: manifestValue.blockSize,
+      dirtyFid: (fid) => this.dirtyFids.add(fid),
+      dirtyDir: (d) => this.dirtyDirs.add(d),
+      usage: (delta) => {
+        this.usedBytesValue += delta;
+      },
+    };
+  }
+
+  /** Make a new, empty replica in `dir`. Idempotent for the same volume id and settings. */
+  static async create(dir: string, replica: CreateReplicaOptions, options: StoreOptions = {}): Promise<ReplicaStore> {
+    if (!VOLUME_ID_RE.test(replica.volumeId)) throw new RangeError(`volumeId must match ${VOLUME_ID_RE}, got ${JSON.stringify(replica.volumeId)}`);
+    checkInteger('sizeLimitBytes', replica.sizeLimitBytes, 1);
+    const blockSize = replica.blockSize ?? DEFAULT_BLOCK_SIZE;
+    if (![512, 1024, 2048, 4096, 8192, 16384, 32768, 65536].includes(blockSize)) throw new RangeError(`blockSize must be a power of two from 512 to 65536, got ${blockSize}`);
+    try {
+      const existing = await readReplicaManifest(dir);
+      if (existing.volumeId !== replica.volumeId || existing.blockSize !== blockSize || existing.sizeLimitBytes !== replica.sizeLimitBytes) {
+        throw new BrickdError('VOLUME_EXISTS', `${dir} holds a replica of ${existing.volumeId} with other settings`, { dir });
+      }
+      return ReplicaStore.open(dir, options);
+    } catch (err) {
+      if (!(err instanceof BrickdError) || err.code !== 'VOLUME_NOT_FOUND') throw err;
+    }
+    for (const sub of ['data', '.brickd/log', '.brickd/fids', '.brickd/sums']) await mkdir(path.join(dir, sub), { recursive: true, mode: 0o755 });
+    await fsyncDir(path.join(dir, '.brickd'));
+    await fsyncDir(dir);
+    await writeReplicaManifest(dir, {
+      format: REPLICA_FORMAT,
+      version: REPLICA_VERSION,
+      volumeId: replica.volumeId,
+      sizeLimitBytes: replica.sizeLimitBytes,
+      blockSize,
+      generation: replica.generation ?? 0,
+      appliedSeq: '0',
+      createdAt: new Date().toISOString(),
+    });
+    return ReplicaStore.open(dir, options);
+  }
+
+  /** Open an existing replica, replaying its log after a crash. */
+  static async open(dir: string, options: StoreOptions = {}): Promise<ReplicaStore> {
+    const manifest = await readReplicaManifest(dir);
+    const checkpointSeq = BigInt(manifest.appliedSeq);
+    const { log, replay } = await WriteLog.open(
+      { dir: path.join(dir, '.brickd', 'log'), segmentBytes: options.segmentBytes ?? 64 * 2 ** 20, crashPoint: options.crashPoint },
+      checkpointSeq,
+    );
+    const store = new ReplicaStore(dir, manifest, log, options);
+    store.checkpointSeq = store.appliedSeqValue = checkpointSeq;
+    store.usedBytesValue = await store.measureUsage();
+    const log0 = store.opts.log.child({ volume: manifest.volumeId });
+    if (replay.length > 0) log0.info({ from: String(replay[0]!.seq), to: String(replay[replay.length - 1]!.seq) }, 'replay write log');
+    for (const record of replay) {
+      const mutation = decodeMutation(record.type, record.body, record.payload);
+      try {
+        await applyMutation(store.applyContext, mutation, true);
+      } catch (err) {
+        await log.close();
+        await store.files.closeAll();
+        throw new BrickdError('LOG_CORRUPT', `replay of seq ${record.seq} (${mutation.op}) failed: ${(err as Error).message}`, { seq: String(record.seq) }, err);
+      }
+      store.appliedSeqValue = record.seq;
+    }
+    await store.checkpoint();
+    if (store.opts.checkpointIntervalMs > 0) {
+      store.checkpointTimer = setInterval(() => void store.checkpointIfDirty(), store.opts.checkpointIntervalMs);
+      store.checkpointTimer.unref();
+    }
+    return store;
+  }
+
+  get manifest(): Readonly<ReplicaManifest> {
+    return this.manifestValue;
+  }
+
+  get volumeId(): string {
+    return this.manifestValue.volumeId;
+  }
+
+  /** Highest seq that is durable (in the log or checkpointed). */
+  get durableSeq(): bigint {
+    return this.wal.durableSeq > this.checkpointSeq ? this.wal.durableSeq : this.checkpointSeq;
+  }
+
+  /** Highest seq applied to data/ (visible to reads). */
+  get appliedSeq(): bigint {
+    return this.appliedSeqValue;
+  }
+
+  /** Logical bytes in use (file sizes, each inode once). */
+  get usedBytes(): number {
+    return this.usedBytesValue;
+  }
+
+  // ── mutations ───────────────────────────────────────────────────────────────────────
+
+  async create(filePath: string, mode = 0o644): Promise<{ seq: bigint; fid: string }> {
+    validatePath(filePath);
+    const m = await this.mutate(async () => {
+      await this.expectAbsent(filePath, 'create');
+      return { op: 'create', path: filePath, fid: await this.files.newFid(), mode: mode & 0o7777 };
+    });
+    return { seq: m.seq, fid: (m.mutation as { fid: string }).fid };
+  }
+
+  async mkdir(dirPath: string, mode = 0o755): Promise<{ seq: bigint; fid: string }> {
+    validatePath(dirPath);
+    const m = await this.mutate(async () => {
+      await this.expectAbsent(dirPath, 'mkdir');
+      return { op: 'mkdir', path: dirPath, fid: await this.files.newFid(), mode: mode & 0o7777 };
+    });
+    return { seq: m.seq, fid: (m.mutation as { fid: string }).fid };
+  }
+
+  async symlink(target: string, linkPath: string): Promise<{ seq: bigint; fid: string }> {
+    validateSymlinkTarget(target);
+    validatePath(linkPath);
+    const m = await this.mutate(async () => {
+      await this.expectAbsent(linkPath, 'symlink');
+      return { op: 'symlink', path: linkPath, fid: await this.files.newFid(), target };
+    });
+    return { seq: m.seq, fid: (m.mutation as { fid: string }).fid };
+  }
+
+  async link(existingPath: string, newPath: string): Promise<{ seq: bigint }> {
+    validatePath(existingPath);
+    validatePath(newPath);
+    return this.mutate(async () => {
+      const st = await this.lstatOrThrow(existingPath, 'link');
+      if (st.isDirectory()) throw posixError('EPERM', 'link', existingPath, 'hard links to directories are not allowed');
+      await this.expectAbsent(newPath, 'link');
+      return { op: 'link', path: newPath, fid: await this.requireFid(existingPath, 'link') };
+    });
+  }
+
+  /**
+   * Write `data` at `offset`. `crc`, if given, is the CRC32C of `data` as it left the client
+   * (or came off the wire): it is verified before anything is written.
+   */
+  async write(file: FileRef, offset: number, data: Uint8Array, crc?: number): Promise<{ seq: bigint }> {
+    checkInteger('offset', offset, 0);
+    if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Buffer or Uint8Array');
+    if (data.length > MAX_RECORD_PAYLOAD) throw new RangeError(`data must be at most ${MAX_RECORD_PAYLOAD} bytes, got ${data.length}`);
+    checkInteger('offset + data.length', offset + data.length, 0);
+    const payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const label = typeof file === 'string' ? file : file.fid;
+    if (crc !== undefined && data.length < this.opts.directWriteBytes && native.crc32c(payload) >>> 0 !== crc >>> 0) {
+      throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${label} at ${offset} does not match its CRC32C`, { file: label, offset });
+    }
+    const direct = data.length >= this.opts.directWriteBytes;
+    const result = await this.mutate(async () => {
+      const fid = await this.resolveFile(file, 'write');
+      await this.checkRoom(fid, offset + data.length, data.length * (direct ? 1 : 2), 'write', label);
+      if (!direct) return { op: 'write', fid, offset, data: payload };
+      return { op: 'writeDirect', fid, offset, length: data.length, crc: crc ?? native.crc32c(payload) };
+    }, direct ? payload : undefined);
+    return { seq: result.seq };
+  }
+
+  async truncate(file: FileRef, size: number): Promise<{ seq: bigint }> {
+    checkInteger('size', size, 0);
+    const label = typeof file === 'string' ? file : file.fid;
+    return this.mutate(async () => {
+      const fid = await this.resolveFile(file, 'truncate');
+      await this.checkRoom(fid, size, 0, 'truncate', label);
+      return { op: 'truncate', fid, size };
+    });
+  }
+
+  async unlink(filePath: string): Promise<{ seq: bigint }> {
+    validatePath(filePath);
+    return this.mutate(async () => {
+      const st = await this.lstatOrThrow(filePath, 'unlink');
+      if (st.isDirectory()) throw posixError('EISDIR', 'unlink', filePath);
+      return { op: 'unlink', path: filePath, fid: await this.requireFid(filePath, 'unlink') };
+    });
+  }
+
+  async rmdir(dirPath: string): Promise<{ seq: bigint }> {
+    validatePath(dirPath);
+    return this.mutate(async () => {
+      const st = await this.lstatOrThrow(dirPath, 'rmdir');
+      if (!st.isDirectory()) throw posixError('ENOTDIR', 'rmdir', dirPath);
+      if ((await readdir(this.files.dataPath(dirPath))).length > 0) throw posixError('ENOTEMPTY', 'rmdir', dirPath);
+      return { op: 'rmdir', path: dirPath, fid: await this.requireFid(dirPath, 'rmdir') };
+    });
+  }
+
+  /** rename(2) semantics: atomically replaces an existing target of a compatible type. */
+  async rename(from: string, to: string): Promise<{ seq: bigint }> {
+    validatePath(from);
+    validatePath(to);
+    return this.mutate(async () => {
+      const src = await this.lstatOrThrow(from, 'rename');
+      await this.parentDir(to, 'rename');
+      if (src.isDirectory() && (to === from || to.startsWith(from + '/'))) {
+        throw posixError('EINVAL', 'rename', from, `cannot move a directory into itself (${to})`);
+      }
+      const fid = await this.requireFid(from, 'rename');
+      const dst = await this.lstatOrUndefined(to);
+      let replacedFid: string | undefined;
+      if (dst) {
+        if (src.isDirectory() && !dst.isDirectory()) throw posixError('ENOTDIR', 'rename', to);
+        if (!src.isDirectory() && dst.isDirectory()) throw posixError('EISDIR', 'rename', to);
+        if (dst.isDirectory() && (await readdir(this.files.dataPath(to))).length > 0) throw posixError('ENOTEMPTY', 'rename', to);
+        const dstFid = await this.files.fidAt(this.files.dataPath(to));
+        if (dstFid === fid) return undefined; // same file (hard links to one inode): rename(2) does nothing
+        if (!dst.isDirectory()) replacedFid = dstFid;
+      }
+      const m: Mutation = { op: 'rename', from, to, fid };
+      if (replacedFid) m.replacedFid = replacedFid;
+      return m;
+    });
+  }
+
+  async setattr(entryPath: string, attrs: { mode?: number; uid?: number; gid?: number; atimeMs?: number; mtimeMs?: number }): Promise<{ seq: bigint }> {
+    validatePath(entryPath, { allowRoot: true });
+    if (attrs.mode !== undefined) checkInteger('mode', attrs.mode, 0, 0o7777);
+    if (attrs.uid !== undefined) checkInteger('uid', attrs.uid, 0, 0xfffffffe);
+    if (attrs.gid !== undefined) checkInteger('gid', attrs.gid, 0, 0xfffffffe);
+    for (const key of ['atimeMs', 'mtimeMs'] as const) {
+      if (attrs[key] !== undefined && !Number.isFinite(attrs[key])) throw new RangeError(`${key} must be a finite number`);
+    }
+    return this.mutate(async () => {
+      await this.lstatOrThrow(entryPath, 'setattr');
+      return { op: 'setattr', path: entryPath, fid: await this.requireFid(entryPath, 'setattr'), ...attrs };
+    });
+  }
+
+  /** Resolves once every mutation that has resolved or is in flight is durable (fsync). */
+  async flush(): Promise<bigint> {
+    this.checkOpen();
+    const seq = this.wal.lastSeq;
+    await this.wal.waitDurable(seq);
+    return seq;
+  }
+
+  // ── reads ───────────────────────────────────────────────────────────────────────────
+
+  /** Read up to `length` bytes at `offset`, every block verified (short at EOF). */
+  async read(file: FileRef, offset: number, length: number): Promise<Buffer> {
+    checkInteger('offset', offset, 0);
+    checkInteger('length', length, 0, MAX_RECORD_PAYLOAD);
+    this.checkOpen();
+    const fid = await this.resolveFile(file, 'read');
+    const label = typeof file === 'string' ? file : undefined;
+    const buffer = Buffer.allocUnsafe(length);
+    for (let attempt = 0; ; attempt++) {
+      const result = await this.locks.withRead(fid, () =>
+        this.files.use(fid, (f) => native.readBlocks(f.data.fd, f.sums.fd, buffer, offset, this.manifestValue.blockSize)),
+      );
+      if (!result) throw posixError('ENOENT', 'read', label ?? fid);
+      if (result.badBlock < 0) return buffer.subarray(0, result.bytes);
+      this.stats.checksumErrors++;
+      const repaired = attempt === 0 && (await this.repairBlock(fid, result.badBlock, label));
+      if (!repaired) {
+        const blockOffset = result.badBlock * this.manifestValue.blockSize;
+        throw new BrickdError(
+          'CHECKSUM_MISMATCH',
+          `${label ?? `fid ${fid}`}: block ${result.badBlock} (offset ${blockOffset}) does not match its checksum`,
+          { volume: this.volumeId, file: label, fid, block: result.badBlock, offset: blockOffset },
+        );
+      }
+    }
+  }
+
+  async stat(entryPath: string): Promise<EntryStat> {
+    validatePath(entryPath, { allowRoot: true });
+    const st = await this.lstatOrThrow(entryPath, 'stat');
+    const abs = this.files.dataPath(entryPath);
+    const fid = await this.files.fidAt(abs);
+    const out: EntryStat = {
+      type: entryType(st),
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      size: st.size,
+      // The fid link is brickd's own name for a file, not one the user made.
+      nlink: st.isFile() || st.isSymbolicLink() ? Math.max(1, st.nlink - 1) : st.nlink,
+      atimeMs: st.atimeMs,
+      mtimeMs: st.mtimeMs,
+      ctimeMs: st.ctimeMs,
+      ino: st.ino,
+      blocks: st.blocks,
+    };
+    if (fid) out.fid = fid;
+    return out;
+  }
+
+  async readdir(dirPath: string): Promise<string[]> {
+    validatePath(dirPath, { allowRoot: true });
+    const st = await this.lstatOrThrow(dirPath, 'readdir');
+    if (!st.isDirectory()) throw posixError('ENOTDIR', 'readdir', dirPath);
+    return (await readdir(this.files.dataPath(dirPath))).sort();
+  }
+
+  async readlink(linkPath: string): Promise<string> {
+    validatePath(linkPath);
+    const st = await this.lstatOrThrow(linkPath, 'readlink');
+    if (!st.isSymbolicLink()) throw posixError('EINVAL', 'readlink', linkPath);
+    return readlink(this.files.dataPath(linkPath));
+  }
+
+  /** The volume's capacity as its size limit, and what is in use. */
+  statfs(): { sizeLimitBytes: number; usedBytes: number; blockSize: number } {
+    return { sizeLimitBytes: this.manifestValue.sizeLimitBytes, usedBytes: this.usedBytesValue, blockSize: this.manifestValue.blockSize };
+  }
+
+  // ── durability ──────────────────────────────────────────────────────────────────────
+
+  /** Make everything applied so far durable in data/ and move the checkpoint up to it. */
+  checkpoint(): Promise<void> {
+    return this.checkpointMutex.run(async () => {
+      const { seq, fids, dirs } = await this.mutex.run(async () => {
+        const snapshot = { seq: this.appliedSeqValue, fids: this.dirtyFids, dirs: this.dirtyDirs };
+        this.dirtyFids = new Set();
+        this.dirtyDirs = new Set();
+        this.loggedSinceCheckpoint = 0;
+        return snapshot;
+      });
+      try {
+        await this.wal.waitDurable(seq);
+        for (const fid of fids) {
+          await this.files.use(fid, (f) => Promise.all([native.fsync(f.data.fd), native.fdatasync(f.sums.fd)]));
+        }
+        for (const dir of dirs) {
+          await fsyncDir(dir).catch((err) => {
+            if (!isSystemError(err, 'ENOENT')) throw err;
+          });
+        }
+        await fsyncDir(path.dirname(this.files.fidPath('00')));
+        this.opts.crashPoint?.('checkpoint.synced');
+        if (seq > this.checkpointSeq) {
+          this.manifestValue = { ...this.manifestValue, appliedSeq: String(seq) };
+          await writeReplicaManifest(this.dir, this.manifestValue);
+          this.checkpointSeq = seq;
+        }
+        this.opts.crashPoint?.('checkpoint.written');
+        await this.wal.checkpointed(seq);
+      } catch (err) {
+        // What was not synced stays dirty for the next checkpoint.
+        for (const fid of fids) this.dirtyFids.add(fid);
+        for (const dir of dirs) this.dirtyDirs.add(dir);
+        throw err;
+      }
+    });
+  }
+
+  /** Record a higher generation (fencing). Lower or equal generations are ignored. */
+  async raiseGeneration(generation: number): Promise<void> {
+    checkInteger('generation', generation, 0);
+    await this.mutex.run(async () => {
+      if (generation <= this.manifestValue.generation) return;
+      this.manifestValue = { ...this.manifestValue, generation };
+      await writeReplicaManifest(this.dir, this.manifestValue);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    if (!this.failure) await this.checkpoint().catch((err) => this.opts.log.error({ err, volume: this.volumeId }, 'final checkpoint failed'));
+    this.closed = true;
+    await this.mutex.run(async () => {
+      await this.wal.close();
+      await this.files.closeAll();
+    });
+  }
+
+  // ── internals ───────────────────────────────────────────────────────────────────────
+
+  private checkOpen(): void {
+    if (this.closed) throw new BrickdError('STORE_CLOSED', `replica ${this.volumeId} is closed`);
+    if (this.failure) throw new BrickdError('STORE_CLOSED', `replica ${this.volumeId} stopped after an I/O error: ${(this.failure as Error).message}`, {}, this.failure);
+  }
+
+  /**
+   * The one path of every mutation. `validate` runs under the mutex and returns the
+   * mutation to apply (or undefined for a no-op); for a direct write `directData` is the
+   * data that goes to the data file.
+   */
+  private async mutate(validate: () => Promise<Mutation | undefined>, directData?: Buffer): Promise<{ seq: bigint; mutation?: Mutation }> {
+    const applied = await this.mutex.run(async () => {
+      this.checkOpen();
+      const mutation = await validate();
+      if (!mutation) return undefined;
+      const { type, body, payload } = encodeMutation(mutation);
+      const seq = await this.wal.append(type, body, payload);
+      this.loggedSinceCheckpoint += body.length + (payload?.length ?? 0) + 32;
+      this.opts.crashPoint?.('apply.before');
+      try {
+        if (mutation.op === 'writeDirect') await this.applyDirectLocked(mutation, directData!);
+        else await applyMutation(this.applyContext, mutation, false);
+      } catch (err) {
+        if (mutation.op === 'writeDirect' && isSystemError(err, 'EBADMSG')) {
+          // Nothing was written; the logged range is re-summed (a no-op) if ever replayed.
+          this.appliedSeqValue = seq;
+          throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for fid ${mutation.fid} at ${mutation.offset} does not match its CRC32C`, { fid: mutation.fid, offset: mutation.offset }, err);
+        }
+        // The log holds a mutation the tree does not: stop acknowledging; reopen replays it.
+        this.failure = err;
+        this.opts.log.error({ err, volume: this.volumeId, seq: String(seq), op: mutation.op }, 'apply failed; replica stopped');
+        throw err;
+      }
+      this.appliedSeqValue = seq;
+      this.stats.mutations++;
+      this.opts.crashPoint?.('apply.after');
+      return { seq, mutation };
+    });
+    if (!applied) return { seq: this.wal.lastSeq };
+    const { seq, mutation } = applied;
+    const waits: Array<Promise<void>> = [this.wal.waitDurable(seq)];
+    if (mutation.op === 'writeDirect') waits.push(this.syncData(mutation.fid));
+    await Promise.all(waits);
+    this.opts.crashPoint?.('mutation.durable');
+    if (this.loggedSinceCheckpoint >= this.opts.checkpointBytes) void this.checkpointIfDirty();
+    return applied;
+  }
+
+  private async applyDirectLocked(m: Extract<Mutation, { op: 'writeDirect' }>, data: Buffer): Promise<void> {
+    await this.locks.withWrite(m.fid, () =>
+      this.files.use(m.fid, async (file) => {
+        const before = file.size;
+        await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, m.crc);
+        file.size = Math.max(file.size, m.offset + data.length);
+        this.usedBytesValue += file.size - before;
+        this.dirtyFids.add(m.fid);
+      }),
+    );
+  }
+
+  private syncData(fid: string): Promise<void> {
+    let coalescer = this.dataSyncs.get(fid);
+    if (!coalescer) {
+      coalescer = new SyncCoalescer(async () => {
+        await this.files.use(fid, (f) => native.fdatasync(f.data.fd));
+      });
+      this.dataSyncs.set(fid, coalescer);
+    }
+    return coalescer.request().finally(() => {
+      if (this.dataSyncs.size > 1024) this.dataSyncs.delete(fid);
+    });
+  }
+
+  private async checkpointIfDirty(): Promise<void> {
+    if (this.closed || this.failure) return;
+    if (this.appliedSeqValue === this.checkpointSeq && this.dirtyFids.size === 0 && this.dirtyDirs.size === 0) return;
+    await this.checkpoint().catch((err) => this.opts.log.error({ err, volume: this.volumeId }, 'checkpoint failed'));
+  }
+
+  private async repairBlock(fid: string, block: number, label: string | undefined): Promise<boolean> {
+    const log = this.opts.log.child({ volume: this.volumeId });
+    const blockSize = this.manifestValue.blockSize;
+    const offset = block * blockSize;
+    if (!this.opts.repair) {
+      log.error({ fid, file: label, block }, 'checksum mismatch, no repair source');
+      return false;
+    }
+    const good = await this.opts.repair({ volumeId: this.volumeId, fid, ...(label ? { path: label } : {}), offset, length: blockSize }).catch((err) => {
+      log.error({ err, fid, block }, 'repair fetch failed');
+      return undefined;
+    });
+    if (!good) return false;
+    await this.locks.withWrite(fid, () =>
+      this.files.use(fid, async (f) => {
+        await native.writeBlocks(f.data.fd, f.sums.fd, good, offset, blockSize);
+        await native.fdatasync(f.data.fd);
+        await native.fdatasync(f.sums.fd);
+      }),
+    );
+    this.stats.repaired++;
+    log.warn({ fid, file: label, block }, 'repair block from healthy copy');
+    return true;
+  }
+
+  /** Enforce the volume size limit and keep the brick from filling up mid-apply. */
+  private async checkRoom(fid: string, endOffset: number, bytesWritten: number, syscall: string, label: string): Promise<void> {
+    const size = (await this.files.use(fid, async (f) => f.size)) ?? 0;
+    const growth = Math.max(0, endOffset - size);
+    if (growth > 0 && this.usedBytesValue + growth > this.manifestValue.sizeLimitBytes) {
+      throw volumeFull(`${syscall} '${label}': ${growth} more bytes would exceed the volume size limit ${this.manifestValue.sizeLimitBytes} (in use ${this.usedBytesValue})`, {
+        volume: this.volumeId,
+        file: label,
+      });
+    }
+    const now = Date.now();
+    const need = bytesWritten + this.opts.brickReserveBytes;
+    if (now - this.brickFree.at > 1000 || this.brickFree.bytes < need * 4) {
+      const s = await statfs(this.dir);
+      this.brickFree = { bytes: s.bavail * s.bsize, at: now };
+    }
+    if (this.brickFree.bytes < need) {
+      throw volumeFull(`${syscall} '${label}': the brick has ${this.brickFree.bytes} bytes free, under the ${need} this write needs with its reserve`, {
+        volume: this.volumeId,
+        file: label,
+      });
+    }
+    this.brickFree.bytes -= bytesWritten;
+  }
+
+  private async measureUsage(): Promise<number> {
+    let total = 0;
+    const fidsDir = path.join(this.files.metaDir, 'fids');
+    for (const fan of await readdir(fidsDir)) {
+      for (const name of await readdir(path.join(fidsDir, fan))) {
+        const st = await lstat(path.join(fidsDir, fan, name));
+        if (st.isFile()) total += st.size;
+      }
+    }
+    return total;
+  }
+
+  private async lstatOrUndefined(entryPath: string) {
+    try {
+      return await lstat(this.files.dataPath(entryPath));
+    } catch (err) {
+      if (isSystemError(err, 'ENOENT')) return undefined;
+      if (isSystemError(err, 'ENOTDIR')) return undefined;
+      throw err;
+    }
+  }
+
+  private async lstatOrThrow(entryPath: string, syscall: string) {
+    const st = await this.lstatOrUndefined(entryPath);
+    if (!st) throw posixError('ENOENT', syscall, entryPath);
+    return st;
+  }
+
+  private async parentDir(entryPath: string, syscall: string): Promise<void> {
+    const parent = path.posix.dirname(entryPath);
+    if (parent === '.') return;
+    const st = await this.lstatOrUndefined(parent);
+    if (!st) throw posixError('ENOENT', syscall, entryPath, `parent ${parent} does not exist`);
+    if (!st.isDirectory()) throw posixError('ENOTDIR', syscall, entryPath, `parent ${parent} is not a directory`);
+  }
+
+  private async expectAbsent(entryPath: string, syscall: string): Promise<void> {
+    await this.parentDir(entryPath, syscall);
+    if (await this.lstatOrUndefined(entryPath)) throw posixError('EEXIST', syscall, entryPath);
+  }
+
+  private async requireFid(entryPath: string, syscall: string): Promise<string> {
+    const fid = await this.files.fidAt(this.files.dataPath(entryPath));
+    if (!fid) throw posixError('EIO', syscall, entryPath, 'entry has no brickd file id (made outside brickd?)');
+    return fid;
+  }
+
+  private async resolveFile(file: FileRef, syscall: string): Promise<string> {
+    if (typeof file !== 'string') {
+      if (typeof file.fid !== 'string' || !/^[0-9a-f]{16}$/.test(file.fid)) throw posixError('EINVAL', syscall, String(file.fid), 'not a file id');
+      const st = await lstat(this.files.fidPath(file.fid)).catch(() => undefined);
+      if (!st) throw posixError('ENOENT', syscall, file.fid);
+      if (!st.isFile()) throw posixError('EINVAL', syscall, file.fid, 'not a regular file');
+      return file.fid;
+    }
+    validatePath(file);
+    const st = await this.lstatOrThrow(file, syscall);
+    if (st.isDirectory()) throw posixError('EISDIR', syscall, file);
+    if (!st.isFile()) throw posixError('EINVAL', syscall, file, 'not a regular file');
+    return this.requireFid(file, syscall);
+  }
+}

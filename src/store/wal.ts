@@ -1,0 +1,348 @@
+// The replica's write log: an append-only sequence of records in fixed-size segment files,
+// made durable by group commit.
+//
+// How it works
+// - Record = 32-byte header + body (small JSON: what the mutation is) + payload (raw data).
+//   Header, little-endian: magic u32 'BWAL' | version u16 | type u16 | seq u64 |
+//   bodyLen u32 | payloadLen u32 | payloadCrc u32 | headerCrc u32, where headerCrc covers
+//   header bytes 0..28 and the body. A record is valid only if its magic, version and
+//   headerCrc check and its payload matches payloadCrc.
+// - Appends reserve a byte range synchronously (so records are laid out in seq order) and
+//   pwrite concurrently. `writtenSeq` is the highest seq whose record, and every earlier one,
+//   has been written. A sync round snapshots writtenSeq, fdatasyncs the segment, then
+//   declares everything up to the snapshot durable: one fdatasync serves every append that
+//   was written when it started (group commit). A round starts whenever someone waits for
+//   durability and none is running.
+// - A segment that fills up is synced completely before the next one is used, so durable
+//   order across segments is log order.
+// - Segments whose records are all checkpointed (applied to data files that were then
+//   synced) are recycled: renamed and overwritten from the start, so the file is already
+//   allocated and a sync flushes data only, never allocation metadata. Stale records in a
+//   recycled segment have old seqs and end any scan that reaches them.
+// - Recovery scans segments in order of their first seq, takes the contiguous run of valid
+//   records after the checkpoint, and truncates the segment where the run ends, so a stale
+//   record behind a torn one can never be mistaken for a new one later.
+import { open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { BrickdError } from '../errors.js';
+import { fsyncDir } from '../fsutil.js';
+import { native } from '../native.js';
+
+export const WAL_MAGIC = 0x4c415742; // 'BWAL' little-endian
+export const WAL_VERSION = 1;
+export const HEADER_SIZE = 32;
+/** The largest record the log accepts (a body plus a payload of at most 16 MiB). */
+export const MAX_RECORD_PAYLOAD = 16 * 2 ** 20;
+export const MAX_RECORD_BODY = 64 * 1024;
+
+export interface WalRecord {
+  seq: bigint;
+  type: number;
+  body: Buffer;
+  payload: Buffer;
+  payloadCrc: number;
+}
+
+interface Segment {
+  name: string;
+  handle: FileHandle;
+  /** Next free byte. */
+  tail: number;
+  /** First and last seq written in this use of the segment (0n when none). */
+  firstSeq: bigint;
+  lastSeq: bigint;
+}
+
+export interface WalOptions {
+  dir: string;
+  segmentBytes: number;
+  /** Test hook: called with a named point in the write path (crash-point tests). */
+  crashPoint?: (name: string) => void;
+}
+
+function encodeHeader(type: number, seq: bigint, body: Uint8Array, payloadLen: number, payloadCrc: number): Buffer {
+  const header = Buffer.alloc(HEADER_SIZE);
+  header.writeUInt32LE(WAL_MAGIC, 0);
+  header.writeUInt16LE(WAL_VERSION, 4);
+  header.writeUInt16LE(type, 6);
+  header.writeBigUInt64LE(seq, 8);
+  header.writeUInt32LE(body.length, 16);
+  header.writeUInt32LE(payloadLen, 20);
+  header.writeUInt32LE(payloadCrc >>> 0, 24);
+  const crc = native.crc32c(body, native.crc32c(header.subarray(0, 28)));
+  header.writeUInt32LE(crc >>> 0, 28);
+  return header;
+}
+
+/** Parse a header at the start of `buf`; undefined if it is not a valid record header (given its body). */
+function decodeHeader(buf: Buffer): { type: number; seq: bigint; bodyLen: number; payloadLen: number; payloadCrc: number; headerCrc: number } | undefined {
+  if (buf.length < HEADER_SIZE || buf.readUInt32LE(0) !== WAL_MAGIC || buf.readUInt16LE(4) !== WAL_VERSION) return undefined;
+  const bodyLen = buf.readUInt32LE(16);
+  const payloadLen = buf.readUInt32LE(20);
+  if (bodyLen > MAX_RECORD_BODY || payloadLen > MAX_RECORD_PAYLOAD) return undefined;
+  return { type: buf.readUInt16LE(6), seq: buf.readBigUInt64LE(8), bodyLen, payloadLen, payloadCrc: buf.readUInt32LE(24), headerCrc: buf.readUInt32LE(28) };
+}
+
+const SEGMENT_RE = /^seg-([0-9a-f]{8})\.wal$/;
+const segmentName = (n: number) => `seg-${n.toString(16).padStart(8, '0')}.wal`;
+
+/** Sequential reader of one segment, used by recovery. */
+async function* readSegment(handle: FileHandle, size: number): AsyncGenerator<WalRecord & { offset: number; end: number }> {
+  let offset = 0;
+  const header = Buffer.alloc(HEADER_SIZE);
+  while (offset + HEADER_SIZE <= size) {
+    if ((await native.readInto(handle.fd, header, offset)) < HEADER_SIZE) return;
+    const h = decodeHeader(header);
+    if (!h || offset + HEADER_SIZE + h.bodyLen + h.payloadLen > size) return;
+    const rest = Buffer.alloc(h.bodyLen + h.payloadLen);
+    if ((await native.readInto(handle.fd, rest, offset + HEADER_SIZE)) < rest.length) return;
+    const body = rest.subarray(0, h.bodyLen);
+    const payload = rest.subarray(h.bodyLen);
+    if ((native.crc32c(body, native.crc32c(header.subarray(0, 28))) >>> 0) !== h.headerCrc) return;
+    if (h.payloadLen > 0 && native.crc32c(payload) >>> 0 !== h.payloadCrc) return;
+    const end = offset + HEADER_SIZE + h.bodyLen + h.payloadLen;
+    yield { seq: h.seq, type: h.type, body, payload, payloadCrc: h.payloadCrc, offset, end };
+    offset = end;
+  }
+}
+
+export class WriteLog {
+  private segments: Segment[] = [];
+  /** Recycled segment files ready for reuse (already allocated on disk). */
+  private spare: string[] = [];
+  private nextSegmentNumber = 0;
+  private reservedSeq = 0n;
+  /** Highest seq with it and every earlier record written (not yet necessarily durable). */
+  private writtenSeq = 0n;
+  private durableSeqValue = 0n;
+  /** Records written out of order, waiting for earlier ones before writtenSeq can advance. */
+  private readonly doneOutOfOrder = new Set<bigint>();
+  private syncing: Promise<void> | undefined;
+  private readonly waiters: Array<{ seq: bigint; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private failed: unknown;
+  private rollover: Promise<void> = Promise.resolve();
+  private rollingOver = false;
+
+  private constructor(private readonly options: WalOptions) {}
+
+  /** Highest seq that is durable in the log (it and all before it). */
+  get durableSeq(): bigint {
+    return this.durableSeqValue;
+  }
+
+  get lastSeq(): bigint {
+    return this.reservedSeq;
+  }
+
+  /**
+   * Open the log in `dir`, returning it and the records after `checkpointSeq` to replay,
+   * in seq order. The log continues from the last of them (or from checkpointSeq).
+   */
+  static async open(options: WalOptions, checkpointSeq: bigint): Promise<{ log: WriteLog; replay: WalRecord[] }> {
+    const log = new WriteLog(options);
+    const names = (await readdir(options.dir)).filter((n) => SEGMENT_RE.test(n));
+    const found: Array<{ name: string; handle: FileHandle; firstSeq: bigint; records: Array<WalRecord & { offset: number; end: number }>; size: number }> = [];
+    for (const name of names) {
+      log.nextSegmentNumber = Math.max(log.nextSegmentNumber, parseInt(SEGMENT_RE.exec(name)![1]!, 16) + 1);
+      const handle = await open(path.join(options.dir, name), 'r+');
+      const size = (await handle.stat()).size;
+      const records: Array<WalRecord & { offset: number; end: number }> = [];
+      let prev: bigint | undefined;
+      for await (const r of readSegment(handle, size)) {
+        if (prev !== undefined && r.seq !== prev + 1n) break;
+        records.push(r);
+        prev = r.seq;
+      }
+      found.push({ name, handle, firstSeq: records[0]?.seq ?? 0n, records, size });
+    }
+    found.sort((a, b) => (a.firstSeq < b.firstSeq ? -1 : a.firstSeq > b.firstSeq ? 1 : 0));
+
+    // Walk segments in seq order taking the contiguous run after the checkpoint. Segments
+    // holding part of that run stay in use (recycled only after the next checkpoint); the
+    // others are fully checkpointed or stale and become spares.
+    const replay: WalRecord[] = [];
+    let expected = checkpointSeq + 1n;
+    let ended = false;
+    let endOffset = 0;
+    for (const seg of found) {
+      const start = ended ? -1 : seg.records.findIndex((r) => r.seq === expected);
+      if (start < 0) {
+        // Records past `expected` with no way to reach them lie beyond a gap: the log ended
+        // before them, and durability is contiguous, so none of them was ever acknowledged.
+        if (seg.records.some((r) => r.seq > expected)) ended = true;
+        await seg.handle.close();
+        log.spare.push(seg.name);
+        continue;
+      }
+      const run = seg.records.slice(start);
+      for (const r of run) replay.push(r);
+      expected = run[run.length - 1]!.seq + 1n;
+      endOffset = run[run.length - 1]!.end;
+      log.segments.push({ name: seg.name, handle: seg.handle, tail: endOffset, firstSeq: seg.firstSeq, lastSeq: expected - 1n });
+    }
+    log.reservedSeq = log.writtenSeq = log.durableSeqValue = expected - 1n;
+    const last = log.active;
+    if (last) {
+      // Cut off whatever follows the last valid record, so nothing stale can ever follow it.
+      await last.handle.truncate(endOffset);
+      await last.handle.sync();
+    }
+    return { log, replay };
+  }
+
+  private get active(): Segment | undefined {
+    return this.segments[this.segments.length - 1];
+  }
+
+  private async newSegmentLocked(): Promise<Segment> {
+    const name = segmentName(this.nextSegmentNumber++);
+    const file = path.join(this.options.dir, name);
+    const spare = this.spare.shift();
+    if (spare) await rename(path.join(this.options.dir, spare), file);
+    const handle = await open(file, spare ? 'r+' : 'w+');
+    if (!spare) {
+      // Allocate the whole segment now so syncs later flush data, not allocation metadata.
+      const zeros = Buffer.alloc(2 ** 20);
+      for (let off = 0; off < this.options.segmentBytes; off += zeros.length) await native.writev(handle.fd, [zeros], off);
+      await native.fdatasync(handle.fd);
+    }
+    await fsyncDir(this.options.dir);
+    const seg: Segment = { name, handle, tail: 0, firstSeq: 0n, lastSeq: 0n };
+    this.segments.push(seg);
+    return seg;
+  }
+
+  /**
+   * Append one record with the next seq. Resolves with the seq once the record is written
+   * (not yet durable: call waitDurable). Records are laid out in seq order.
+   */
+  async append(type: number, body: Uint8Array, payload: Uint8Array = Buffer.alloc(0), payloadCrc?: number): Promise<bigint> {
+    if (this.failed) throw this.failed;
+    if (body.length > MAX_RECORD_BODY || payload.length > MAX_RECORD_PAYLOAD) {
+      throw new RangeError(`record too large: body ${body.length} (max ${MAX_RECORD_BODY}), payload ${payload.length} (max ${MAX_RECORD_PAYLOAD})`);
+    }
+    const size = HEADER_SIZE + body.length + payload.length;
+    if (size > this.options.segmentBytes) throw new RangeError(`record of ${size} bytes exceeds the segment size ${this.options.segmentBytes}`);
+    // Reserve seq and offset together, with no await between the check and the reservation.
+    // A full segment is first synced completely, then replaced (one rollover at a time).
+    let seg: Segment | undefined;
+    for (;;) {
+      await this.rollover;
+      seg = this.active;
+      if (seg && seg.tail + size <= this.options.segmentBytes) break;
+      if (!this.rollingOver) {
+        this.rollingOver = true;
+        const full = seg;
+        this.rollover = (async () => {
+          try {
+            if (full) await this.waitDurable(this.reservedSeq);
+            await this.newSegmentLocked();
+          } finally {
+            this.rollingOver = false;
+          }
+        })();
+      }
+    }
+    const seq = ++this.reservedSeq;
+    const offset = seg.tail;
+    seg.tail += size;
+    if (seg.firstSeq === 0n) seg.firstSeq = seq;
+    seg.lastSeq = seq;
+    const crc = payload.length === 0 ? 0 : (payloadCrc ?? native.crc32c(payload));
+    const header = encodeHeader(type, seq, body, payload.length, crc);
+    try {
+      await native.writev(seg.handle.fd, payload.length ? [header, body, payload] : [header, body], offset);
+    } catch (err) {
+      this.fail(err);
+      throw err;
+    }
+    this.options.crashPoint?.('wal.appended');
+    this.markWritten(seq);
+    return seq;
+  }
+
+  private markWritten(seq: bigint): void {
+    if (seq !== this.writtenSeq + 1n) {
+      this.doneOutOfOrder.add(seq);
+      return;
+    }
+    this.writtenSeq = seq;
+    while (this.doneOutOfOrder.delete(this.writtenSeq + 1n)) this.writtenSeq++;
+  }
+
+  /** Resolves once every record up to `seq` is durable (fdatasync'd). */
+  waitDurable(seq: bigint): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (seq <= this.durableSeqValue) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ seq, resolve, reject });
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.syncing || this.waiters.length === 0) return;
+    this.syncing = this.syncRound().finally(() => {
+      this.syncing = undefined;
+      this.kick();
+    });
+  }
+
+  private async syncRound(): Promise<void> {
+    const target = this.writtenSeq;
+    if (target <= this.durableSeqValue) {
+      // Waiters are ahead of what is written: wait for writes to land, then retry.
+      await new Promise((r) => setImmediate(r));
+      return;
+    }
+    try {
+      // Only the segments holding records in (durable, target] need a flush; normally one.
+      for (const seg of this.segments) {
+        if (seg.lastSeq > this.durableSeqValue && seg.firstSeq !== 0n) await native.fdatasync(seg.handle.fd);
+      }
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.options.crashPoint?.('wal.synced');
+    this.durableSeqValue = target;
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const w = this.waiters[i]!;
+      if (w.seq <= target) {
+        this.waiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+
+  /** After an I/O error the log stops: nothing more may be acknowledged from it. */
+  private fail(err: unknown): void {
+    this.failed ??= err;
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
+  /**
+   * Everything up to `seq` is applied and synced in the data files: segments holding only
+   * such records become spares for reuse.
+   */
+  async checkpointed(seq: bigint): Promise<void> {
+    while (this.segments.length > 1 && this.segments[0]!.lastSeq <= seq) {
+      const seg = this.segments.shift()!;
+      await seg.handle.close();
+      this.spare.push(seg.name);
+    }
+  }
+
+  /** Remove spare segments beyond `keep` (disk space back after a burst). */
+  async trimSpares(keep = 1): Promise<void> {
+    while (this.spare.length > keep) await unlink(path.join(this.options.dir, this.spare.pop()!));
+  }
+
+  async close(): Promise<void> {
+    await this.rollover.catch(() => {});
+    if (!this.failed && this.writtenSeq > this.durableSeqValue) await this.waitDurable(this.writtenSeq).catch(() => {});
+    for (const seg of this.segments) await seg.handle.close();
+    this.segments = [];
+    this.failed ??= new BrickdError('STORE_CLOSED', 'the write log is closed');
+  }
+}
