@@ -16,11 +16,12 @@
 //   so chain A starts from the running state and chains B and C start from 0.
 //
 // The two multiplications mod P use PCLMULQDQ (carry-less multiply) and then the crc32
-// instruction itself as the reduction (see MultiplyByShift below), with one 32-bit constant
+// instruction itself as the reduction (see CarrylessProduct below), with one 32-bit constant
 // per stream length, computed at compile time. We chose this over a table of
 // "multiply by x^(8L)" lookups (zlib/Adler style): it needs no extra tables competing for
 // L1 with the data, costs two multiplies per chunk, and every x86-64 CPU with SSE4.2 since
-// Westmere (2010) has PCLMULQDQ. A CPU with SSE4.2 but no PCLMULQDQ (Nehalem) gets the table.
+// Westmere (2010) has PCLMULQDQ. A CPU with SSE4.2 but no PCLMULQDQ (Nehalem, 2008) gets the
+// table: slower than one chain there, but crc32cImpl names only these two paths.
 #include "checksum/crc32c.h"
 
 #include <array>
@@ -120,10 +121,11 @@ __attribute__((target("sse4.2"))) inline uint32_t Sse42Serial(uint32_t raw, cons
 
 // raw·x^(8·bytes) mod P, where shift_constant = XPowModP(8·bytes - 33).
 //
-// The carry-less product of two 32-bit reflected values is a 64-bit reflected value equal
-// to x·raw·shift_constant (the product has degree ≤ 62, and bit 63 of the result stands
-// for x^0, so everything sits one degree higher). _mm_crc32_u64(0, v) computes V·x^32 mod P
-// for a 64-bit value V. Together: raw·x^(8·bytes-33)·x·x^32 = raw·x^(8·bytes), reduced.
+// Bit k of a 32-bit reflected value is the coefficient of x^(31-k), so bit k of the integer
+// carry-less product of two of them is the coefficient of x^(62-k) in the true product.
+// Read as a 64-bit reflected value (bit k is x^(63-k)), that is the true product times x.
+// _mm_crc32_u64(0, v) computes V·x^32 mod P for a 64-bit reflected V. Together:
+// raw·x^(8·bytes-33)·x·x^32 = raw·x^(8·bytes), reduced mod P.
 // Callers xor several products before this single reduction, which is valid by linearity.
 __attribute__((target("sse4.2,pclmul"))) inline uint64_t CarrylessProduct(uint32_t raw,
                                                                            uint32_t shift_constant) {
@@ -133,7 +135,8 @@ __attribute__((target("sse4.2,pclmul"))) inline uint64_t CarrylessProduct(uint32
 }
 
 // Consumes whole chunks of 3 × kStreamBytes from (p, len) and returns the raw state.
-// p must be 8-byte aligned; kStreamBytes is a multiple of 8, so all three streams are too.
+// Callers align p to 8 bytes first; kStreamBytes is a multiple of 8, so all three streams
+// stay aligned. That is for speed only: Load64 is correct at any address.
 template <size_t kStreamBytes>
 __attribute__((target("sse4.2,pclmul"))) inline uint32_t ThreeWayChunks(uint32_t raw, const uint8_t*& p,
                                                                         size_t& len) {
@@ -183,7 +186,9 @@ bool CpuHasPclmul() {
   return __builtin_cpu_supports("pclmul");
 }
 
-uint32_t Crc32cSse42(uint32_t crc, const uint8_t* data, size_t len) { return ~Sse42Serial(~crc, data, len); }
+__attribute__((target("sse4.2"))) uint32_t Crc32cSse42(uint32_t crc, const uint8_t* data, size_t len) {
+  return ~Sse42Serial(~crc, data, len);
+}
 
 __attribute__((target("sse4.2,pclmul"))) uint32_t Crc32cSse42ThreeWay(uint32_t crc, const uint8_t* data,
                                                                       size_t len) {
