@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/common/errors.cc",
+        "native/checksum/crc32c.h",
         "native/checksum/crc32c.cc",
         "native/checksum/checksum_napi.cc",
         "native/device/device.cc",

@@ -1,0 +1,65 @@
+// What a benchmark case is and what it reports: the one contract between bench/run.ts,
+// the cases in bench/cases/ and the report writer.
+//
+// A case measures its subject and a baseline in the same run (the single-chain CRC, raw
+// disk through fio, loopback TCP, ...), so every figure comes with the number it should be
+// compared with on this machine, and targets are stated as ratios to that baseline.
+
+export interface BenchContext {
+  /** A short smoke run: fewer and shorter rounds, the same metrics. */
+  readonly quick: boolean;
+  /** One progress line on stderr (stdout is kept for the report). */
+  progress(message: string): void;
+}
+
+export interface ResultRow {
+  metric: string;
+  value: number;
+  unit: string;
+  /** The same metric of the baseline, measured in the same run. */
+  baseline?: { label: string; value: number };
+  /** value / baseline.value */
+  ratio?: number;
+  /** Every round's figure; `value` is their median. */
+  samples?: number[];
+}
+
+export interface Target {
+  description: string;
+  /** The measured ratio the target is about. */
+  ratio: number;
+  /** '>=' for throughput-like ratios, '<=' for latency-like ones. */
+  comparison: '>=' | '<=';
+  required: number;
+  pass: boolean;
+}
+
+export interface CaseResult {
+  /** What was measured and how (sizes, rounds, implementation names, ...). */
+  params: Record<string, unknown>;
+  rows: ResultRow[];
+  targets: Target[];
+  /** Set when the case could not run here, with the reason; rows are then empty. */
+  skipped?: string;
+}
+
+export interface BenchCase {
+  /** Unique, used by `--case` and as the JSON file name. */
+  name: string;
+  /** Cases of one family share a table in REPORT.md. */
+  family: string;
+  description: string;
+  run(ctx: BenchContext): Promise<CaseResult>;
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new RangeError('median of no values');
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function target(description: string, ratio: number, comparison: '>=' | '<=', required: number): Target {
+  const pass = comparison === '>=' ? ratio >= required : ratio <= required;
+  return { description, ratio, comparison, required, pass };
+}

@@ -1,0 +1,101 @@
+// The benchmark program: `npm run bench [-- --quick] [--case NAME ...] [--out DIR]`.
+//
+// Runs the selected cases one after another (never in parallel: they would compete for
+// the same cores), prints progress on stderr, writes <case>.json files and REPORT.md into
+// bench/results/<ISO-timestamp>/ (or --out DIR) and prints the report on stdout.
+// Benchmarks are not tests: a target that falls short is marked SHORT in the report,
+// while a case that fails to run makes the exit status 1.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { BenchCase } from './case.js';
+import { crc32cCase } from './cases/crc32c.js';
+import { describeMachine } from './machine.js';
+import { writeReport, type CaseRecord } from './report.js';
+
+const CASES: BenchCase[] = [crc32cCase];
+
+const USAGE = `usage: npm run bench -- [--quick] [--case NAME]... [--out DIR]
+  --quick       short smoke run (fewer, shorter rounds)
+  --case NAME   run only this case (repeatable); cases: ${CASES.map((c) => c.name).join(', ')}
+  --out DIR     write results into DIR instead of bench/results/<timestamp>/`;
+
+function progress(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+// dist/bench/run.js and bench/run.ts sit at different depths under the project root.
+function projectRoot(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  return here.endsWith(path.join('dist', 'bench')) ? path.resolve(here, '..', '..') : path.resolve(here, '..');
+}
+
+/** ISO 8601 basic format (20261125T195942Z): sortable and safe in a file name. */
+function timestamp(date: Date): string {
+  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        case: { type: 'string', multiple: true },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (err) {
+    console.error(`${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const unknown = (values.case ?? []).filter((name) => !CASES.some((c) => c.name === name));
+  if (unknown.length > 0) {
+    console.error(`unknown case: ${unknown.join(', ')}\n${USAGE}`);
+    return 2;
+  }
+  const selected = values.case ? CASES.filter((c) => values.case!.includes(c.name)) : CASES;
+  const quick = values.quick ?? false;
+
+  const started = new Date();
+  const machine = describeMachine();
+  const outDir = path.resolve(values.out ?? path.join(projectRoot(), 'bench', 'results', timestamp(started)));
+  progress(`${machine.cpuModel}, ${machine.logicalCpus} CPUs, node ${machine.node}; ${quick ? 'quick' : 'full'} run`);
+
+  const records: CaseRecord[] = [];
+  for (const benchCase of selected) {
+    progress(`case ${benchCase.name}: start`);
+    const caseStart = Date.now();
+    const record: CaseRecord = {
+      case: benchCase.name,
+      family: benchCase.family,
+      description: benchCase.description,
+      startedAt: new Date(caseStart).toISOString(),
+      durationMs: 0,
+      quick,
+      machine,
+    };
+    try {
+      record.result = await benchCase.run({ quick, progress: (m) => progress(`${benchCase.name}: ${m}`) });
+    } catch (err) {
+      record.error = err instanceof Error ? err.message : String(err);
+      progress(`case ${benchCase.name}: failed: ${record.error}`);
+    }
+    record.durationMs = Date.now() - caseStart;
+    progress(`case ${benchCase.name}: done in ${(record.durationMs / 1000).toFixed(1)} s`);
+    records.push(record);
+  }
+
+  const run = { startedAt: started.toISOString(), durationMs: Date.now() - started.getTime(), quick, machine };
+  const markdown = await writeReport(outDir, run, records);
+  process.stdout.write(markdown);
+  progress(`results in ${outDir}`);
+  return records.some((r) => r.error !== undefined) ? 1 : 0;
+}
+
+process.exitCode = await main();
