@@ -1,0 +1,194 @@
+// The replica store's file-tree operations on a real XFS brick: each operation, its errno
+// cases (nothing changed), name validation, and that data/ is a plain tree an admin can read.
+import { readFile, lstat, readlink as fsReadlink } from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { ReplicaStore } from '../../src/store/store.js';
+import { native } from '../../src/native.js';
+import { rejectsWithCode } from '../helpers/assert.js';
+import { needsRoot } from '../helpers/loop.js';
+import { replicaDir, testBrick, testStore } from '../helpers/store.js';
+
+const skip = needsRoot();
+
+t.test('create, write, read, stat; data/ holds the plain file', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick);
+  const { fid, seq } = await store.create('hello.txt', 0o640);
+  t.match(fid, /^[0-9a-f]{16}$/);
+  t.equal(seq, 1n);
+  const w = await store.write('hello.txt', 0, Buffer.from('hello, brick'));
+  t.equal(w.seq, 2n);
+  t.equal((await store.read('hello.txt', 0, 100)).toString(), 'hello, brick');
+  t.equal((await store.read({ fid }, 7, 5)).toString(), 'brick', 'read by fid at an offset');
+  t.equal((await store.read('hello.txt', 100, 10)).length, 0, 'read past EOF is empty');
+  const st = await store.stat('hello.txt');
+  t.match(st, { type: 'file', size: 12, mode: 0o640, nlink: 1, fid });
+  const plain = path.join(replicaDir(brick), 'data', 'hello.txt');
+  t.equal(await readFile(plain, 'utf8'), 'hello, brick', 'an admin reads the file without brickd');
+  t.equal(store.durableSeq, 2n);
+  t.equal(store.usedBytes, 12);
+});
+
+t.test('directories, symlinks, hard links, rename, unlink, rmdir, setattr', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick);
+  await store.mkdir('dir', 0o750);
+  await store.mkdir('dir/sub');
+  await store.create('dir/a');
+  await store.write('dir/a', 0, Buffer.from('AAAA'));
+  await store.symlink('a', 'dir/link');
+  t.equal(await store.readlink('dir/link'), 'a');
+  t.equal(await fsReadlink(path.join(replicaDir(brick), 'data', 'dir', 'link')), 'a');
+  await store.link('dir/a', 'dir/a2');
+  t.equal((await store.stat('dir/a')).nlink, 2, 'two user names');
+  t.same(await store.readdir('dir'), ['a', 'a2', 'link', 'sub']);
+  t.same(await store.readdir(''), ['dir']);
+
+  await store.rename('dir/a', 'moved');
+  t.equal((await store.read('moved', 0, 4)).toString(), 'AAAA', 'rename keeps data and checksums (fid-keyed)');
+  await store.create('victim');
+  await store.write('victim', 0, Buffer.from('old'));
+  const victimFid = (await store.stat('victim')).fid!;
+  await store.rename('moved', 'victim');
+  t.equal((await store.read('victim', 0, 4)).toString(), 'AAAA', 'rename over an existing file replaces it');
+  await t.rejects(lstat(store.files.fidPath(victimFid)), { code: 'ENOENT' }, 'the replaced file is gone with its fid link');
+
+  await store.unlink('dir/a2');
+  t.equal((await store.stat('victim')).nlink, 1);
+  await store.setattr('victim', { mode: 0o600, mtimeMs: 1_000_000_000_000 });
+  const st = await store.stat('victim');
+  t.equal(st.mode, 0o600);
+  t.equal(Math.round(st.mtimeMs), 1_000_000_000_000);
+  await store.setattr('dir', { mode: 0o700 });
+  t.equal((await store.stat('dir')).mode, 0o700);
+  await store.rmdir('dir/sub');
+  await store.unlink('dir/link');
+  await store.rmdir('dir');
+  t.same(await store.readdir(''), ['victim']);
+  await store.truncate('victim', 2);
+  t.equal((await store.read('victim', 0, 10)).toString(), 'AA');
+  await store.truncate('victim', 6000);
+  const grown = await store.read('victim', 0, 6000);
+  t.equal(grown.length, 6000);
+  t.equal(grown.subarray(0, 2).toString(), 'AA');
+  t.ok(grown.subarray(2).every((b) => b === 0), 'truncate up reads zeros');
+});
+
+t.test('errno cases change nothing', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick);
+  await store.mkdir('d');
+  await store.create('d/f');
+  await store.create('g');
+  const before = store.durableSeq;
+  await rejectsWithCode(t, store.create('d/f'), 'EEXIST', /create 'd\/f'/);
+  await rejectsWithCode(t, store.create('nope/f'), 'ENOENT');
+  await rejectsWithCode(t, store.create('g/f'), 'ENOTDIR');
+  await rejectsWithCode(t, store.mkdir('d'), 'EEXIST');
+  await rejectsWithCode(t, store.unlink('d'), 'EISDIR');
+  await rejectsWithCode(t, store.unlink('missing'), 'ENOENT');
+  await rejectsWithCode(t, store.rmdir('g'), 'ENOTDIR');
+  await rejectsWithCode(t, store.rmdir('d'), 'ENOTEMPTY');
+  await rejectsWithCode(t, store.rename('d', 'd/inside'), 'EINVAL');
+  await rejectsWithCode(t, store.rename('d', 'g'), 'ENOTDIR');
+  await rejectsWithCode(t, store.rename('g', 'd'), 'EISDIR');
+  await rejectsWithCode(t, store.link('d', 'd2'), 'EPERM');
+  await rejectsWithCode(t, store.write('d', 0, Buffer.from('x')), 'EISDIR');
+  await rejectsWithCode(t, store.read('missing', 0, 1), 'ENOENT');
+  await rejectsWithCode(t, store.readlink('g'), 'EINVAL');
+  await rejectsWithCode(t, store.write({ fid: '0123456789abcdef' }, 0, Buffer.from('x')), 'ENOENT');
+  t.equal(store.durableSeq, before, 'no mutation was logged');
+  t.same(await store.readdir(''), ['d', 'g']);
+});
+
+t.test('names are validated: typed error, nothing changed', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick);
+  const bad = ['/etc/passwd', '../escape', 'a/../../b', 'a//b', './a', 'a/.', 'nul\0byte', 'x'.repeat(256), ('d/'.repeat(2100)) + 'f', ''];
+  for (const name of bad) {
+    await rejectsWithCode(t, store.create(name), 'NAME_INVALID', undefined, JSON.stringify(name.slice(0, 20)));
+  }
+  await rejectsWithCode(t, store.rename('a', '../b'), 'NAME_INVALID');
+  await rejectsWithCode(t, store.symlink('t', '/abs'), 'NAME_INVALID');
+  await rejectsWithCode(t, store.symlink('bad\0target', 'l'), 'NAME_INVALID');
+  t.same(await store.readdir(''), []);
+  t.equal(store.durableSeq, 0n);
+  t.throws(() => store.write('x', -1, Buffer.alloc(1)), RangeError);
+  await t.rejects(store.write('x', -1, Buffer.alloc(1)), RangeError);
+  await t.rejects(store.read('x', 0, -5), RangeError);
+});
+
+t.test('partial-block writes keep checksums right (verified against the raw files)', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick, {}, { directWriteBytes: 16 * 1024 });
+  const { fid } = await store.create('f');
+  const model = Buffer.alloc(70_000);
+  let size = 0;
+  const writes: Array<[number, number]> = [
+    [0, 100], [4090, 20], [4096, 4096], [10_000, 30_000], [1, 1], [65_000, 5000], [8191, 2], [300, 20_000],
+  ];
+  let fill = 1;
+  for (const [offset, length] of writes) {
+    const data = Buffer.alloc(length, fill++);
+    await store.write({ fid }, offset, data);
+    data.copy(model, offset);
+    size = Math.max(size, offset + length);
+  }
+  t.same(await store.read('f', 0, size), model.subarray(0, size), 'content matches the model');
+  // Every block's stored CRC equals the CRC of the block on disk (hole rule aside).
+  const data = await readFile(path.join(replicaDir(brick), 'data', 'f'));
+  const sums = await readFile(store.files.sumsPath(fid));
+  for (let block = 0; block * 4096 < data.length; block++) {
+    const bytes = data.subarray(block * 4096, Math.min(data.length, (block + 1) * 4096));
+    t.equal(sums.readUInt32LE(block * 4), native.crc32c(bytes), `block ${block}`);
+  }
+});
+
+t.test('caller-supplied CRC is verified before the write (small and direct)', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick, {}, { directWriteBytes: 8192 });
+  await store.create('f');
+  const small = Buffer.from('payload');
+  await store.write('f', 0, small, native.crc32c(small));
+  await rejectsWithCode(t, store.write('f', 0, Buffer.from('PAYLOAD'), native.crc32c(small)), 'CHECKSUM_MISMATCH');
+  const big = Buffer.alloc(20_000, 7);
+  await rejectsWithCode(t, store.write('f', 0, big, native.crc32c(big) ^ 1), 'CHECKSUM_MISMATCH');
+  t.equal((await store.read('f', 0, 100)).toString(), 'payload', 'nothing written by either refused write');
+  await store.write('f', 0, big, native.crc32c(big));
+  t.same(await store.read('f', 0, big.length), big);
+});
+
+t.test('reopen: everything is there and durable seq continues', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const dir = replicaDir(brick);
+  const store = await testStore(t, brick);
+  await store.mkdir('d');
+  await store.create('d/f');
+  await store.write('d/f', 0, Buffer.alloc(200_000, 9));
+  await store.write('d/f', 5, Buffer.from('xyz'));
+  await store.close();
+  const again = await ReplicaStore.open(dir, { segmentBytes: 4 * 2 ** 20, checkpointIntervalMs: 0 });
+  t.teardown(() => again.close());
+  t.equal(again.durableSeq, 4n);
+  const data = await again.read('d/f', 0, 200_000);
+  t.equal(data.length, 200_000);
+  t.equal(data.subarray(5, 8).toString(), 'xyz');
+  t.equal(again.usedBytes, 200_000);
+  const next = await again.create('d/g');
+  t.equal(next.seq, 5n);
+});
+
+t.test('bad replica options are RangeErrors; another volume in the dir is refused', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const dir = replicaDir(brick);
+  await t.rejects(ReplicaStore.create(dir, { volumeId: '../x', sizeLimitBytes: 1 }), RangeError);
+  await t.rejects(ReplicaStore.create(dir, { volumeId: 'v', sizeLimitBytes: 0 }), RangeError);
+  await t.rejects(ReplicaStore.create(dir, { volumeId: 'v', sizeLimitBytes: 10, blockSize: 3000 }), RangeError);
+  const store = await testStore(t, brick);
+  const same = await ReplicaStore.create(dir, { volumeId: 'vol1', sizeLimitBytes: 256 * 2 ** 20 }, { checkpointIntervalMs: 0, segmentBytes: 4 * 2 ** 20 });
+  await same.close();
+  await rejectsWithCode(t, ReplicaStore.create(dir, { volumeId: 'other', sizeLimitBytes: 10 }), 'VOLUME_EXISTS');
+  await rejectsWithCode(t, ReplicaStore.open(path.join(brick.root, 'volumes', 'none')), 'VOLUME_NOT_FOUND');
+  t.ok(store);
+});
