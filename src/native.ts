@@ -7,19 +7,29 @@
 //
 // System failures reject with node-shaped errors: { code: 'EBUSY', errno: -16,
 // syscall: 'open', path: '/dev/loop3' } and a message like "EBUSY: ..., open '/dev/loop3'".
+// Misuse (a wrong argument type, a negative or fractional offset) throws synchronously,
+// before any work starts: TypeError (code ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE)
+// or RangeError (ERR_OUT_OF_RANGE), naming the argument. Strings with NUL bytes are refused.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-/** One signature libblkid found on a device (what wipefs would list). */
+/**
+ * One signature libblkid found on a device: a magic string at an offset, exactly what
+ * `wipefs` lists. One on-disk structure may show more than once: a GPT disk shows "PMBR"
+ * (the protective MBR, 0x1fe), "gpt" (primary header, 0x200) and "gpt" again (backup
+ * header, last sector).
+ */
 export interface DeviceSignature {
-  /** libblkid's TYPE: "xfs", "ext4", "gpt", "dos", "LVM2_member", "linux_raid_member", "swap", ... */
+  /** libblkid's TYPE (or PTTYPE): "xfs", "ext4", "gpt", "PMBR", "dos", "LVM2_member", "linux_raid_member", "swap", ... */
   type: string;
   /** libblkid's USAGE: "filesystem", "raid", "crypto", "other", or "partition_table". */
   usage: string;
   /** Byte offset of the magic on the device. */
   offset: number;
+  /** Filesystem / array label, when the signature has one. */
   label?: string;
+  /** UUID (PTUUID for a partition table), when the signature has one. */
   uuid?: string;
 }
 
@@ -40,7 +50,10 @@ export interface DeviceProbe {
    * or held by device-mapper, md, a swap area or another exclusive opener.
    */
   busy: boolean;
-  /** Every superblock and partition-table signature libblkid found, in offset order. */
+  /**
+   * Every superblock and partition-table signature libblkid found, in offset order. GPT is
+   * found even when its protective MBR was zeroed (libblkid's FORCE_GPT, as wipefs uses).
+   */
   signatures: DeviceSignature[];
 }
 
@@ -65,10 +78,16 @@ export interface NativeAddon {
   probeDevice(path: string): Promise<DeviceProbe>;
   /**
    * Erase every signature libblkid finds (as `wipefs -a`), opened O_EXCL so a mounted or
-   * held device fails with EBUSY. Resolves with the signatures that were erased.
+   * held device fails with EBUSY and nothing is written. Resolves with the signatures that
+   * were erased, in the order they were erased (GPT: primary, backup, then PMBR). Then
+   * fsyncs and, if a partition table was erased, has the kernel re-read it (BLKRRPART).
    */
   wipeSignatures(path: string): Promise<DeviceSignature[]>;
-  /** BLKDISCARD over [offset, offset+length) (whole device when omitted), O_EXCL. */
+  /**
+   * BLKDISCARD over [offset, offset+length), O_EXCL. `offset` defaults to 0, `length` to the
+   * rest of the device. Both must be multiples of the logical sector size (EINVAL otherwise);
+   * a device that cannot discard rejects with EOPNOTSUPP.
+   */
   discardDevice(path: string, offset?: number, length?: number): Promise<void>;
 
   // ── brickio ─────────────────────────────────────────────────────────────────────────
@@ -116,9 +135,13 @@ export interface NativeAddon {
   setXattr(target: string | number, name: string, value: Uint8Array): Promise<void>;
 
   // ── mount ───────────────────────────────────────────────────────────────────────────
-  /** mount(2). `flags` are MS_* bits (see MountFlags), `data` the fs-specific options. */
+  /**
+   * mount(2). `flags` are MS_* bits (see MountFlags), `data` the fs-specific options; an
+   * empty source, fstype or data is passed as NULL. Errors carry syscall 'mount' and
+   * path = target (the source and type are in the message).
+   */
   mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;
-  /** umount2(2) with MNT_* flags (see UmountFlags). */
+  /** umount2(2) with MNT_* flags (see UmountFlags). Errors carry syscall 'umount2', path = target. */
   umount(target: string, flags: number): Promise<void>;
 }
 
