@@ -15,7 +15,7 @@ set -u
 BUILD_PKGS="libblkid-dev liburing-dev g++ make python3 pkg-config"
 # run time: mkfs.xfs, FUSE 2 (fuse-native loads libfuse.so.2, unmounts with fusermount),
 # losetup/wipefs/blkid, iproute2 (network namespaces in tests), fio (benchmarks, baselines)
-RUN_PKGS="xfsprogs e2fsprogs fuse libfuse2 util-linux iproute2 iptables fio sqlite3 kmod"
+RUN_PKGS="xfsprogs e2fsprogs fuse libfuse2 util-linux iproute2 iptables fio sqlite3 kmod gdisk"
 
 missing() {
   out=""

@@ -48,9 +48,14 @@ async function main(): Promise<number> {
     process.once('SIGINT', () => void stop('SIGINT').then(resolve));
   });
 
+  // Nothing else keeps the event loop alive until the control socket serves: hold it open
+  // until a signal has stopped the agent.
+  const keepAlive = setInterval(() => {}, 2 ** 30);
+  void done.finally(() => clearInterval(keepAlive));
   try {
     await agent.start();
   } catch (err) {
+    clearInterval(keepAlive);
     log.fatal({ err }, 'start failed');
     if (!isBrickdError(err, 'NOT_ROOT')) return 1;
     process.stderr.write(`brickd: ${(err as Error).message}\n`);
