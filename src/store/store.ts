@@ -291,9 +291,14 @@ export class ReplicaStore {
     if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Buffer or Uint8Array');
     if (data.length > MAX_RECORD_PAYLOAD) throw new RangeError(`data must be at most ${MAX_RECORD_PAYLOAD} bytes, got ${data.length}`);
     checkInteger('offset + data.length', offset + data.length, 0);
+    if (crc !== undefined) {
+      // Accept the CRC as unsigned or as a signed 32-bit view of the same bits.
+      checkInteger('crc', crc, -(2 ** 31), 2 ** 32 - 1);
+      crc = crc >>> 0;
+    }
     const payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const label = typeof file === 'string' ? file : file.fid;
-    if (crc !== undefined && data.length < this.opts.directWriteBytes && native.crc32c(payload) >>> 0 !== crc >>> 0) {
+    if (crc !== undefined && data.length < this.opts.directWriteBytes && native.crc32c(payload) >>> 0 !== crc) {
       throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${label} at ${offset} does not match its CRC32C`, { file: label, offset });
     }
     const direct = data.length >= this.opts.directWriteBytes;
@@ -477,7 +482,6 @@ export class ReplicaStore {
             if (!isSystemError(err, 'ENOENT')) throw err;
           });
         }
-        await fsyncDir(path.dirname(this.files.fidPath('00')));
         this.opts.crashPoint?.('checkpoint.synced');
         if (seq > this.checkpointSeq) {
           this.manifestValue = { ...this.manifestValue, appliedSeq: String(seq) };
