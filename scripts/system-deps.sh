@@ -11,8 +11,8 @@ set -u
 
 [ "${BRICKD_SKIP_SYSTEM_DEPS:-0}" = "1" ] && exit 0
 
-# build time: libblkid (device probing/wiping), liburing (brick I/O), a C++ compiler
-BUILD_PKGS="libblkid-dev liburing-dev g++ make python3 pkg-config"
+# build time: libblkid (device probing/wiping), a C++ compiler
+BUILD_PKGS="libblkid-dev g++ make python3 pkg-config"
 # run time: mkfs.xfs, FUSE 2 (fuse-native loads libfuse.so.2, unmounts with fusermount),
 # losetup/wipefs/blkid, iproute2 (network namespaces in tests), fio (benchmarks, baselines)
 RUN_PKGS="xfsprogs e2fsprogs fuse libfuse2 util-linux iproute2 iptables fio sqlite3 kmod gdisk"
@@ -26,7 +26,7 @@ missing() {
 }
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
-  echo "brickd: not a Debian system; install by hand: libblkid, liburing (dev headers), xfsprogs, FUSE 2 (libfuse2 + fusermount), util-linux, fio" >&2
+  echo "brickd: not a Debian system; install by hand: libblkid (dev headers), xfsprogs, FUSE 2 (libfuse2 + fusermount), util-linux, fio" >&2
   exit 0
 fi
 

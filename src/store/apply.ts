@@ -4,8 +4,9 @@
 // and again during recovery, when the tree may already hold it or even later mutations.
 // Each step therefore checks identity (the fid) before acting and treats "already done"
 // as success:
-//   create/symlink: make the fid link first (O_EXCL), tag it, then link the user path to it;
-//     a crash in between leaves a fid link that the replay completes.
+//   create/symlink: make the fid link first (O_EXCL), tag it, then link the user path to it
+//     unless the file already has a name; a crash in between leaves a fid link that the
+//     replay completes.
 //   mkdir: mkdir then tag; an untagged directory at the path is ours (crash before tagging).
 //   write/truncate: through the fid link; a fid whose file is gone was removed later: skip.
 //   writeDirect (replay only): the data may be torn, so the range is re-summed from what
@@ -41,6 +42,16 @@ async function exists(p: string): Promise<boolean> {
     if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return false;
     throw err;
   }
+}
+
+/**
+ * Give a new file (create/symlink) its user name unless that was done already. A fid link
+ * with more than one link has its name (maybe renamed since, if this is a replay): linking
+ * the original name again would resurrect it next to the renamed one.
+ */
+async function linkNewFile(ctx: ApplyContext, fid: string, userPath: string): Promise<void> {
+  if ((await lstat(ctx.files.fidPath(fid))).nlink > 1) return;
+  await linkUserPath(ctx, fid, userPath);
 }
 
 /** Link the user path to the fid link unless it already is (idempotent). */
@@ -90,7 +101,7 @@ export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: bool
       }
       if ((await files.fidAt(fidPath)) !== m.fid) await files.setFid(fidPath, m.fid);
       ctx.dirtyFid(m.fid);
-      await linkUserPath(ctx, m.fid, files.dataPath(m.path));
+      await linkNewFile(ctx, m.fid, files.dataPath(m.path));
       return;
     }
     case 'symlink': {
@@ -101,7 +112,7 @@ export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: bool
         ctx.dirtyDir(path.dirname(fidPath));
       }
       if ((await files.fidAt(fidPath)) !== m.fid) await files.setFid(fidPath, m.fid);
-      await linkUserPath(ctx, m.fid, files.dataPath(m.path));
+      await linkNewFile(ctx, m.fid, files.dataPath(m.path));
       return;
     }
     case 'link': {
@@ -170,7 +181,14 @@ export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: bool
       const from = files.dataPath(m.from);
       const to = files.dataPath(m.to);
       if ((await files.fidAt(from)) === m.fid) {
-        await rename(from, to);
+        if ((await files.fidAt(to)) === m.fid) {
+          // Both names are links to this file: only a replay gets here (a rename between
+          // two names of one file is a no-op that is never logged), after an earlier
+          // record re-linked the old name. rename(2) would keep both; finish the move.
+          await unlink(from);
+        } else {
+          await rename(from, to);
+        }
         ctx.dirtyDir(path.dirname(from));
         ctx.dirtyDir(path.dirname(to));
       }
