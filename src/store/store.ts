@@ -460,6 +460,43 @@ export class ReplicaStore {
     return { sizeLimitBytes: this.manifestValue.sizeLimitBytes, usedBytes: this.usedBytesValue, blockSize: this.manifestValue.blockSize };
   }
 
+  // ── scrub support ──────────────────────────────────────────────────────────────────
+
+  /** Every regular file's fid, in a stable order (the scrub's walk order). */
+  async listFids(): Promise<string[]> {
+    const fidsDir = path.join(this.files.metaDir, 'fids');
+    const out: string[] = [];
+    for (const fan of (await readdir(fidsDir)).sort()) {
+      for (const name of (await readdir(path.join(fidsDir, fan))).sort()) {
+        if ((await lstat(path.join(fidsDir, fan, name))).isFile()) out.push(name);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Verify `count` blocks of `fid` from `firstBlock` (clipped at EOF), repairing bad ones
+   * through the repair hook. Resolves undefined if the file is gone, else the file's block
+   * count and what was found.
+   */
+  async scrubBlocks(fid: string, firstBlock: number, count: number): Promise<{ blocks: number; bad: number[]; repaired: number[] } | undefined> {
+    this.checkOpen();
+    const blockSize = this.manifestValue.blockSize;
+    const found = await this.locks.withRead(fid, () =>
+      this.files.use(fid, async (f) => ({
+        blocks: Math.ceil(f.size / blockSize),
+        bad: await native.verifyBlocks(f.data.fd, f.sums.fd, firstBlock, count, blockSize, count),
+      })),
+    );
+    if (!found) return undefined;
+    const repaired: number[] = [];
+    for (const block of found.bad) {
+      this.stats.checksumErrors++;
+      if (await this.repairBlock(fid, block, undefined)) repaired.push(block);
+    }
+    return { ...found, repaired };
+  }
+
   // ── durability ──────────────────────────────────────────────────────────────────────
 
   /** Make everything applied so far durable in data/ and move the checkpoint up to it. */
