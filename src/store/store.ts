@@ -587,6 +587,13 @@ export class ReplicaStore {
           this.appliedSeqValue = seq;
           throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for fid ${mutation.fid} at ${mutation.offset} does not match its CRC32C`, { fid: mutation.fid, offset: mutation.offset }, err);
         }
+        if (mutation.op === 'writeDirect' && isSystemError(err, 'ENOSPC') && (await this.resumAfterFailedWrite(mutation))) {
+          // The brick filled up under us (past the reserve, e.g. another writer on it). The
+          // range may hold part of the data: it is re-summed so it reads back consistently,
+          // exactly as recovery would do with its logged range. The write is not acknowledged.
+          this.appliedSeqValue = seq;
+          throw volumeFull(`write of ${mutation.length} bytes at ${mutation.offset}: the brick is full`, { volume: this.volumeId, fid: mutation.fid });
+        }
         // The log holds a mutation the tree does not: stop acknowledging; reopen replays it.
         this.failure = err;
         this.opts.log.error({ err, volume: this.volumeId, seq: String(seq), op: mutation.op }, 'apply failed; replica stopped');
@@ -617,6 +624,27 @@ export class ReplicaStore {
         this.dirtyFids.add(m.fid);
       }),
     );
+  }
+
+  /** Re-sum the range of a direct write that failed part way; false if that fails too. */
+  private async resumAfterFailedWrite(m: Extract<Mutation, { op: 'writeDirect' }>): Promise<boolean> {
+    const blockSize = this.manifestValue.blockSize;
+    const first = Math.floor(m.offset / blockSize);
+    const count = Math.ceil((m.offset + m.length) / blockSize) - first;
+    try {
+      await this.locks.withWrite(m.fid, () =>
+        this.files.use(m.fid, async (file) => {
+          const before = file.size;
+          file.size = (await file.data.stat()).size;
+          this.usedBytesValue += file.size - before;
+          await native.resumBlocks(file.data.fd, file.sums.fd, first, count, blockSize);
+          this.dirtyFids.add(m.fid);
+        }),
+      );
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private syncData(fid: string): Promise<void> {
