@@ -13,8 +13,11 @@
 //   [mutex released] → wait until durable → resolve with its seq.
 // Durable means the log record is fdatasync'd (group commit: concurrent mutations share
 // one flush). Large writes (≥ directWriteBytes) do not copy their data into the log: the
-// record holds only their range and CRC and the data goes straight to the data file, which
-// is fdatasync'd (coalesced per file) before the write resolves.
+// record holds only their range and the data goes straight to the data file, which is
+// fdatasync'd (coalesced per file) before the write resolves. Because replay re-applies
+// logged writes and truncates but only re-sums direct ones, a file that had a logged data
+// mutation since the checkpoint takes its large writes through the log too, until the next
+// checkpoint: otherwise replaying the earlier record could overwrite the later data.
 //
 // Crash safety: recovery replays the log after the checkpoint (manifest.appliedSeq) with
 // the idempotent apply of apply.ts, re-summing the ranges of direct writes, then
@@ -114,6 +117,8 @@ export class ReplicaStore {
   private readonly locks = new KeyedRwLock();
   private readonly dataSyncs = new Map<string, SyncCoalescer>();
   private dirtyFids = new Set<string>();
+  /** Files with a logged write or truncate after the checkpoint (fid → latest such seq). */
+  private readonly loggedDataSince = new Map<string, bigint>();
   private dirtyDirs = new Set<string>();
   private appliedSeqValue = 0n;
   private checkpointSeq = 0n;
@@ -298,16 +303,23 @@ export class ReplicaStore {
     }
     const payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const label = typeof file === 'string' ? file : file.fid;
-    if (crc !== undefined && data.length < this.opts.directWriteBytes && native.crc32c(payload) >>> 0 !== crc) {
-      throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${label} at ${offset} does not match its CRC32C`, { file: label, offset });
-    }
-    const direct = data.length >= this.opts.directWriteBytes;
+    const badCrc = () => new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${label} at ${offset} does not match its CRC32C`, { file: label, offset });
     const result = await this.mutate(async () => {
       const fid = await this.resolveFile(file, 'write');
+      // A direct write cannot follow a logged data mutation of the same file before the
+      // next checkpoint: replaying that earlier record would overwrite the direct write's
+      // data, which is not in the log. Such writes carry their data in the log instead.
+      const direct = data.length >= this.opts.directWriteBytes && !this.loggedDataSince.has(fid);
       await this.checkRoom(fid, offset + data.length, data.length * (direct ? 1 : 2), 'write', label);
-      if (!direct) return { op: 'write', fid, offset, data: payload };
-      return { op: 'writeDirect', fid, offset, length: data.length, crc: crc ?? native.crc32c(payload) };
-    }, direct ? payload : undefined);
+      if (direct) {
+        const m: Mutation = { op: 'writeDirect', fid, offset, length: data.length };
+        if (crc !== undefined) m.crc = crc; // verified by the native write before any byte lands
+        return m;
+      }
+      // Checked before logging, so a corrupted payload never reaches the log.
+      if (crc !== undefined && native.crc32c(payload) >>> 0 !== crc) throw badCrc();
+      return { op: 'write', fid, offset, data: payload };
+    }, payload);
     return { seq: result.seq };
   }
 
@@ -525,6 +537,7 @@ export class ReplicaStore {
           await writeReplicaManifest(this.dir, this.manifestValue);
           this.checkpointSeq = seq;
         }
+        for (const [fid, logged] of this.loggedDataSince) if (logged <= seq) this.loggedDataSince.delete(fid);
         this.opts.crashPoint?.('checkpoint.written');
         await this.wal.checkpointed(seq);
       } catch (err) {
@@ -585,7 +598,7 @@ export class ReplicaStore {
         if (mutation.op === 'writeDirect' && isSystemError(err, 'EBADMSG')) {
           // Nothing was written; the logged range is re-summed (a no-op) if ever replayed.
           this.appliedSeqValue = seq;
-          throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for fid ${mutation.fid} at ${mutation.offset} does not match its CRC32C`, { fid: mutation.fid, offset: mutation.offset }, err);
+          throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${mutation.fid} at ${mutation.offset} does not match its CRC32C`, { fid: mutation.fid, offset: mutation.offset }, err);
         }
         if (mutation.op === 'writeDirect' && isSystemError(err, 'ENOSPC') && (await this.resumAfterFailedWrite(mutation))) {
           // The brick filled up under us (past the reserve, e.g. another writer on it). The
@@ -600,6 +613,7 @@ export class ReplicaStore {
         throw err;
       }
       this.appliedSeqValue = seq;
+      if (mutation.op === 'write' || mutation.op === 'truncate') this.loggedDataSince.set(mutation.fid, seq);
       this.stats.mutations++;
       this.opts.crashPoint?.('apply.after');
       return { seq, mutation };

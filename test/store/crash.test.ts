@@ -7,6 +7,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import t, { type Test } from 'tap';
 import { ReplicaStore } from '../../src/store/store.js';
+import { overwriteOps } from './children/overwrite-ops.mjs';
 import { native } from '../../src/native.js';
 import { needsRoot } from '../helpers/loop.js';
 import { replicaDir, testBrick } from '../helpers/store.js';
@@ -130,4 +131,41 @@ t.test('SIGKILL at random moments and at named crash points loses no acknowledge
     cycle++;
   }
   t.ok(totalAcks > cycles.length * 5, `the children acknowledged ${totalAcks} mutations in all`);
+});
+
+t.test('replay onto a tree that holds later overwrites and truncates gives exactly the acknowledged state', { skip: needsRoot(), timeout: 300_000 }, async (t) => {
+  const brick = await testBrick(t);
+  const child = path.join(import.meta.dirname, 'children', 'overwrite-writer.mjs');
+  for (let run = 0; run < 8; run++) {
+    const seed = 77 + run;
+    const durable = 10 + ((run * 23) % 50); // crash right after this many durable mutations
+    const dir = replicaDir(brick, `overwrite${run}`);
+    const env = { ...process.env, BRICKD_CRASH_POINT: `mutation.durable:${durable}` };
+    const result = await new Promise<NodeJS.Signals | null>((resolve) => {
+      const p = spawn(process.execPath, [child, dir, String(seed), '200'], { env, stdio: 'inherit' });
+      p.on('close', (_code, signal) => resolve(signal));
+    });
+    t.equal(result, 'SIGKILL', `run ${run}: the child died at its crash point`);
+    const model = new Map<string, Buffer>();
+    for (const op of overwriteOps(seed, 200).slice(0, durable)) {
+      const cur = model.get(op.file) ?? Buffer.alloc(0);
+      if (op.kind === 'create') model.set(op.file, Buffer.alloc(0));
+      else if (op.kind === 'truncate') {
+        const next = Buffer.alloc(op.size);
+        cur.copy(next, 0, 0, Math.min(cur.length, op.size));
+        model.set(op.file, next);
+      } else {
+        const next = Buffer.alloc(Math.max(cur.length, op.offset + op.length));
+        cur.copy(next);
+        next.fill(op.fill, op.offset, op.offset + op.length);
+        model.set(op.file, next);
+      }
+    }
+    const store = await ReplicaStore.open(dir, { checkpointIntervalMs: 0, segmentBytes: 4 << 20 });
+    for (const [file, expected] of model) {
+      const actual = await store.read(file, 0, 1 << 20);
+      t.ok(actual.equals(expected), `run ${run} (seed ${seed}, ${durable} durable): ${file} is exactly the acknowledged content (${actual.length} vs ${expected.length} bytes)`);
+    }
+    await store.close();
+  }
 });
