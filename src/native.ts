@@ -98,6 +98,11 @@ export interface NativeAddon {
   // data file, stored as little-endian uint32 at byte 4·blockIndex of the sums file. The
   // last block's CRC covers only the bytes before EOF. A stored 0 for an all-zero block is
   // a hole (never written) and verifies.
+  // Arguments are checked before any I/O: a wrong type throws a TypeError, a negative or
+  // fractional offset/size/count or a `blockSize` that is not a power of two in 512..1 MiB
+  // throws a RangeError (node's ERR_INVALID_ARG_TYPE / ERR_OUT_OF_RANGE codes). Caller
+  // buffers are used in place, not copied, and kept alive until the promise settles: do not
+  // write to (or read from) them meanwhile.
 
   /** pwritev(2) every buffer, in order, at `offset`, retrying short writes. */
   writev(fd: number, buffers: readonly Uint8Array[], offset: number): Promise<void>;
@@ -124,14 +129,18 @@ export interface NativeAddon {
   truncateBlocks(dataFd: number, sumsFd: number, size: number, blockSize: number): Promise<void>;
   /**
    * Verify blocks [firstBlock, firstBlock+count) (clipped at EOF) against the sums file.
-   * Resolves the indexes of the blocks that failed (scrub), at most `maxBad` of them.
+   * Resolves the indexes of the blocks that failed (scrub), in order, at most `maxBad` (≥ 1)
+   * of them. Reads the data in 1 MiB chunks.
    */
   verifyBlocks(dataFd: number, sumsFd: number, firstBlock: number, count: number, blockSize: number, maxBad: number): Promise<number[]>;
-  /** Recompute and store the CRCs of blocks [firstBlock, firstBlock+count) from the data (recovery, repair). */
+  /** Recompute and store the CRCs of blocks [firstBlock, firstBlock+count) (clipped at EOF) from the data (recovery, repair). */
   resumBlocks(dataFd: number, sumsFd: number, firstBlock: number, count: number, blockSize: number): Promise<void>;
-  /** getxattr(2)/fgetxattr: the value, or undefined if the attribute is absent (ENODATA). */
+  /**
+   * lgetxattr(2) on a path (a symlink itself, not its target) or fgetxattr on an fd: the
+   * value, or undefined if the attribute is absent (ENODATA).
+   */
   getXattr(target: string | number, name: string): Promise<Buffer | undefined>;
-  /** setxattr(2)/fsetxattr with flags 0 (create or replace). */
+  /** lsetxattr(2) on a path or fsetxattr on an fd, flags 0 (create or replace); value ≤ 64 KiB. */
   setXattr(target: string | number, name: string, value: Uint8Array): Promise<void>;
 
   // ── mount ───────────────────────────────────────────────────────────────────────────
