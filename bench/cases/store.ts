@@ -12,7 +12,7 @@
 //          content compared here); 4 KiB random writes over that file one at a time
 //          (QD1), then from 16 concurrent writers (QD16, group commit).
 // Which side goes first alternates from round to round; the report gives medians.
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { randomFillSync } from 'node:crypto';
@@ -156,10 +156,6 @@ async function measureBaseline(brick: TempBrick, plan: Plan): Promise<BaselineRo
 async function measureStore(brick: TempBrick, plan: Plan, round: number): Promise<StoreRound> {
   const volumeId = `bench-${round}`;
   const dir = path.join(brick.root, 'volumes', volumeId);
-  // Work around a store bug (reported, not fixed here: src/store belongs to the store's
-  // owner): every checkpoint fsyncs .brickd/fids/00, which exists only once a file id
-  // starting with "00" was made, so ReplicaStore.create fails with ENOENT without it.
-  await mkdir(path.join(dir, '.brickd', 'fids', '00'), { recursive: true });
   const store = await ReplicaStore.create(dir, { volumeId, sizeLimitBytes: 2 * plan.seqBytes }, STORE_OPTIONS);
   try {
     // Creating the file also makes the first log segment, outside the timed part.
@@ -216,7 +212,6 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     storeOptions: 'defaults (directWriteBytes 64 KiB, segmentBytes 64 MiB, checkpoint every 10 s or 128 MiB)',
     cacheDrop: 'sync; echo 3 > /proc/sys/vm/drop_caches before each sequential read',
     randomWrites: '4 KiB-aligned uniform random offsets over the sequential file (overwrites of written blocks, both sides)',
-    storeWorkaround: 'mkdir .brickd/fids/00 before ReplicaStore.create (the store fsyncs that dir at every checkpoint; ENOENT otherwise)',
     fio,
     fioJobs: Object.values(fioJobs('<brick>', plan)).map((job) => `fio ${fioArgs(job).join(' ')}`),
   };
