@@ -104,8 +104,12 @@ export interface NativeAddon {
   // buffers are used in place, not copied, and kept alive until the promise settles: do not
   // write to (or read from) them meanwhile.
 
-  /** pwritev(2) every buffer, in order, at `offset`, retrying short writes. */
-  writev(fd: number, buffers: readonly Uint8Array[], offset: number): Promise<void>;
+  /**
+   * pwritev(2) every buffer, in order, at `offset`, retrying short writes. With `dsync` the
+   * range is durable when the promise resolves (pwritev2 with RWF_DSYNC: write and data flush
+   * in one syscall).
+   */
+  writev(fd: number, buffers: readonly Uint8Array[], offset: number, dsync?: boolean): Promise<void>;
   /** pread(2) into `buffer` at `offset` until full or EOF; resolves the bytes read. */
   readInto(fd: number, buffer: Uint8Array, offset: number): Promise<number>;
   fdatasync(fd: number): Promise<void>;

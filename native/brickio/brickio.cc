@@ -92,15 +92,17 @@ void AdvanceIovecs(std::vector<iovec>& iov, size_t* index, size_t n) {
   }
 }
 
-IoError PwritevFull(int fd, std::vector<iovec> iov, uint64_t offset, const char* file) {
+// `flags` are pwritev2 flags: RWF_DSYNC makes each call durable for its range when it returns
+// (write and data flush in one syscall, as O_DSYNC would).
+IoError PwritevFull(int fd, std::vector<iovec> iov, uint64_t offset, const char* file, int flags = 0) {
   size_t index = 0;
   AdvanceIovecs(iov, &index, 0);
   while (index < iov.size()) {
     int count = static_cast<int>(std::min<size_t>(iov.size() - index, IOV_MAX));
-    ssize_t n = pwritev(fd, &iov[index], count, static_cast<off_t>(offset));
+    ssize_t n = pwritev2(fd, &iov[index], count, static_cast<off_t>(offset), flags);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Fail(errno, "pwritev", file);
+      return Fail(errno, flags ? "pwritev2(RWF_DSYNC)" : "pwritev", file);
     }
     if (n == 0) return Fail(EIO, "pwritev", file);
     offset += static_cast<uint64_t>(n);
@@ -194,8 +196,8 @@ IoError SumRange(int dataFd, int sumsFd, uint64_t firstBlock, uint64_t endBlock,
 
 // ── thin wrappers ─────────────────────────────────────────────────────────────────────
 
-IoError Writev(int fd, const iovec* buffers, size_t count, uint64_t offset) {
-  return PwritevFull(fd, std::vector<iovec>(buffers, buffers + count), offset, "");
+IoError Writev(int fd, const iovec* buffers, size_t count, uint64_t offset, bool dsync) {
+  return PwritevFull(fd, std::vector<iovec>(buffers, buffers + count), offset, "", dsync ? RWF_DSYNC : 0);
 }
 
 IoError ReadInto(int fd, uint8_t* buffer, size_t len, uint64_t offset, size_t* bytesRead) {

@@ -56,8 +56,10 @@ struct IoError {
   explicit operator bool() const { return errnum != 0; }
 };
 
-// pwritev every buffer, in order, at `offset`, retrying short writes and EINTR.
-IoError Writev(int fd, const iovec* buffers, size_t count, uint64_t offset);
+// pwritev every buffer, in order, at `offset`, retrying short writes and EINTR. With `dsync`
+// the written range is durable on return (pwritev2 with RWF_DSYNC: one syscall instead of a
+// write and an fdatasync).
+IoError Writev(int fd, const iovec* buffers, size_t count, uint64_t offset, bool dsync);
 // pread into [buffer, buffer+len) at `offset` until full or EOF; *bytesRead is set.
 IoError ReadInto(int fd, uint8_t* buffer, size_t len, uint64_t offset, size_t* bytesRead);
 IoError Fdatasync(int fd);

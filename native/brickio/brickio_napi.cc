@@ -122,18 +122,19 @@ SysError ToSysError(const brickio::IoError& err, const std::string& path = {}) {
 
 class WritevWorker : public PromiseWorker {
  public:
-  WritevWorker(Napi::Env env, int fd, Napi::Array keep, std::vector<iovec> iov, uint64_t offset)
-      : PromiseWorker(env, "brickd.writev"), fd_(fd), iov_(std::move(iov)), offset_(offset) {
+  WritevWorker(Napi::Env env, int fd, Napi::Array keep, std::vector<iovec> iov, uint64_t offset, bool dsync)
+      : PromiseWorker(env, "brickd.writev"), fd_(fd), iov_(std::move(iov)), offset_(offset), dsync_(dsync) {
     Retain(keep);
   }
   void Execute() override {
-    if (auto err = brickio::Writev(fd_, iov_.data(), iov_.size(), offset_)) error_ = ToSysError(err);
+    if (auto err = brickio::Writev(fd_, iov_.data(), iov_.size(), offset_, dsync_)) error_ = ToSysError(err);
   }
 
  private:
   int fd_;
   std::vector<iovec> iov_;
   uint64_t offset_;
+  bool dsync_;
 };
 
 class ReadIntoWorker : public PromiseWorker {
@@ -315,7 +316,12 @@ Napi::Value Writev(const Napi::CallbackInfo& info) {
     keep.Set(i, buffer);
     iov.push_back({buffer.Data(), buffer.ByteLength()});
   }
-  return (new WritevWorker(env, fd, keep, std::move(iov), offset))->Queue();
+  bool dsync = false;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsBoolean()) ThrowArgType(info[3], "dsync", "of type boolean");
+    dsync = info[3].As<Napi::Boolean>().Value();
+  }
+  return (new WritevWorker(env, fd, keep, std::move(iov), offset, dsync))->Queue();
 }
 
 Napi::Value ReadInto(const Napi::CallbackInfo& info) {

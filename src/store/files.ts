@@ -152,6 +152,10 @@ export class FileTable {
     await file.sums.close();
   }
 
+  isOpen(fid: string): boolean {
+    return this.open.has(fid);
+  }
+
   /** Every open file (for checkpoint fsyncs); callers pin through use() before I/O. */
   openFids(): string[] {
     return [...this.open.keys()];

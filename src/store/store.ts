@@ -119,6 +119,13 @@ export class ReplicaStore {
   private dirtyFids = new Set<string>();
   /** Files with a logged write or truncate after the checkpoint (fid → latest such seq). */
   private readonly loggedDataSince = new Map<string, bigint>();
+  /** Data mutations applying outside the mutex (see mutate). */
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly appliedOutOfOrder = new Set<bigint>();
+  /** Per file with data mutations in flight: its size once they are applied, and their growth. */
+  private readonly pending = new Map<string, { size: number; ops: number }>();
+  private pendingGrowth = 0;
+  private readonly growthOf = new WeakMap<Mutation, number>();
   private dirtyDirs = new Set<string>();
   private appliedSeqValue = 0n;
   private checkpointSeq = 0n;
@@ -310,15 +317,20 @@ export class ReplicaStore {
       // next checkpoint: replaying that earlier record would overwrite the direct write's
       // data, which is not in the log. Such writes carry their data in the log instead.
       const direct = data.length >= this.opts.directWriteBytes && !this.loggedDataSince.has(fid);
-      await this.checkRoom(fid, offset + data.length, data.length * (direct ? 1 : 2), 'write', label);
+      // A logged payload is checked before logging, so corrupted data never reaches the log;
+      // a direct one is checked by the native write before any byte lands.
+      if (!direct && crc !== undefined && native.crc32c(payload) >>> 0 !== crc) throw badCrc();
+      const end = offset + data.length;
+      const growth = await this.reserveRoom(fid, (size) => Math.max(size, end), data.length * (direct ? 1 : 2), 'write', label);
+      let m: Mutation;
       if (direct) {
-        const m: Mutation = { op: 'writeDirect', fid, offset, length: data.length };
-        if (crc !== undefined) m.crc = crc; // verified by the native write before any byte lands
-        return m;
+        m = { op: 'writeDirect', fid, offset, length: data.length };
+        if (crc !== undefined) m.crc = crc;
+      } else {
+        m = { op: 'write', fid, offset, data: payload };
       }
-      // Checked before logging, so a corrupted payload never reaches the log.
-      if (crc !== undefined && native.crc32c(payload) >>> 0 !== crc) throw badCrc();
-      return { op: 'write', fid, offset, data: payload };
+      this.growthOf.set(m, growth);
+      return m;
     }, payload);
     return { seq: result.seq };
   }
@@ -328,8 +340,9 @@ export class ReplicaStore {
     const label = typeof file === 'string' ? file : file.fid;
     return this.mutate(async () => {
       const fid = await this.resolveFile(file, 'truncate');
-      await this.checkRoom(fid, size, 0, 'truncate', label);
-      return { op: 'truncate', fid, size };
+      const m: Mutation = { op: 'truncate', fid, size };
+      this.growthOf.set(m, await this.reserveRoom(fid, () => size, 0, 'truncate', label));
+      return m;
     });
   }
 
@@ -562,6 +575,10 @@ export class ReplicaStore {
   async close(): Promise<void> {
     if (this.closed) return;
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    // Let the mutations already accepted finish before their files are closed.
+    await this.mutex.run(async () => {
+      await Promise.allSettled([...this.inFlight]);
+    });
     if (!this.failure) await this.checkpoint().catch((err) => this.opts.log.error({ err, volume: this.volumeId }, 'final checkpoint failed'));
     this.closed = true;
     await this.mutex.run(async () => {
@@ -581,54 +598,93 @@ export class ReplicaStore {
    * The one path of every mutation. `validate` runs under the mutex and returns the
    * mutation to apply (or undefined for a no-op); for a direct write `directData` is the
    * data that goes to the data file.
+   *
+   * Data mutations (write, writeDirect, truncate) are pipelined: under the mutex they only
+   * reserve their seq and queue for their file's lock, in seq order; the log write and the
+   * apply then run outside it, concurrently with each other and with other mutations. The
+   * per-file lock queue keeps applies to one file in seq order. Any other mutation first
+   * drains the data mutations in flight, then logs and applies under the mutex, so
+   * namespace changes are serial and see every earlier write applied.
    */
   private async mutate(validate: () => Promise<Mutation | undefined>, directData?: Buffer): Promise<{ seq: bigint; mutation?: Mutation }> {
-    const applied = await this.mutex.run(async () => {
+    const started = await this.mutex.run(async () => {
       this.checkOpen();
       const mutation = await validate();
       if (!mutation) return undefined;
+      const isData = mutation.op === 'write' || mutation.op === 'writeDirect' || mutation.op === 'truncate';
+      if (!isData) await Promise.all(this.inFlight);
       const { type, body, payload } = encodeMutation(mutation);
-      const seq = await this.wal.append(type, body, payload);
+      const { seq, written } = await this.wal.appendStart(type, body, payload);
       this.loggedSinceCheckpoint += body.length + (payload?.length ?? 0) + 32;
-      this.opts.crashPoint?.('apply.before');
-      try {
-        if (mutation.op === 'writeDirect') await this.applyDirectLocked(mutation, directData!);
-        else await applyMutation(this.applyContext, mutation, false);
-      } catch (err) {
-        if (mutation.op === 'writeDirect' && isSystemError(err, 'EBADMSG')) {
-          // Nothing was written; the logged range is re-summed (a no-op) if ever replayed.
-          this.appliedSeqValue = seq;
-          throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${mutation.fid} at ${mutation.offset} does not match its CRC32C`, { fid: mutation.fid, offset: mutation.offset }, err);
-        }
-        if (mutation.op === 'writeDirect' && isSystemError(err, 'ENOSPC') && (await this.resumAfterFailedWrite(mutation))) {
-          // The brick filled up under us (past the reserve, e.g. another writer on it). The
-          // range may hold part of the data: it is re-summed so it reads back consistently,
-          // exactly as recovery would do with its logged range. The write is not acknowledged.
-          this.appliedSeqValue = seq;
-          throw volumeFull(`write of ${mutation.length} bytes at ${mutation.offset}: the brick is full`, { volume: this.volumeId, fid: mutation.fid });
-        }
-        // The log holds a mutation the tree does not: stop acknowledging; reopen replays it.
-        this.failure = err;
-        this.opts.log.error({ err, volume: this.volumeId, seq: String(seq), op: mutation.op }, 'apply failed; replica stopped');
-        throw err;
-      }
-      this.appliedSeqValue = seq;
       if (mutation.op === 'write' || mutation.op === 'truncate') this.loggedDataSince.set(mutation.fid, seq);
-      this.stats.mutations++;
-      this.opts.crashPoint?.('apply.after');
-      return { seq, mutation };
+      this.opts.crashPoint?.('apply.before');
+      // Called synchronously here, so the file lock is queued in seq order.
+      const applying = mutation.op === 'writeDirect' ? this.applyDirect(mutation, directData!) : applyMutation(this.applyContext, mutation, false);
+      const done = this.settleApply(seq, mutation, written, applying);
+      if (!isData) {
+        await done;
+        return { seq, mutation };
+      }
+      this.inFlight.add(done);
+      void done.catch(() => undefined).finally(() => this.inFlight.delete(done));
+      return { seq, mutation, done };
     });
-    if (!applied) return { seq: this.wal.lastSeq };
-    const { seq, mutation } = applied;
+    if (!started) return { seq: this.wal.lastSeq };
+    const { seq, mutation } = started;
+    if (started.done) await started.done;
     const waits: Array<Promise<void>> = [this.wal.waitDurable(seq)];
     if (mutation.op === 'writeDirect') waits.push(this.syncData(mutation.fid));
     await Promise.all(waits);
     this.opts.crashPoint?.('mutation.durable');
     if (this.loggedSinceCheckpoint >= this.opts.checkpointBytes) void this.checkpointIfDirty();
-    return applied;
+    return started;
   }
 
-  private async applyDirectLocked(m: Extract<Mutation, { op: 'writeDirect' }>, data: Buffer): Promise<void> {
+  /** Wait for a mutation's log write and apply; on failure decide between a clean refusal and stopping. */
+  private async settleApply(seq: bigint, mutation: Mutation, written: Promise<void>, applying: Promise<void>): Promise<void> {
+    const [log, apply] = await Promise.allSettled([written, applying]);
+    this.releaseGrowth(mutation);
+    if (log.status === 'rejected') {
+      // The log stopped (it fails every later append too): nothing more is acknowledged.
+      this.failure ??= log.reason;
+      throw log.reason;
+    }
+    if (apply.status === 'rejected') {
+      const err: unknown = apply.reason;
+      if (mutation.op === 'writeDirect' && isSystemError(err, 'EBADMSG')) {
+        // Nothing was written; the logged range is re-summed (a no-op) if ever replayed.
+        this.markApplied(seq);
+        throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${mutation.fid} at ${mutation.offset} does not match its CRC32C`, { fid: mutation.fid, offset: mutation.offset }, err);
+      }
+      if (mutation.op === 'writeDirect' && isSystemError(err, 'ENOSPC') && (await this.resumAfterFailedWrite(mutation))) {
+        // The brick filled up under us (past the reserve, e.g. another writer on it). The
+        // range may hold part of the data: it is re-summed so it reads back consistently,
+        // exactly as recovery would do with its logged range. The write is not acknowledged.
+        this.markApplied(seq);
+        throw volumeFull(`write of ${mutation.length} bytes at ${mutation.offset}: the brick is full`, { volume: this.volumeId, fid: mutation.fid });
+      }
+      // The log holds a mutation the tree does not: stop acknowledging; reopen replays it.
+      this.failure ??= err;
+      this.opts.log.error({ err, volume: this.volumeId, seq: String(seq), op: mutation.op }, 'apply failed; replica stopped');
+      throw err;
+    }
+    this.markApplied(seq);
+    this.stats.mutations++;
+    this.opts.crashPoint?.('apply.after');
+  }
+
+  /** appliedSeq advances only over a contiguous run: every mutation up to it is applied. */
+  private markApplied(seq: bigint): void {
+    if (seq !== this.appliedSeqValue + 1n) {
+      this.appliedOutOfOrder.add(seq);
+      return;
+    }
+    this.appliedSeqValue = seq;
+    while (this.appliedOutOfOrder.delete(this.appliedSeqValue + 1n)) this.appliedSeqValue++;
+  }
+
+  /** Apply a direct write: the file lock is requested synchronously (seq order), see mutate(). */
+  private async applyDirect(m: Extract<Mutation, { op: 'writeDirect' }>, data: Buffer): Promise<void> {
     await this.locks.withWrite(m.fid, () =>
       this.files.use(m.fid, async (file) => {
         const before = file.size;
@@ -705,12 +761,18 @@ export class ReplicaStore {
     return true;
   }
 
-  /** Enforce the volume size limit and keep the brick from filling up mid-apply. */
-  private async checkRoom(fid: string, endOffset: number, bytesWritten: number, syscall: string, label: string): Promise<void> {
-    const size = (await this.files.use(fid, async (f) => f.size)) ?? 0;
-    const growth = Math.max(0, endOffset - size);
-    if (growth > 0 && this.usedBytesValue + growth > this.manifestValue.sizeLimitBytes) {
-      throw volumeFull(`${syscall} '${label}': ${growth} more bytes would exceed the volume size limit ${this.manifestValue.sizeLimitBytes} (in use ${this.usedBytesValue})`, {
+  /**
+   * Enforce the volume size limit and keep the brick from filling up mid-apply, counting
+   * the data mutations still in flight. Records the file's size once this mutation is
+   * applied; returns the growth it reserved (released by releaseGrowth after the apply).
+   */
+  private async reserveRoom(fid: string, newSizeOf: (sizeBefore: number) => number, bytesWritten: number, syscall: string, label: string): Promise<number> {
+    const before = this.pending.get(fid)?.size ?? (await this.files.use(fid, async (f) => f.size)) ?? 0;
+    const newSize = newSizeOf(before);
+    const growth = Math.max(0, newSize - before);
+    const inUse = this.usedBytesValue + this.pendingGrowth;
+    if (growth > 0 && inUse + growth > this.manifestValue.sizeLimitBytes) {
+      throw volumeFull(`${syscall} '${label}': ${growth} more bytes would exceed the volume size limit ${this.manifestValue.sizeLimitBytes} (in use ${inUse})`, {
         volume: this.volumeId,
         file: label,
       });
@@ -728,6 +790,21 @@ export class ReplicaStore {
       });
     }
     this.brickFree.bytes -= bytesWritten;
+    const entry = this.pending.get(fid) ?? { size: before, ops: 0 };
+    entry.size = newSize;
+    entry.ops++;
+    this.pending.set(fid, entry);
+    this.pendingGrowth += growth;
+    return growth;
+  }
+
+  private releaseGrowth(mutation: Mutation): void {
+    const growth = this.growthOf.get(mutation);
+    if (growth === undefined || !('fid' in mutation)) return;
+    this.growthOf.delete(mutation);
+    this.pendingGrowth -= growth;
+    const entry = this.pending.get(mutation.fid);
+    if (entry && --entry.ops === 0) this.pending.delete(mutation.fid);
   }
 
   private async measureUsage(): Promise<number> {
@@ -780,6 +857,8 @@ export class ReplicaStore {
   private async resolveFile(file: FileRef, syscall: string): Promise<string> {
     if (typeof file !== 'string') {
       if (typeof file.fid !== 'string' || !/^[0-9a-f]{16}$/.test(file.fid)) throw posixError('EINVAL', syscall, String(file.fid), 'not a file id');
+      // An open file is known to exist (removal closes it first, under its write lock).
+      if (this.files.isOpen(file.fid)) return file.fid;
       const st = await lstat(this.files.fidPath(file.fid)).catch(() => undefined);
       if (!st) throw posixError('ENOENT', syscall, file.fid);
       if (!st.isFile()) throw posixError('EINVAL', syscall, file.fid, 'not a regular file');

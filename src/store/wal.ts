@@ -12,7 +12,8 @@
 //   has been written. A sync round snapshots writtenSeq, fdatasyncs the segment, then
 //   declares everything up to the snapshot durable: one fdatasync serves every append that
 //   was written when it started (group commit). A round starts whenever someone waits for
-//   durability and none is running.
+//   durability and none is running. A record appended when everything before it is
+//   already durable is written with RWF_DSYNC instead and is durable when its write returns.
 // - A segment that fills up is synced completely before the next one is used, so durable
 //   order across segments is log order.
 // - Segments whose records are all checkpointed (applied to data files that were then
@@ -212,11 +213,20 @@ export class WriteLog {
     return seg;
   }
 
+  /** Append one record with the next seq; resolves with the seq once it is written (not yet durable). */
+  async append(type: number, body: Uint8Array, payload: Uint8Array = Buffer.alloc(0)): Promise<bigint> {
+    const { seq, written } = await this.appendStart(type, body, payload);
+    await written;
+    return seq;
+  }
+
   /**
-   * Append one record with the next seq. Resolves with the seq once the record is written
-   * (not yet durable: call waitDurable). Records are laid out in seq order.
+   * Reserve the next seq and its place in the log, and start writing the record. The outer
+   * promise resolves once the place is reserved (after a segment rollover, if one was
+   * needed): callers that reserve one after another get ascending seqs in that order.
+   * `written` resolves when the record is written (not yet durable: see waitDurable).
    */
-  async append(type: number, body: Uint8Array, payload: Uint8Array = Buffer.alloc(0), payloadCrc?: number): Promise<bigint> {
+  async appendStart(type: number, body: Uint8Array, payload: Uint8Array = Buffer.alloc(0)): Promise<{ seq: bigint; written: Promise<void> }> {
     if (this.failed) throw this.failed;
     if (body.length > MAX_RECORD_BODY || payload.length > MAX_RECORD_PAYLOAD) {
       throw new RangeError(`record too large: body ${body.length} (max ${MAX_RECORD_BODY}), payload ${payload.length} (max ${MAX_RECORD_PAYLOAD})`);
@@ -248,17 +258,29 @@ export class WriteLog {
     seg.tail += size;
     if (seg.firstSeq === 0n) seg.firstSeq = seq;
     seg.lastSeq = seq;
-    const crc = payload.length === 0 ? 0 : (payloadCrc ?? native.crc32c(payload));
+    const crc = payload.length === 0 ? 0 : native.crc32c(payload);
     const header = encodeHeader(type, seq, body, payload.length, crc);
-    try {
-      await native.writev(seg.handle.fd, payload.length ? [header, body, payload] : [header, body], offset);
-    } catch (err) {
-      this.fail(err);
-      throw err;
-    }
-    this.options.crashPoint?.('wal.appended');
-    this.markWritten(seq);
-    return seq;
+    const fd = seg.handle.fd;
+    // A record with nothing before it waiting to be written or synced is written with
+    // RWF_DSYNC: write and flush in one syscall, the common case of a lone synchronous
+    // writer. Records that arrive while others are in flight are flushed together by a
+    // sync round instead (group commit).
+    const dsync = this.durableSeqValue === seq - 1n && !this.syncing;
+    const written = native.writev(fd, payload.length ? [header, body, payload] : [header, body], offset, dsync).then(
+      () => {
+        this.options.crashPoint?.('wal.appended');
+        this.markWritten(seq);
+        if (dsync && this.durableSeqValue === seq - 1n) {
+          this.options.crashPoint?.('wal.synced');
+          this.markDurable(seq);
+        }
+      },
+      (err: unknown) => {
+        this.fail(err);
+        throw err;
+      },
+    );
+    return { seq, written };
   }
 
   private markWritten(seq: bigint): void {
@@ -305,10 +327,16 @@ export class WriteLog {
       return;
     }
     this.options.crashPoint?.('wal.synced');
-    this.durableSeqValue = target;
+    this.markDurable(target);
+  }
+
+  /** Everything up to `seq` is durable: wake its waiters. */
+  private markDurable(seq: bigint): void {
+    if (seq <= this.durableSeqValue) return;
+    this.durableSeqValue = seq;
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       const w = this.waiters[i]!;
-      if (w.seq <= target) {
+      if (w.seq <= seq) {
         this.waiters.splice(i, 1);
         w.resolve();
       }
