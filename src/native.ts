@@ -119,9 +119,10 @@ export interface NativeAddon {
    * the sums file (edge blocks are read back to checksum them whole; a previously short last
    * block that the write extends is re-summed). If `expectedCrc` is given, crc32c(data) is
    * checked first and a mismatch rejects with code 'EBADMSG' having written nothing.
-   * No fsync: the caller decides durability.
+   * No fsync: the caller decides durability. `directFd`, an O_DIRECT descriptor of the same
+   * data file, is used for the data when offset and length are multiples of 4096.
    */
-  writeBlocks(dataFd: number, sumsFd: number, data: Uint8Array, offset: number, blockSize: number, expectedCrc?: number): Promise<void>;
+  writeBlocks(dataFd: number, sumsFd: number, data: Uint8Array, offset: number, blockSize: number, expectedCrc?: number, directFd?: number): Promise<void>;
   /**
    * Read into `buffer` from `offset` (short at EOF), verifying every block it covers
    * against the sums file. Resolves { bytes, badBlock }: badBlock is -1 when all verified,

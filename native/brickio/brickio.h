@@ -69,7 +69,7 @@ IoError Fsync(int fd);
 // edge-block rules). With `expectedCrc`, crc32c(data) is checked first; a mismatch returns
 // EBADMSG (syscall "crc32c") and nothing is written.
 IoError WriteBlocks(int dataFd, int sumsFd, const uint8_t* data, size_t len, uint64_t offset,
-                    uint32_t blockSize, std::optional<uint32_t> expectedCrc);
+                    uint32_t blockSize, std::optional<uint32_t> expectedCrc, int directFd = -1);
 
 struct ReadBlocksResult {
   uint64_t bytes = 0;     // bytes of the request available before EOF

@@ -172,14 +172,14 @@ class SyncWorker : public PromiseWorker {
 class WriteBlocksWorker : public PromiseWorker {
  public:
   WriteBlocksWorker(Napi::Env env, int dataFd, int sumsFd, Napi::Uint8Array data, uint64_t offset, uint32_t blockSize,
-                    std::optional<uint32_t> expectedCrc)
+                    std::optional<uint32_t> expectedCrc, int directFd)
       : PromiseWorker(env, "brickd.writeBlocks"),
         dataFd_(dataFd), sumsFd_(sumsFd), data_(data.Data()), len_(data.ByteLength()),
-        offset_(offset), blockSize_(blockSize), expectedCrc_(expectedCrc) {
+        offset_(offset), blockSize_(blockSize), expectedCrc_(expectedCrc), directFd_(directFd) {
     Retain(data);
   }
   void Execute() override {
-    auto err = brickio::WriteBlocks(dataFd_, sumsFd_, data_, len_, offset_, blockSize_, expectedCrc_);
+    auto err = brickio::WriteBlocks(dataFd_, sumsFd_, data_, len_, offset_, blockSize_, expectedCrc_, directFd_);
     if (err) error_ = ToSysError(err);
   }
 
@@ -190,6 +190,7 @@ class WriteBlocksWorker : public PromiseWorker {
   uint64_t offset_;
   uint32_t blockSize_;
   std::optional<uint32_t> expectedCrc_;
+  int directFd_;
 };
 
 class ReadBlocksWorker : public PromiseWorker {
@@ -351,7 +352,9 @@ Napi::Value WriteBlocks(const Napi::CallbackInfo& info) {
     if (!(d >= 0 && d <= 4294967295.0 && d == std::trunc(d))) ThrowArgRange(info[5], "expectedCrc", "an integer >= 0 and <= 4294967295");
     expectedCrc = static_cast<uint32_t>(d);
   }
-  return (new WriteBlocksWorker(info.Env(), dataFd, sumsFd, data, offset, blockSize, expectedCrc))->Queue();
+  int directFd = -1;
+  if (info.Length() > 6 && !info[6].IsUndefined()) directFd = ArgFd(info[6], "directFd");
+  return (new WriteBlocksWorker(info.Env(), dataFd, sumsFd, data, offset, blockSize, expectedCrc, directFd))->Queue();
 }
 
 Napi::Value ReadBlocks(const Napi::CallbackInfo& info) {

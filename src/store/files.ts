@@ -27,6 +27,8 @@ export interface OpenFile {
   pins: number;
   /** Logical size of the data file, kept current by the store (the only writer). */
   size: number;
+  /** The data file opened O_DIRECT, for large aligned writes (opened on first use). */
+  direct?: FileHandle;
 }
 
 export class FileTable {
@@ -138,9 +140,14 @@ export class FileTable {
       if (this.open.size <= this.maxOpen) return;
       if (file.pins > 0) continue;
       this.open.delete(fid);
-      await file.data.close();
-      await file.sums.close();
+      await closeFile(file);
     }
+  }
+
+  /** The O_DIRECT descriptor of an open file (call inside use()). */
+  async directHandle(file: OpenFile): Promise<FileHandle> {
+    file.direct ??= await open(this.fidPath(file.fid), constants.O_RDWR | constants.O_DIRECT);
+    return file.direct;
   }
 
   /** Close `fid`'s handles if open and unpinned (before its files are removed). */
@@ -148,8 +155,7 @@ export class FileTable {
     const file = this.open.get(fid);
     if (!file || file.pins > 0) return;
     this.open.delete(fid);
-    await file.data.close();
-    await file.sums.close();
+    await closeFile(file);
   }
 
   isOpen(fid: string): boolean {
@@ -162,10 +168,13 @@ export class FileTable {
   }
 
   async closeAll(): Promise<void> {
-    for (const file of this.open.values()) {
-      await file.data.close();
-      await file.sums.close();
-    }
+    for (const file of this.open.values()) await closeFile(file);
     this.open.clear();
   }
+}
+
+async function closeFile(file: OpenFile): Promise<void> {
+  await file.data.close();
+  await file.sums.close();
+  await file.direct?.close();
 }

@@ -688,7 +688,8 @@ export class ReplicaStore {
     await this.locks.withWrite(m.fid, () =>
       this.files.use(m.fid, async (file) => {
         const before = file.size;
-        await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, m.crc);
+        const direct = await this.files.directHandle(file);
+        await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, m.crc, direct.fd);
         file.size = Math.max(file.size, m.offset + data.length);
         this.usedBytesValue += file.size - before;
         this.dirtyFids.add(m.fid);
