@@ -37,6 +37,16 @@ export const ErrorCodes = {
   LOG_CORRUPT: 'the write log is damaged before its last durable record',
   STORE_CLOSED: 'the replica store is closed',
   REPLICA_FORMAT_TOO_NEW: 'the replica on-disk format is newer than this agent understands',
+  // volumes on this node
+  GENERATION_STALE: 'the request carries a generation lower than the replica has seen',
+  BRICK_IN_USE: 'the brick still holds volume replicas',
+  NO_BRICK: 'no mounted brick has room for the replica',
+  // control API
+  INVALID_ARGUMENT: 'a request field is missing, of the wrong type or out of range',
+  NOT_IMPLEMENTED: 'the call is part of the API but this agent does not serve it yet',
+  OPERATION_NOT_FOUND: 'no such operation',
+  REQUEST_ID_REUSED: 'a request id was reused for a different call',
+  CONTROL_SOCKET_IN_USE: 'another agent is serving the control socket',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,12 +1,17 @@
 // The agent process's wiring and lifecycle: state dir, node id, embedded devices, bricks.
 //
 // Lifecycle (AgentState): created → starting → running → stopping → stopped; a failure
-// while starting goes to `failed` with the error. Later layers (store, replication, FUSE,
-// control socket) attach here; this is the only module that wires everything.
+// while starting goes to `failed` with the error. Start order: node id, embedded devices,
+// bricks (recovered from the disks), volume replicas (opened, logs replayed), then the
+// control socket; stop runs it backwards. This is the only module that wires everything.
 import { mkdir } from 'node:fs/promises';
 import { BrickManager, type BrickStatus } from '../brick/manager.js';
+import { ControlServer } from '../control/server.js';
 import { BrickdError } from '../errors.js';
+import { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
+import { VERSION } from '../version.js';
+import { VolumeManager } from '../volume/manager.js';
 import { type AgentConfig, embeddedEnabled } from './config.js';
 import { attachEmbeddedDevices, detachEmbeddedDevices, type EmbeddedDevice } from './embedded.js';
 import { loadOrCreateNodeId } from './nodeid.js';
@@ -17,6 +22,9 @@ export class Agent {
   state: AgentState = 'created';
   nodeId = '';
   bricks!: BrickManager;
+  volumes!: VolumeManager;
+  readonly events = new EventBus();
+  private control: ControlServer | undefined;
   private embedded: EmbeddedDevice[] = [];
 
   constructor(
@@ -47,6 +55,7 @@ export class Agent {
         minSizeBytes: this.config.minSizeBytes,
         fsType: this.config.fsType,
         log: this.log.child({ node: this.nodeId }),
+        events: this.events,
       });
       if (embeddedEnabled(this.config)) {
         this.embedded = await attachEmbeddedDevices(this.config.stateDir, this.config.embeddedCount, this.config.embeddedSizeBytes);
@@ -60,7 +69,26 @@ export class Agent {
         const adopted = this.bricks.list().some((b) => b.devicePath === d.device && b.state === 'mounted');
         if (!adopted) await this.bricks.adopt(d.device);
       }
-      this.transition('running', { nodeId: this.nodeId, bricks: this.bricks.list().map(summary) });
+      this.volumes = new VolumeManager({ bricks: this.bricks, events: this.events, log: this.log.child({ node: this.nodeId }) });
+      await this.volumes.recover();
+      this.control = new ControlServer({
+        nodeId: this.nodeId,
+        version: VERSION,
+        zone: this.config.zone,
+        labels: {},
+        capabilities: ['xfs', 'ext4', 'scrub', 'checksums', ...(this.embedded.length > 0 ? ['embedded-devices'] : [])],
+        bricks: this.bricks,
+        volumes: this.volumes,
+        events: this.events,
+        log: this.log.child({ node: this.nodeId }),
+      });
+      await this.control.listen(this.config.controlSocket);
+      this.transition('running', {
+        nodeId: this.nodeId,
+        controlSocket: this.config.controlSocket,
+        bricks: this.bricks.list().map(summary),
+        volumes: this.volumes.list().map((v) => v.volumeId),
+      });
     } catch (err) {
       this.state = 'failed';
       throw err;
@@ -70,6 +98,9 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.transition('stopping');
+    // New calls stop first; then the replicas close (final checkpoint); then the bricks.
+    await this.control?.close();
+    await this.volumes?.close();
     if (this.config.unmountOnExit && this.bricks) {
       await this.bricks.unmountAll();
       await detachEmbeddedDevices(this.embedded);

@@ -21,14 +21,15 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rmdir, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { BrickdError, isBrickdError, isSystemError } from '../errors.js';
+import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
-import { native } from '../native.js';
+import { native, type DeviceSignature } from '../native.js';
 import { type Allowlist, matchAllowlist } from './allowlist.js';
 import { assessDevice, brickFromSignatures, describeSignatures, discoverDevices, mountpointsByDevice, type DeviceReport } from './discover.js';
 import { brickLabel, type BrickFsType, makeBrickFilesystem, mountBrick, unmountBrick } from './format.js';
 import { readBrickManifest, writeBrickManifest, type BrickManifest, BRICK_MANIFEST_FORMAT, BRICK_MANIFEST_VERSION } from './manifest.js';
 import { readMountInfo } from './mountinfo.js';
-import { findBlockDevice, listBlockDevices } from './sysfs.js';
+import { findBlockDevice, listBlockDevices, type SysBlockDevice } from './sysfs.js';
 import { Mutex } from '../lock.js';
 
 export type BrickState = 'mounted' | 'unmounted' | 'missing' | 'foreign' | 'unsupported' | 'incomplete' | 'error';
@@ -54,6 +55,17 @@ export interface AdoptOptions {
   tags?: Record<string, string>;
 }
 
+/** What adopt() would do with a device (see checkAdoption). */
+export interface AdoptionPlan {
+  dev: SysBlockDevice;
+  report: DeviceReport;
+  signatures: DeviceSignature[];
+  /** Already this node's mounted brick: adopt() returns it. */
+  ownBrick?: BrickStatus;
+  /** A brickd brick not mounted yet: adopt() mounts it rather than formatting. */
+  bringUp?: boolean;
+}
+
 export interface BrickManagerOptions {
   stateDir: string;
   nodeId: string;
@@ -61,6 +73,8 @@ export interface BrickManagerOptions {
   minSizeBytes: number;
   fsType: BrickFsType;
   log: Logger;
+  /** Brick state changes are published here (brick-mounted, brick-missing, brick-degraded). */
+  events?: EventBus;
 }
 
 export class BrickManager {
@@ -105,6 +119,38 @@ export class BrickManager {
     return this.mutex.run(() => this.adoptLocked(devicePath, options));
   }
 
+  /**
+   * Stop using a brick: unmount it and erase its filesystem signature, so that the device is
+   * blank (and adoptable) again and no restart brings the brick back. Refused while the
+   * brick holds replicas, and for a brick of another node. A missing brick is just forgotten.
+   */
+  release(brickId: string): Promise<BrickStatus> {
+    return this.mutex.run(async () => {
+      const brick = this.bricks.get(brickId);
+      if (!brick) throw new BrickdError('BRICK_NOT_FOUND', `no brick ${brickId} on this node`, { brickId });
+      if (brick.state === 'foreign') throw new BrickdError('BRICK_FOREIGN', `brick ${brickId} belongs to another node (${brick.reason}); adopt its device with force to take it over`, { brickId });
+      if (brick.state === 'mounted') {
+        const volumes = (await readdir(path.join(brick.mountPath, 'volumes')).catch(() => [] as string[])).filter((v) => !v.startsWith('.'));
+        if (volumes.length > 0) throw new BrickdError('BRICK_IN_USE', `brick ${brickId} holds replicas of ${volumes.join(', ')}`, { brickId, volumes });
+        await unmountBrick(brick.mountPath);
+      }
+      if (brick.state !== 'missing' && brick.devicePath) {
+        try {
+          await native.wipeSignatures(brick.devicePath);
+        } catch (err) {
+          if (isSystemError(err, 'EBUSY')) throw new BrickdError('DEVICE_IN_USE', `${brick.devicePath} is busy`, { brickId }, err);
+          throw err;
+        }
+      }
+      await rmdir(brick.mountPath).catch((err) => {
+        if (!isSystemError(err, 'ENOENT')) throw err;
+      });
+      this.bricks.delete(brickId);
+      this.options.log.info({ brick: brickId, device: brick.devicePath }, 'release brick');
+      return brick;
+    });
+  }
+
   /** Unmount every mounted brick (shutdown when told to, tests). Data stays on the devices. */
   unmountAll(): Promise<void> {
     return this.mutex.run(async () => {
@@ -129,6 +175,8 @@ export class BrickManager {
     const log = this.options.log.child({ brick: brick.brickId });
     if (state === 'mounted') log.info({ device: brick.devicePath, mountPath: brick.mountPath }, 'brick mounted');
     else log.warn({ state, reason, device: brick.devicePath }, `brick ${state}`);
+    const kind = state === 'mounted' ? 'brick-mounted' : state === 'missing' ? 'brick-missing' : state === 'unmounted' ? undefined : 'brick-degraded';
+    if (kind) this.options.events?.emit({ kind, brickId: brick.brickId, device: brick.devicePath ?? '', message: reason || `brick ${state}` });
   }
 
   private async recoverLocked(): Promise<BrickStatus[]> {
@@ -248,14 +296,18 @@ export class BrickManager {
     };
   }
 
-  private async adoptLocked(devicePath: string, options: AdoptOptions): Promise<BrickStatus> {
-    const log = this.options.log.child({ device: devicePath });
+  /**
+   * Check an adoption without acting (no lock, no side effect): throws the typed refusal
+   * adopt() would throw, or returns what adopt() would do. The control API calls it first
+   * so that a refusal is the call's error rather than a failed operation.
+   */
+  async checkAdoption(devicePath: string, options: AdoptOptions = {}): Promise<AdoptionPlan> {
     const dev = await findBlockDevice(devicePath);
     if (!dev) throw new BrickdError('DEVICE_NOT_FOUND', `${devicePath} is not a block device on this node`, { device: devicePath });
-    const fsType = options.fsType ?? this.options.fsType;
     const report = await assessDevice(dev, { allow: this.allow, minSizeBytes: this.options.minSizeBytes }, await mountpointsByDevice());
     const details = { device: dev.path, reasons: report.reasons };
     const has = (code: string) => report.reasons.some((r) => r.code === code);
+    const signatures = report.probe?.signatures ?? [];
 
     // Hard refusals: no flag overrides these.
     if (has('NOT_ALLOWED')) throw new BrickdError('DEVICE_NOT_ALLOWED', `${devicePath} matches no devices.allow pattern`, details);
@@ -265,12 +317,9 @@ export class BrickManager {
     // Our own brick already: adoption is idempotent (an orchestrator retrying after a timeout).
     if (report.brick) {
       const known = this.bricks.get(report.brick.brickId);
-      if (known?.manifest?.nodeId === this.options.nodeId && known.state === 'mounted') return known;
+      if (known?.manifest?.nodeId === this.options.nodeId && known.state === 'mounted') return { dev, report, signatures, ownBrick: known };
       if (!options.force) {
-        if (!known && report.mountpoints.length === 0) {
-          const brick = await this.bringUpLocked(report);
-          if (brick.state === 'mounted') return brick;
-        }
+        if (!known && report.mountpoints.length === 0) return { dev, report, signatures, bringUp: true };
         throw new BrickdError('DEVICE_IS_BRICK', `${devicePath} already holds brick ${report.brick.brickId}; use force to reformat it`, details);
       }
     }
@@ -279,12 +328,27 @@ export class BrickManager {
       throw new BrickdError('DEVICE_IN_USE', `${devicePath} is in use: ${why.join('; ')}`, details);
     }
     if (has('TOO_SMALL')) throw new BrickdError('DEVICE_TOO_SMALL', `${devicePath}: ${report.reasons.find((r) => r.code === 'TOO_SMALL')!.message}`, details);
-    const signatures = report.probe?.signatures ?? [];
     if (signatures.length > 0 && !report.brick && !options.force) {
       throw new BrickdError('DEVICE_HAS_SIGNATURE', `${devicePath} carries ${describeSignatures(signatures)}; use force to erase it`, {
         ...details,
         signatures,
       });
+    }
+    return { dev, report, signatures };
+  }
+
+  private async adoptLocked(devicePath: string, options: AdoptOptions): Promise<BrickStatus> {
+    const log = this.options.log.child({ device: devicePath });
+    const plan = await this.checkAdoption(devicePath, options);
+    if (plan.ownBrick) return plan.ownBrick;
+    const { dev, report, signatures } = plan;
+    const details = { device: dev.path, reasons: report.reasons };
+    const fsType = options.fsType ?? this.options.fsType;
+    if (plan.bringUp) {
+      // An unknown brick of ours that was not mounted (released, or found late): mount it.
+      const brick = await this.bringUpLocked(report);
+      if (brick.state === 'mounted') return brick;
+      throw new BrickdError('DEVICE_IS_BRICK', `${devicePath} holds brick ${report.brick!.brickId} (${brick.state}: ${brick.reason}); use force to reformat it`, details);
     }
 
     const brickId = randomUUID();

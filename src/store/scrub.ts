@@ -60,7 +60,7 @@ export class Scrubber {
   private wantPause = false;
   private wantStop = false;
   private readonly file: string;
-  private readonly rate: number;
+  readonly rate: number;
   private readonly chunkBlocks: number;
   private readonly maxFindings: number;
 

@@ -64,6 +64,8 @@ export interface StoreOptions {
   /** Free space kept on the brick beyond what writes need (default 32 MiB). */
   brickReserveBytes?: number;
   repair?: RepairHook;
+  /** Told of every checksum mismatch found (on read or scrub) and whether it was repaired. */
+  onChecksumError?: (info: { fid: string; file?: string; block: number; repaired: boolean }) => void;
   crashPoint?: CrashPoint;
 }
 
@@ -136,7 +138,7 @@ export class ReplicaStore {
   private failure: unknown;
   private closed = false;
   private readonly applyContext: ApplyContext;
-  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint'>> & Pick<StoreOptions, 'repair' | 'crashPoint'>;
+  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError'>> & Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError'>;
 
   private constructor(
     readonly dir: string,
@@ -152,6 +154,7 @@ export class ReplicaStore {
       checkpointIntervalMs: options.checkpointIntervalMs ?? 10_000,
       brickReserveBytes: options.brickReserveBytes ?? 32 * 2 ** 20,
       repair: options.repair,
+      onChecksumError: options.onChecksumError,
       crashPoint: options.crashPoint,
     };
     this.files = new FileTable(dir);
@@ -741,15 +744,20 @@ export class ReplicaStore {
     const log = this.opts.log.child({ volume: this.volumeId });
     const blockSize = this.manifestValue.blockSize;
     const offset = block * blockSize;
+    const report = (repaired: boolean) => this.opts.onChecksumError?.({ fid, ...(label ? { file: label } : {}), block, repaired });
     if (!this.opts.repair) {
       log.error({ fid, file: label, block }, 'checksum mismatch, no repair source');
+      report(false);
       return false;
     }
     const good = await this.opts.repair({ volumeId: this.volumeId, fid, ...(label ? { path: label } : {}), offset, length: blockSize }).catch((err) => {
       log.error({ err, fid, block }, 'repair fetch failed');
       return undefined;
     });
-    if (!good) return false;
+    if (!good) {
+      report(false);
+      return false;
+    }
     await this.locks.withWrite(fid, () =>
       this.files.use(fid, async (f) => {
         await native.writeBlocks(f.data.fd, f.sums.fd, good, offset, blockSize);
@@ -759,6 +767,7 @@ export class ReplicaStore {
     );
     this.stats.repaired++;
     log.warn({ fid, file: label, block }, 'repair block from healthy copy');
+    report(true);
     return true;
   }
 

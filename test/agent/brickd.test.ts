@@ -13,7 +13,7 @@ const running = (l: Record<string, unknown>) => l.msg === 'agent running';
 
 t.test('embedded default: start, stop, restart, unmount on exit', { skip: needsRoot() }, async (t) => {
   const stateDir = await tempDir(t, 'brickd-agent-');
-  const args = ['--state-dir', stateDir, '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB'];
+  const args = ['--state-dir', stateDir, '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB', '--control-socket', path.join(stateDir, 'control.sock')];
   // Whatever happens, leave no mount or loop device of this test behind.
   t.teardown(async () => {
     for (const m of (await readMountInfo()).filter((m) => m.target.startsWith(stateDir)).reverse()) {

@@ -1,0 +1,47 @@
+// This node's settings for one volume replica, beside the store's own manifest:
+// <replica>/.brickd/volume.json. The generation lives in the replica manifest (the store
+// enforces it); role, peers and write quorum live here. Written atomically, versioned.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { BrickdError, isSystemError } from '../errors.js';
+import { writeFileAtomic } from '../fsutil.js';
+
+export const VOLUME_CONFIG_FORMAT = 'brickd-volume';
+export const VOLUME_CONFIG_VERSION = 1;
+
+export type VolumeRole = 'primary' | 'replica';
+
+export interface PeerConfig {
+  nodeId: string;
+  /** host:port of the peer's replication endpoint. */
+  address: string;
+}
+
+export interface VolumeConfig {
+  format: typeof VOLUME_CONFIG_FORMAT;
+  version: number;
+  role: VolumeRole;
+  peers: PeerConfig[];
+  /** Replicas (this one included) that must hold a write before it is acknowledged; 0 = majority. */
+  writeQuorum: number;
+}
+
+const file = (replicaDir: string) => path.join(replicaDir, '.brickd', 'volume.json');
+
+export async function readVolumeConfig(replicaDir: string): Promise<VolumeConfig> {
+  try {
+    const parsed = JSON.parse(await readFile(file(replicaDir), 'utf8')) as VolumeConfig;
+    if (parsed.format !== VOLUME_CONFIG_FORMAT) throw new Error('not a volume config');
+    if (parsed.version > VOLUME_CONFIG_VERSION) {
+      throw new BrickdError('REPLICA_FORMAT_TOO_NEW', `${file(replicaDir)} has version ${parsed.version}; this agent reads up to ${VOLUME_CONFIG_VERSION}`);
+    }
+    return parsed;
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) return { format: VOLUME_CONFIG_FORMAT, version: VOLUME_CONFIG_VERSION, role: 'replica', peers: [], writeQuorum: 0 };
+    throw err;
+  }
+}
+
+export async function writeVolumeConfig(replicaDir: string, config: VolumeConfig): Promise<void> {
+  await writeFileAtomic(file(replicaDir), JSON.stringify(config, null, 2) + '\n');
+}

@@ -1,0 +1,269 @@
+// The volume replicas on this node: placing them on bricks, opening them at start-up,
+// their settings (generation, role, peers), scrubs, and deleting them.
+//
+// Ownership: this module owns <brick>/volumes/ on every mounted brick and the open
+// ReplicaStores in it. Brick placement and lifecycle belong to BrickManager; replication
+// (later) attaches to the stores this module opens.
+//
+// Every mutating method is idempotent in its natural form: creating a replica that exists
+// with the same settings returns it, deleting one that is gone reports deleted: false.
+// Create and delete run under one mutex so that two retries cannot race each other.
+import { readdir, rename, rm, statfs } from 'node:fs/promises';
+import path from 'node:path';
+import type { BrickManager, BrickStatus } from '../brick/manager.js';
+import { BrickdError, isSystemError } from '../errors.js';
+import type { EventBus } from '../events.js';
+import { fsyncDir } from '../fsutil.js';
+import { Mutex } from '../lock.js';
+import type { Logger } from '../log.js';
+import { Scrubber, type ScrubProgress } from '../store/scrub.js';
+import { ReplicaStore, type StoreOptions } from '../store/store.js';
+import { readVolumeConfig, writeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_VERSION, type PeerConfig, type VolumeConfig, type VolumeRole } from './config.js';
+
+export interface LocalVolume {
+  volumeId: string;
+  brickId: string;
+  dir: string;
+  store: ReplicaStore;
+  config: VolumeConfig;
+  scrubber: Scrubber;
+}
+
+export interface CreateVolumeOptions {
+  volumeId: string;
+  sizeLimitBytes: number;
+  brickId?: string;
+  generation?: number;
+  role?: VolumeRole;
+  peers?: PeerConfig[];
+  writeQuorum?: number;
+}
+
+export interface UpdateVolumeOptions {
+  generation: number;
+  role?: VolumeRole;
+  peers?: PeerConfig[];
+  writeQuorum?: number;
+}
+
+export interface VolumeManagerOptions {
+  bricks: BrickManager;
+  events: EventBus;
+  log: Logger;
+  store?: StoreOptions;
+  /** Default scrub rate (bytes per second). */
+  scrubRate?: number;
+}
+
+const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export class VolumeManager {
+  private readonly volumes = new Map<string, LocalVolume>();
+  private readonly mutex = new Mutex();
+
+  constructor(private readonly options: VolumeManagerOptions) {}
+
+  list(): LocalVolume[] {
+    return [...this.volumes.values()].sort((a, b) => a.volumeId.localeCompare(b.volumeId));
+  }
+
+  get(volumeId: string): LocalVolume {
+    const volume = this.volumes.get(volumeId);
+    if (!volume) throw new BrickdError('VOLUME_NOT_FOUND', `no replica of volume ${JSON.stringify(volumeId)} on this node`, { volumeId });
+    return volume;
+  }
+
+  /** Volume ids with a replica on `brickId`. */
+  onBrick(brickId: string): string[] {
+    return this.list()
+      .filter((v) => v.brickId === brickId)
+      .map((v) => v.volumeId);
+  }
+
+  /** Open every replica found on the mounted bricks (start-up). A replica that fails to open is logged and skipped. */
+  recover(): Promise<LocalVolume[]> {
+    return this.mutex.run(async () => {
+      for (const brick of this.options.bricks.list().filter((b) => b.state === 'mounted')) {
+        const volumesDir = path.join(brick.mountPath, 'volumes');
+        let names: string[] = [];
+        try {
+          names = await readdir(volumesDir);
+        } catch (err) {
+          if (!isSystemError(err, 'ENOENT')) throw err;
+        }
+        for (const name of names) {
+          if (name.startsWith('.') || this.volumes.has(name)) continue;
+          try {
+            await this.openLocked(name, brick, path.join(volumesDir, name));
+          } catch (err) {
+            this.options.log.error({ err, volume: name, brick: brick.brickId }, 'open replica failed');
+          }
+        }
+      }
+      return this.list();
+    });
+  }
+
+  create(options: CreateVolumeOptions): Promise<LocalVolume> {
+    return this.mutex.run(async () => {
+      if (!VOLUME_ID_RE.test(options.volumeId)) {
+        throw new BrickdError('INVALID_ARGUMENT', `volume id ${JSON.stringify(options.volumeId)} must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+      }
+      if (!Number.isSafeInteger(options.sizeLimitBytes) || options.sizeLimitBytes <= 0) {
+        throw new BrickdError('INVALID_ARGUMENT', `size limit must be a positive number of bytes, got ${options.sizeLimitBytes}`);
+      }
+      const existing = this.volumes.get(options.volumeId);
+      if (existing) {
+        const same =
+          existing.store.manifest.sizeLimitBytes === options.sizeLimitBytes && (!options.brickId || options.brickId === existing.brickId);
+        if (!same) {
+          throw new BrickdError('VOLUME_EXISTS', `volume ${options.volumeId} already has a replica here (brick ${existing.brickId}, size limit ${existing.store.manifest.sizeLimitBytes})`, {
+            volumeId: options.volumeId,
+          });
+        }
+        return existing;
+      }
+      const brick = options.brickId ? this.mountedBrick(options.brickId) : await this.roomiest(options.sizeLimitBytes);
+      const dir = path.join(brick.mountPath, 'volumes', options.volumeId);
+      const store = await ReplicaStore.create(
+        dir,
+        { volumeId: options.volumeId, sizeLimitBytes: options.sizeLimitBytes, generation: options.generation ?? 0 },
+        this.storeOptions(options.volumeId),
+      );
+      const config: VolumeConfig = {
+        format: VOLUME_CONFIG_FORMAT,
+        version: VOLUME_CONFIG_VERSION,
+        role: options.role ?? 'replica',
+        peers: options.peers ?? [],
+        writeQuorum: options.writeQuorum ?? 0,
+      };
+      await writeVolumeConfig(dir, config);
+      const volume = this.add(options.volumeId, brick.brickId, dir, store, config);
+      this.options.events.emit({ kind: 'replica-created', volumeId: options.volumeId, brickId: brick.brickId, message: `replica created on brick ${brick.brickId}` });
+      this.options.log.info({ volume: options.volumeId, brick: brick.brickId }, 'create replica');
+      return volume;
+    });
+  }
+
+  update(volumeId: string, options: UpdateVolumeOptions): Promise<LocalVolume> {
+    return this.mutex.run(async () => {
+      const volume = this.get(volumeId);
+      const current = volume.store.manifest.generation;
+      if (!Number.isSafeInteger(options.generation) || options.generation < current) {
+        throw new BrickdError('GENERATION_STALE', `volume ${volumeId} is at generation ${current}; refusing generation ${options.generation}`, {
+          volumeId,
+          generation: current,
+        });
+      }
+      await volume.store.raiseGeneration(options.generation);
+      const config: VolumeConfig = {
+        ...volume.config,
+        ...(options.role ? { role: options.role } : {}),
+        ...(options.peers ? { peers: options.peers } : {}),
+        ...(options.writeQuorum !== undefined ? { writeQuorum: options.writeQuorum } : {}),
+      };
+      await writeVolumeConfig(volume.dir, config);
+      volume.config = config;
+      return volume;
+    });
+  }
+
+  /** Delete this node's replica and its data. Resolves false if there was none. */
+  delete(volumeId: string): Promise<boolean> {
+    return this.mutex.run(async () => {
+      const volume = this.volumes.get(volumeId);
+      if (!volume) return false;
+      await volume.scrubber.stop();
+      await volume.store.close();
+      this.volumes.delete(volumeId);
+      // Rename first (atomic): a crash during the recursive delete leaves a hidden
+      // directory that start-up ignores, never a half-deleted replica that looks whole.
+      const trash = path.join(path.dirname(volume.dir), `.deleted-${volumeId}-${Date.now()}`);
+      await rename(volume.dir, trash);
+      await fsyncDir(path.dirname(volume.dir));
+      await rm(trash, { recursive: true, force: true });
+      this.options.events.emit({ kind: 'replica-deleted', volumeId, brickId: volume.brickId, message: 'replica deleted' });
+      this.options.log.info({ volume: volumeId, brick: volume.brickId }, 'delete replica');
+      return true;
+    });
+  }
+
+  /** Start or resume the scrub of a replica (a new rate applies from the next start). */
+  async startScrub(volumeId: string, rateBytesPerSec?: number): Promise<Scrubber> {
+    const volume = this.get(volumeId);
+    if (rateBytesPerSec && rateBytesPerSec !== volume.scrubber.rate && volume.scrubber.progress.state !== 'running') {
+      // The new scrubber picks up the saved cursor of a paused pass.
+      volume.scrubber = new Scrubber(volume.store, { rateBytesPerSec, log: this.options.log });
+      await volume.scrubber.load();
+    }
+    volume.scrubber.start();
+    void volume.scrubber.whenIdle().then((p: ScrubProgress) => {
+      if (p.state === 'done') {
+        this.options.events.emit({ kind: 'scrub-done', volumeId, message: `scrub done: ${p.bytesScanned} bytes, ${p.findings.length} bad blocks` });
+      }
+    });
+    return volume.scrubber;
+  }
+
+  async close(): Promise<void> {
+    await this.mutex.run(async () => {
+      for (const volume of this.volumes.values()) {
+        await volume.scrubber.pause();
+        await volume.store.close();
+      }
+      this.volumes.clear();
+    });
+  }
+
+  private storeOptions(volumeId: string): StoreOptions {
+    const events = this.options.events;
+    return {
+      log: this.options.log,
+      ...this.options.store,
+      onChecksumError: (info) =>
+        events.emit({
+          kind: info.repaired ? 'checksum-repaired' : 'checksum-error',
+          volumeId,
+          message: `block ${info.block} of ${info.file ?? info.fid} ${info.repaired ? 'repaired' : 'does not match its checksum'}`,
+        }),
+    };
+  }
+
+  private async openLocked(volumeId: string, brick: BrickStatus, dir: string): Promise<LocalVolume> {
+    const store = await ReplicaStore.open(dir, this.storeOptions(volumeId));
+    const config = await readVolumeConfig(dir);
+    const volume = this.add(volumeId, brick.brickId, dir, store, config);
+    await volume.scrubber.load();
+    this.options.log.info({ volume: volumeId, brick: brick.brickId, durableSeq: String(store.durableSeq) }, 'open replica');
+    return volume;
+  }
+
+  private add(volumeId: string, brickId: string, dir: string, store: ReplicaStore, config: VolumeConfig): LocalVolume {
+    const scrubber = new Scrubber(store, { log: this.options.log, ...(this.options.scrubRate ? { rateBytesPerSec: this.options.scrubRate } : {}) });
+    const volume: LocalVolume = { volumeId, brickId, dir, store, config, scrubber };
+    this.volumes.set(volumeId, volume);
+    return volume;
+  }
+
+  private mountedBrick(brickId: string): BrickStatus {
+    const brick = this.options.bricks.get(brickId);
+    if (!brick) throw new BrickdError('BRICK_NOT_FOUND', `no brick ${brickId} on this node`, { brickId });
+    if (brick.state !== 'mounted') throw new BrickdError('NO_BRICK', `brick ${brickId} is ${brick.state}, not mounted`, { brickId });
+    return brick;
+  }
+
+  /** The mounted brick with the most free space, if it can hold `sizeLimitBytes`. */
+  private async roomiest(sizeLimitBytes: number): Promise<BrickStatus> {
+    let best: { brick: BrickStatus; free: number } | undefined;
+    for (const brick of this.options.bricks.list().filter((b) => b.state === 'mounted')) {
+      const s = await statfs(brick.mountPath);
+      const free = s.bavail * s.bsize;
+      if (!best || free > best.free) best = { brick, free };
+    }
+    if (!best) throw new BrickdError('NO_BRICK', 'no mounted brick on this node');
+    if (best.free < Math.min(sizeLimitBytes, 64 * 2 ** 20)) {
+      throw new BrickdError('NO_BRICK', `the roomiest brick (${best.brick.brickId}) has ${best.free} bytes free`, { brickId: best.brick.brickId });
+    }
+    return best.brick;
+  }
+}

@@ -1,0 +1,76 @@
+// The control API's gRPC service definition, built from the protobufjs code generated out
+// of proto/brickd/v1/control.proto (npm run build:proto → src/wire/gen/).
+//
+// This module and its siblings in src/wire are the only users of protobufjs. The server
+// (src/control) and the clients (brickctl, tests) share this one definition, so a method's
+// path and its message types cannot drift apart.
+import * as grpc from '@grpc/grpc-js';
+import './protobuf.js';
+import { brickd } from './gen/control.js';
+
+export import pb = brickd.v1;
+
+interface Codec<T> {
+  encode(message: T): { finish(): Uint8Array };
+  decode(reader: Uint8Array): T;
+}
+
+function unary<Req, Res>(name: string, req: Codec<Req>, res: Codec<Res>, responseStream = false): grpc.MethodDefinition<Req, Res> {
+  return {
+    path: `/brickd.v1.Control/${name}`,
+    requestStream: false,
+    responseStream,
+    requestSerialize: (m: Req) => Buffer.from(req.encode(m).finish()),
+    requestDeserialize: (b: Buffer) => req.decode(b),
+    responseSerialize: (m: Res) => Buffer.from(res.encode(m).finish()),
+    responseDeserialize: (b: Buffer) => res.decode(b),
+    originalName: name.charAt(0).toLowerCase() + name.slice(1),
+  };
+}
+
+/** Every method of brickd.v1.Control, keyed by its camelCase name. */
+export const ControlService = {
+  getNodeInfo: unary('GetNodeInfo', pb.GetNodeInfoRequest, pb.NodeInfo),
+  listDevices: unary('ListDevices', pb.ListDevicesRequest, pb.ListDevicesResponse),
+  adoptDevice: unary('AdoptDevice', pb.AdoptDeviceRequest, pb.Operation),
+  releaseDevice: unary('ReleaseDevice', pb.ReleaseDeviceRequest, pb.ReleaseDeviceResponse),
+  listBricks: unary('ListBricks', pb.ListBricksRequest, pb.ListBricksResponse),
+  createVolume: unary('CreateVolume', pb.CreateVolumeRequest, pb.Volume),
+  updateVolume: unary('UpdateVolume', pb.UpdateVolumeRequest, pb.Volume),
+  deleteVolume: unary('DeleteVolume', pb.DeleteVolumeRequest, pb.DeleteVolumeResponse),
+  listVolumes: unary('ListVolumes', pb.ListVolumesRequest, pb.ListVolumesResponse),
+  getVolumeStatus: unary('GetVolumeStatus', pb.GetVolumeStatusRequest, pb.VolumeStatus),
+  mountVolume: unary('MountVolume', pb.MountVolumeRequest, pb.MountVolumeResponse),
+  unmountVolume: unary('UnmountVolume', pb.UnmountVolumeRequest, pb.UnmountVolumeResponse),
+  startScrub: unary('StartScrub', pb.StartScrubRequest, pb.Operation),
+  stopScrub: unary('StopScrub', pb.StopScrubRequest, pb.Operation),
+  getOperation: unary('GetOperation', pb.GetOperationRequest, pb.Operation),
+  watchOperation: unary('WatchOperation', pb.GetOperationRequest, pb.Operation, true),
+  watchEvents: unary('WatchEvents', pb.WatchEventsRequest, pb.Event, true),
+} as const;
+
+export type ControlMethod = keyof typeof ControlService;
+
+/** Trailing-metadata key carrying a failed call's machine-readable reason. */
+export const REASON_KEY = 'brickd-reason';
+
+type UnaryCall<Req, Res> = (request: Req, metadata: grpc.Metadata, options: Partial<grpc.CallOptions>, callback: (err: grpc.ServiceError | null, response?: Res) => void) => grpc.ClientUnaryCall;
+type StreamCall<Req, Res> = (request: Req, metadata?: grpc.Metadata, options?: Partial<grpc.CallOptions>) => grpc.ClientReadableStream<Res>;
+type ClientMethods = {
+  [K in ControlMethod]: (typeof ControlService)[K] extends grpc.MethodDefinition<infer Req, infer Res>
+    ? (typeof ControlService)[K]['responseStream'] extends true
+      ? StreamCall<Req, Res>
+      : UnaryCall<Req, Res>
+    : never;
+};
+
+/** A typed gRPC client of the control API. */
+export type ControlClient = grpc.Client & ClientMethods;
+
+const ClientConstructor = grpc.makeGenericClientConstructor(ControlService as unknown as grpc.ServiceDefinition, 'Control');
+
+/** Connect to an agent: `unix:///run/brickd/control.sock` or a path (taken as a Unix socket). */
+export function controlClient(target: string): ControlClient {
+  const address = target.includes('://') || target.startsWith('unix:') ? target : `unix://${target}`;
+  return new ClientConstructor(address, grpc.credentials.createInsecure()) as unknown as ControlClient;
+}
