@@ -1,7 +1,9 @@
 // Restart: the brick table is rebuilt from the devices alone (labels + manifests), with
 // every odd case reported rather than dropped: vanished device, foreign brick, half-done
 // adoption, a manifest from a newer format, stale mounts.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { brickLabel, mountBrick, unmountBrick } from '../../src/brick/format.js';
@@ -86,4 +88,24 @@ t.test('a mount point directory with no device at all is reported missing', { sk
   const bricks = await brickManager(t, { allow: [] });
   await mkdir(path.join(bricks.bricksDir, 'deadbeef-0000-4000-8000-000000000000'), { recursive: true });
   t.match(await bricks.recover(), [{ brickId: 'deadbeef-0000-4000-8000-000000000000', state: 'missing' }]);
+});
+
+t.test('a dead mount (ENOTCONN) under bricks/ is detached at start-up and reported', { skip: needsRoot() || (existsSync('/dev/fuse') ? false : 'needs /dev/fuse') }, async (t) => {
+  const bricks = await brickManager(t, { allow: [] });
+  const stale = path.join(bricks.bricksDir, 'dead0000-0000-4000-8000-000000000000');
+  await mkdir(stale, { recursive: true });
+  const child = spawn(process.execPath, [path.join(import.meta.dirname, 'children', 'fuse-mount.cjs'), stale], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('mounted') && resolve());
+    child.once('exit', (code) => reject(new Error(`FUSE child exited ${code}`)));
+  });
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  await t.rejects(stat(stale), { code: 'ENOTCONN' }, 'the mount is dead, as after a crash');
+  const found = await bricks.recover();
+  t.equal(await mountAt(stale), undefined, 'the dead mount is gone');
+  t.match(found, [{ brickId: 'dead0000-0000-4000-8000-000000000000', state: 'missing' }], 'and its brick is reported');
 });

@@ -7,55 +7,19 @@
 // survived would empty the filesystem under it. Register a mount point after the loop
 // device it mounts, so that (teardowns running in reverse) it is unmounted before the
 // device is detached.
-import { mkdtemp, readFile, rmdir } from 'node:fs/promises';
+import { mkdtemp, rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
+import { mountAt, readMountInfo, type MountEntry } from '../../src/brick/mountinfo.js';
 import { run } from '../../src/exec.js';
 import { native } from '../../src/native.js';
 
-export interface MountInfoEntry {
-  mountId: number;
-  /** "major:minor" of the mounted filesystem's device. */
-  devNumber: string;
-  target: string;
-  /** Per-mount options (rw, noatime, ...). */
-  mountOptions: string[];
-  fsType: string;
-  source: string;
-  /** Superblock options. */
-  superOptions: string[];
-}
-
-// mountinfo escapes space, tab, newline and backslash as \ooo octal.
-function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-}
-
-/** Every mount in this process's mount namespace, in mount order. */
-export async function readMountInfo(): Promise<MountInfoEntry[]> {
-  const entries: MountInfoEntry[] = [];
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
-    const fields = line.split(' ');
-    const dash = fields.indexOf('-');
-    if (dash < 6 || fields.length < dash + 4) continue;
-    entries.push({
-      mountId: Number(fields[0]),
-      devNumber: fields[2]!,
-      target: unescape(fields[4]!),
-      mountOptions: fields[5]!.split(','),
-      fsType: fields[dash + 1]!,
-      source: unescape(fields[dash + 2]!),
-      superOptions: fields[dash + 3]!.split(','),
-    });
-  }
-  return entries;
-}
+export type MountInfoEntry = MountEntry;
+export { readMountInfo };
 
 /** The mount on top at `target`, if any. */
-export async function mountInfoAt(target: string): Promise<MountInfoEntry | undefined> {
-  return (await readMountInfo()).filter((m) => m.target === target).at(-1);
-}
+export const mountInfoAt = mountAt;
 
 /** An empty directory to mount on; at teardown anything on it is unmounted, then it is rmdir'd. */
 export async function mountPoint(t: Test, prefix = 'brickd-mnt-'): Promise<string> {
