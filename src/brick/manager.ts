@@ -25,7 +25,7 @@ import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { native, type DeviceSignature } from '../native.js';
 import { type Allowlist, matchAllowlist } from './allowlist.js';
-import { assessDevice, brickFromSignatures, describeSignatures, discoverDevices, mountpointsByDevice, type DeviceReport } from './discover.js';
+import { assessDevice, describeSignatures, discoverDevices, mountpointsByDevice, type DeviceReport } from './discover.js';
 import { brickLabel, type BrickFsType, makeBrickFilesystem, mountBrick, unmountBrick } from './format.js';
 import { readBrickManifest, writeBrickManifest, type BrickManifest, BRICK_MANIFEST_FORMAT, BRICK_MANIFEST_VERSION } from './manifest.js';
 import { readMountInfo } from './mountinfo.js';
