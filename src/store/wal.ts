@@ -119,6 +119,8 @@ export class WriteLog {
   /** Records written out of order, waiting for earlier ones before writtenSeq can advance. */
   private readonly doneOutOfOrder = new Set<bigint>();
   private syncing: Promise<void> | undefined;
+  /** A sync round with nothing new to flush sleeps here until the next record is written. */
+  private readonly onWritten: Array<() => void> = [];
   private readonly waiters: Array<{ seq: bigint; resolve: () => void; reject: (e: unknown) => void }> = [];
   private failed: unknown;
   private rollover: Promise<void> = Promise.resolve();
@@ -290,6 +292,7 @@ export class WriteLog {
     }
     this.writtenSeq = seq;
     while (this.doneOutOfOrder.delete(this.writtenSeq + 1n)) this.writtenSeq++;
+    for (const wake of this.onWritten.splice(0)) wake();
   }
 
   /** Resolves once every record up to `seq` is durable (fdatasync'd). */
@@ -313,8 +316,8 @@ export class WriteLog {
   private async syncRound(): Promise<void> {
     const target = this.writtenSeq;
     if (target <= this.durableSeqValue) {
-      // Waiters are ahead of what is written: wait for writes to land, then retry.
-      await new Promise((r) => setImmediate(r));
+      // Waiters are ahead of what is written: sleep until the next write lands, then retry.
+      await new Promise<void>((resolve) => this.onWritten.push(resolve));
       return;
     }
     try {
@@ -347,6 +350,7 @@ export class WriteLog {
   private fail(err: unknown): void {
     this.failed ??= err;
     for (const w of this.waiters.splice(0)) w.reject(err);
+    for (const wake of this.onWritten.splice(0)) wake();
   }
 
   /**
