@@ -122,6 +122,7 @@ export class ReplicaStore {
   readonly stats: StoreStats = { checksumErrors: 0, repaired: 0, mutations: 0 };
   private readonly mutex = new Mutex();
   private readonly checkpointMutex = new Mutex();
+  private readonly manifestMutex = new Mutex();
   private readonly locks = new KeyedRwLock();
   private readonly dataSyncs = new Map<string, SyncCoalescer>();
   private dirtyFids = new Set<string>();
@@ -611,8 +612,7 @@ export class ReplicaStore {
         }
         this.opts.crashPoint?.('checkpoint.synced');
         if (seq > this.checkpointSeq) {
-          this.manifestValue = { ...this.manifestValue, appliedSeq: String(seq) };
-          await writeReplicaManifest(this.dir, this.manifestValue);
+          await this.saveManifest((m) => ({ ...m, appliedSeq: String(seq) }));
           this.checkpointSeq = seq;
         }
         for (const [fid, logged] of this.loggedDataSince) if (logged <= seq) this.loggedDataSince.delete(fid);
@@ -632,8 +632,19 @@ export class ReplicaStore {
     checkInteger('generation', generation, 0);
     await this.mutex.run(async () => {
       if (generation <= this.manifestValue.generation) return;
-      this.manifestValue = { ...this.manifestValue, generation };
-      await writeReplicaManifest(this.dir, this.manifestValue);
+      await this.saveManifest((m) => ({ ...m, generation: Math.max(m.generation, generation) }));
+    });
+  }
+
+  /**
+   * The one way the manifest is rewritten: one writer at a time, each write carrying every
+   * earlier change, so a checkpoint and a generation raise can never undo each other on disk.
+   */
+  private saveManifest(update: (m: ReplicaManifest) => ReplicaManifest): Promise<void> {
+    return this.manifestMutex.run(async () => {
+      const next = update(this.manifestValue);
+      await writeReplicaManifest(this.dir, next);
+      this.manifestValue = next;
     });
   }
 
