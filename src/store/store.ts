@@ -130,6 +130,8 @@ export class ReplicaStore {
   private readonly loggedDataSince = new Map<string, bigint>();
   /** Data mutations applying outside the mutex (see mutate). */
   private readonly inFlight = new Set<Promise<void>>();
+  /** Every accepted mutation until it is durable (what flush waits for). */
+  private readonly becomingDurable = new Set<Promise<void>>();
   private readonly appliedOutOfOrder = new Set<bigint>();
   /** Per file with data mutations in flight: its size once they are applied, and their growth. */
   private readonly pending = new Map<string, { size: number; ops: number }>();
@@ -476,6 +478,8 @@ export class ReplicaStore {
   async flush(): Promise<bigint> {
     this.checkOpen();
     const seq = this.wal.lastSeq;
+    // Mutations resolve only once durable: waiting for those in flight is an fsync.
+    await Promise.allSettled([...this.becomingDurable]);
     await this.wal.waitDurable(seq);
     return seq;
   }
@@ -719,10 +723,18 @@ export class ReplicaStore {
     });
     if (!started) return { seq: this.wal.lastSeq };
     const { seq, mutation } = started;
-    if (started.done) await started.done;
-    const waits: Array<Promise<void>> = [this.wal.waitDurable(seq)];
-    if (mutation.op === 'writeDirect') waits.push(this.syncData(mutation.fid));
-    await Promise.all(waits);
+    const durable = (async () => {
+      if (started.done) await started.done;
+      const waits: Array<Promise<void>> = [this.wal.waitDurable(seq)];
+      if (mutation.op === 'writeDirect') waits.push(this.syncData(mutation.fid));
+      await Promise.all(waits);
+    })();
+    this.becomingDurable.add(durable);
+    try {
+      await durable;
+    } finally {
+      this.becomingDurable.delete(durable);
+    }
     this.opts.crashPoint?.('mutation.durable');
     if (this.loggedSinceCheckpoint >= this.opts.checkpointBytes) void this.checkpointIfDirty();
     return started;
