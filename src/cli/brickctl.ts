@@ -109,6 +109,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that goes away early (`brickctl events | head -1`) is not an error of ours.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT.OK);
+    throw err;
+  });
+}
+
 const code = await main(process.argv.slice(2));
 // Let stdout and stderr drain (they are asynchronous when piped) before leaving.
 process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));

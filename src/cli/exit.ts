@@ -29,7 +29,8 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 /** The table printed by --help and copied into the README. */
 export const EXIT_CODE_HELP = `Exit codes:
   0  ok
-  1  failure (agent internal error, a long operation that ended failed, ...)
+  1  failure: agent internal error, anything not listed below (a waited-for operation that
+     ended failed exits with the code of its reason, 1 for reasons not listed)
   2  usage error: bad command line or topology file, or the agent rejected an argument (INVALID_ARGUMENT)
   3  not found: no such volume, brick, device or operation (NOT_FOUND)
   4  refused: a precondition does not hold, e.g. DEVICE_HAS_SIGNATURE, BRICK_IN_USE,

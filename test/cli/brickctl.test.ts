@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { findLoopFor } from '../../src/brick/loop.js';
 import { readMountInfo } from '../../src/brick/mountinfo.js';
 import { run } from '../../src/exec.js';
