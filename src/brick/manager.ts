@@ -151,6 +151,13 @@ export class BrickManager {
     });
   }
 
+  /** Re-measure the size and use of every mounted brick (statfs; no lock: read-only). */
+  async refreshUsage(): Promise<void> {
+    for (const brick of this.bricks.values()) {
+      if (brick.state === 'mounted') await this.measureUsage(brick).catch(() => undefined);
+    }
+  }
+
   /** Unmount every mounted brick (shutdown when told to, tests). Data stays on the devices. */
   unmountAll(): Promise<void> {
     return this.mutex.run(async () => {
@@ -272,12 +279,12 @@ export class BrickManager {
       return brick;
     }
     brick.manifest = manifest;
-    await this.refreshUsageLocked(brick);
+    await this.measureUsage(brick);
     this.setState(brick, 'mounted', '');
     return brick;
   }
 
-  private async refreshUsageLocked(brick: BrickStatus): Promise<void> {
+  private async measureUsage(brick: BrickStatus): Promise<void> {
     const s = await statfs(brick.mountPath);
     brick.sizeBytes = s.blocks * s.bsize;
     brick.usedBytes = (s.blocks - s.bfree) * s.bsize;
@@ -375,7 +382,7 @@ export class BrickManager {
     }
     brick.manifest = this.newManifest(brickId, fsType, label, options.tags ?? {});
     await writeBrickManifest(brick.mountPath, brick.manifest);
-    await this.refreshUsageLocked(brick);
+    await this.measureUsage(brick);
     this.setState(brick, 'mounted', '');
     return brick;
   }

@@ -285,9 +285,10 @@ export class ControlServer {
         }),
       ),
 
-      listBricks: this.unary<pb.ListBricksRequest, pb.IListBricksResponse>('listBricks', async () => ({
-        bricks: bricks.list().map((b) => brickMessage(b, volumes.onBrick(b.brickId))),
-      })),
+      listBricks: this.unary<pb.ListBricksRequest, pb.IListBricksResponse>('listBricks', async () => {
+        await bricks.refreshUsage();
+        return { bricks: bricks.list().map((b) => brickMessage(b, volumes.onBrick(b.brickId))) };
+      }),
 
       createVolume: this.unary<pb.CreateVolumeRequest, pb.IVolume>('createVolume', (req) =>
         this.requests.run('createVolume', req.requestId, async () => {

@@ -114,10 +114,18 @@ export class VolumeManager {
       }
       const existing = this.volumes.get(options.volumeId);
       if (existing) {
+        // A retry creates nothing: it must ask for what exists (the generation may have been
+        // raised since, so a lower one is not a difference).
+        const peersOf = (list: PeerConfig[]) => JSON.stringify([...list].sort((a, b) => a.nodeId.localeCompare(b.nodeId)));
         const same =
-          existing.store.manifest.sizeLimitBytes === options.sizeLimitBytes && (!options.brickId || options.brickId === existing.brickId);
+          existing.store.manifest.sizeLimitBytes === options.sizeLimitBytes &&
+          (!options.brickId || options.brickId === existing.brickId) &&
+          (!options.role || options.role === existing.config.role) &&
+          (!options.peers || peersOf(options.peers) === peersOf(existing.config.peers)) &&
+          (!options.writeQuorum || options.writeQuorum === existing.config.writeQuorum) &&
+          (options.generation ?? 0) <= existing.store.manifest.generation;
         if (!same) {
-          throw new BrickdError('VOLUME_EXISTS', `volume ${options.volumeId} already has a replica here (brick ${existing.brickId}, size limit ${existing.store.manifest.sizeLimitBytes})`, {
+          throw new BrickdError('VOLUME_EXISTS', `volume ${options.volumeId} already has a replica here with other settings (brick ${existing.brickId}, size limit ${existing.store.manifest.sizeLimitBytes}, role ${existing.config.role}, generation ${existing.store.manifest.generation})`, {
             volumeId: options.volumeId,
           });
         }

@@ -15,7 +15,12 @@ interface Codec<T> {
   decode(reader: Uint8Array): T;
 }
 
-function unary<Req, Res>(name: string, req: Codec<Req>, res: Codec<Res>, responseStream = false): grpc.MethodDefinition<Req, Res> {
+function unary<Req, Res, S extends boolean = false>(
+  name: string,
+  req: Codec<Req>,
+  res: Codec<Res>,
+  responseStream: S = false as S,
+): grpc.MethodDefinition<Req, Res> & { responseStream: S } {
   return {
     path: `/brickd.v1.Control/${name}`,
     requestStream: false,
@@ -45,8 +50,8 @@ export const ControlService = {
   startScrub: unary('StartScrub', pb.StartScrubRequest, pb.Operation),
   stopScrub: unary('StopScrub', pb.StopScrubRequest, pb.Operation),
   getOperation: unary('GetOperation', pb.GetOperationRequest, pb.Operation),
-  watchOperation: unary('WatchOperation', pb.GetOperationRequest, pb.Operation, true),
-  watchEvents: unary('WatchEvents', pb.WatchEventsRequest, pb.Event, true),
+  watchOperation: unary('WatchOperation', pb.GetOperationRequest, pb.Operation, true as const),
+  watchEvents: unary('WatchEvents', pb.WatchEventsRequest, pb.Event, true as const),
 } as const;
 
 export type ControlMethod = keyof typeof ControlService;
