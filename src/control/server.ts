@@ -114,7 +114,7 @@ export class ControlServer {
   private socketPath: string | undefined;
 
   constructor(private readonly deps: ControlServerDeps) {
-    this.server.addService(ControlService as unknown as grpc.ServiceDefinition, this.handlers() as unknown as grpc.UntypedServiceImplementation);
+    this.server.addService(tolerantDefinition(), this.handlers() as unknown as grpc.UntypedServiceImplementation);
   }
 
   /** Serve on a Unix socket (mode 0600). A stale socket from a dead agent is replaced; a live one is refused. */
@@ -157,7 +157,9 @@ export class ControlServer {
   private unary<Req, Res>(method: ControlMethod, fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       const started = Date.now();
-      fn(call.request).then(
+      const request = call.request as Req | BadRequest;
+      const result = request instanceof BadRequest ? Promise.reject(request.error) : fn(request);
+      result.then(
         (response) => {
           this.deps.log.debug({ method, peer: call.getPeer(), ms: Date.now() - started }, 'control call');
           callback(null, response);
@@ -383,6 +385,7 @@ export class ControlServer {
       watchOperation: (call: grpc.ServerWritableStream<pb.GetOperationRequest, pb.IOperation>) => {
         let record: OperationRecord;
         try {
+          if ((call.request as unknown) instanceof BadRequest) throw (call.request as unknown as BadRequest).error;
           record = this.operations.get(requireString(call.request.operationId, 'operation_id'));
         } catch (err) {
           call.destroy(toServiceError(err) as grpc.ServiceError);
@@ -421,6 +424,33 @@ export class ControlServer {
       },
     };
   }
+}
+
+/** A request body that did not decode: answered INVALID_ARGUMENT by the handler wrapper. */
+class BadRequest {
+  constructor(readonly error: BrickdError) {}
+}
+
+/**
+ * The service definition the server uses: grpc-js answers a request whose decoding throws
+ * with INTERNAL, which would blame the agent for the client's bytes, so decoding failures
+ * become a BadRequest value that the handler refuses with INVALID_ARGUMENT.
+ */
+function tolerantDefinition(): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(ControlService) as Array<[string, grpc.MethodDefinition<unknown, unknown>]>) {
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return new BadRequest(new BrickdError('INVALID_ARGUMENT', `undecodable ${name} request: ${(err as Error).message}`));
+        }
+      },
+    };
+  }
+  return out as grpc.ServiceDefinition;
 }
 
 /** Whether something accepts connections on a Unix socket (a live agent). */
