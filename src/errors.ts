@@ -37,6 +37,7 @@ export const ErrorCodes = {
   LOG_CORRUPT: 'the write log is damaged before its last durable record',
   STORE_CLOSED: 'the replica store is closed',
   REPLICA_FORMAT_TOO_NEW: 'the replica on-disk format is newer than this agent understands',
+  SEQ_GAP: 'a replicated mutation does not follow the replica\'s last seq: it needs catch-up',
   // volumes on this node
   GENERATION_STALE: 'the request carries a generation lower than the replica has seen',
   BRICK_IN_USE: 'the brick still holds volume replicas',

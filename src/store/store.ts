@@ -64,6 +64,12 @@ export interface StoreOptions {
   /** Free space kept on the brick beyond what writes need (default 32 MiB). */
   brickReserveBytes?: number;
   repair?: RepairHook;
+  /**
+   * Told of every mutation as soon as it has its seq, in seq order (replication ships them
+   * from here). A large write arrives as a `write` with its data, whichever way the store
+   * itself takes it. Called synchronously: it must not throw or block.
+   */
+  onMutation?: (seq: bigint, mutation: Mutation) => void;
   /** Told of every checksum mismatch found (on read or scrub) and whether it was repaired. */
   onChecksumError?: (info: { fid: string; file?: string; block: number; repaired: boolean }) => void;
   crashPoint?: CrashPoint;
@@ -138,7 +144,8 @@ export class ReplicaStore {
   private failure: unknown;
   private closed = false;
   private readonly applyContext: ApplyContext;
-  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError'>> & Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError'>;
+  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation'>> &
+    Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation'>;
 
   private constructor(
     readonly dir: string,
@@ -155,6 +162,7 @@ export class ReplicaStore {
       brickReserveBytes: options.brickReserveBytes ?? 32 * 2 ** 20,
       repair: options.repair,
       onChecksumError: options.onChecksumError,
+      onMutation: options.onMutation,
       crashPoint: options.crashPoint,
     };
     this.files = new FileTable(dir);
@@ -409,6 +417,60 @@ export class ReplicaStore {
     });
   }
 
+  /**
+   * Apply a mutation that a primary validated and numbered (the replica side of replication).
+   * `seq` must be the next one (SEQ_GAP otherwise: the replica needs catch-up), or one this
+   * replica already has (then nothing happens: a resend after a reconnect). Names are
+   * checked again; a write's data must match `crc` when given. Resolves once durable.
+   */
+  async applyReplicated(seq: bigint, mutation: Mutation, crc?: number): Promise<void> {
+    switch (mutation.op) {
+      case 'create':
+      case 'mkdir':
+      case 'unlink':
+      case 'rmdir':
+      case 'setattr':
+      case 'link':
+        validatePath(mutation.path, { allowRoot: mutation.op === 'setattr' });
+        break;
+      case 'symlink':
+        validatePath(mutation.path);
+        validateSymlinkTarget(mutation.target);
+        break;
+      case 'rename':
+        validatePath(mutation.from);
+        validatePath(mutation.to);
+        break;
+      case 'write':
+        if (crc !== undefined && native.crc32c(mutation.data) >>> 0 !== crc >>> 0) {
+          throw new BrickdError('CHECKSUM_MISMATCH', `replicated write seq ${seq} does not match its CRC32C`, { seq: String(seq) });
+        }
+        break;
+      case 'writeDirect':
+        throw new RangeError('a replicated write carries its data (op "write")');
+      default:
+        break;
+    }
+    const data = mutation.op === 'write' ? mutation.data : undefined;
+    await this.mutate(
+      async () => {
+        if (mutation.op === 'truncate') {
+          this.growthOf.set(mutation, await this.reserveRoom(mutation.fid, () => mutation.size, 0, 'truncate', mutation.fid));
+        }
+        if (mutation.op !== 'write') return mutation;
+        // Each replica chooses its own way to store a write, by the same rule as write().
+        const direct = mutation.data.length >= this.opts.directWriteBytes && !this.loggedDataSince.has(mutation.fid);
+        const end = mutation.offset + mutation.data.length;
+        const growth = await this.reserveRoom(mutation.fid, (size) => Math.max(size, end), mutation.data.length * (direct ? 1 : 2), 'write', mutation.fid);
+        const m: Mutation = direct ? { op: 'writeDirect', fid: mutation.fid, offset: mutation.offset, length: mutation.data.length } : mutation;
+        this.growthOf.set(m, growth);
+        return m;
+      },
+      data,
+      seq,
+    );
+  }
+
   /** Resolves once every mutation that has resolved or is in flight is durable (fsync). */
   async flush(): Promise<bigint> {
     this.checkOpen();
@@ -609,9 +671,19 @@ export class ReplicaStore {
    * drains the data mutations in flight, then logs and applies under the mutex, so
    * namespace changes are serial and see every earlier write applied.
    */
-  private async mutate(validate: () => Promise<Mutation | undefined>, directData?: Buffer): Promise<{ seq: bigint; mutation?: Mutation }> {
+  private async mutate(validate: () => Promise<Mutation | undefined>, directData?: Buffer, expectSeq?: bigint): Promise<{ seq: bigint; mutation?: Mutation }> {
     const started = await this.mutex.run(async () => {
       this.checkOpen();
+      if (expectSeq !== undefined) {
+        // A mutation numbered by a primary: exactly the next seq, or one we already have.
+        if (expectSeq <= this.wal.lastSeq) return undefined;
+        if (expectSeq !== this.wal.lastSeq + 1n) {
+          throw new BrickdError('SEQ_GAP', `replica ${this.volumeId} is at seq ${this.wal.lastSeq}, got seq ${expectSeq}`, {
+            volume: this.volumeId,
+            lastSeq: String(this.wal.lastSeq),
+          });
+        }
+      }
       const mutation = await validate();
       if (!mutation) return undefined;
       const isData = mutation.op === 'write' || mutation.op === 'writeDirect' || mutation.op === 'truncate';
@@ -619,6 +691,8 @@ export class ReplicaStore {
       const { type, body, payload } = encodeMutation(mutation);
       const { seq, written } = await this.wal.appendStart(type, body, payload);
       this.loggedSinceCheckpoint += body.length + (payload?.length ?? 0) + 32;
+      // Replication hears of every mutation here, in seq order, with the data of a write.
+      this.opts.onMutation?.(seq, mutation.op === 'writeDirect' ? { op: 'write', fid: mutation.fid, offset: mutation.offset, data: directData! } : mutation);
       if (mutation.op === 'write' || mutation.op === 'truncate') this.loggedDataSince.set(mutation.fid, seq);
       this.opts.crashPoint?.('apply.before');
       // Called synchronously here, so the file lock is queued in seq order.
