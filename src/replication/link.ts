@@ -27,7 +27,7 @@ import { BrickdError, ErrorCodes, type ErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { ChallengeMessage, ErrorMessage, ReplicationMessage, WelcomeMessage } from '../wire/replication.js';
 import type { RetainedConsumer, RetainedQueue } from './retained.js';
-import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, type Transcript, type WireErrorCode } from './session.js';
+import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type Transcript, type WireErrorCode } from './session.js';
 
 export type LinkState = 'connecting' | 'handshake' | 'streaming' | 'behind' | 'failed' | 'closed';
 
@@ -183,7 +183,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       onMessage: (m) => this.onMessage(conn, m),
       onBadFrame: (err) => {
         this.lastError = err;
-        conn.fail(err.details.reason === 'payload-crc' ? 'CHECKSUM_MISMATCH' : 'BAD_FRAME', err.message);
+        conn.fail(err.details.reason === 'payload-crc' ? 'CHECKSUM_MISMATCH' : 'BAD_FRAME', withoutCode(err));
       },
       onClose: () => this.onConnectionClosed(conn),
     });

@@ -41,7 +41,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { Mutation } from '../store/mutations.js';
 import { MAX_BODY_BYTES, MAX_PAYLOAD_BYTES } from '../wire/frames.js';
 import type { HelloMessage, MutationMessage, ReplicationMessage } from '../wire/replication.js';
-import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, type WireErrorCode } from './session.js';
+import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type WireErrorCode } from './session.js';
 
 /** What the server needs of a replica store (ReplicaStore has it). */
 export interface ReplicaTarget {
@@ -154,7 +154,7 @@ class ServerSession {
   ) {
     this.conn = new FramedSocket(socket, HANDSHAKE_LIMITS, {
       onMessage: (m) => this.onMessage(m),
-      onBadFrame: (err) => this.refuse(err.details.reason === 'payload-crc' ? 'CHECKSUM_MISMATCH' : 'BAD_FRAME', err.message),
+      onBadFrame: (err) => this.refuse(err.details.reason === 'payload-crc' ? 'CHECKSUM_MISMATCH' : 'BAD_FRAME', withoutCode(err)),
       onClose: () => this.onClose(),
     });
     this.log = log.child({ peer: this.conn.remote });

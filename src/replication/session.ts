@@ -82,6 +82,11 @@ export function macMatches(received: Buffer, expected: Buffer): boolean {
   return received.length === MAC_BYTES && expected.length === MAC_BYTES && timingSafeEqual(received, expected);
 }
 
+/** A BrickdError's message without its "CODE: " prefix (the ERROR frame carries the code apart). */
+export function withoutCode(err: BrickdError): string {
+  return err.message.startsWith(`${err.code}: `) ? err.message.slice(err.code.length + 2) : err.message;
+}
+
 export interface FramedSocketHandlers {
   onMessage(message: ReplicationMessage): void;
   /** A frame or message failed validation: the connection must end (the decoder is dead). */
