@@ -142,6 +142,7 @@ class ServerSession {
   private inFlightBytes = 0;
   private inFlightMutations = 0;
   private ackScheduled = false;
+  private ackAwaitsDrain = false;
   private lastAckSeq = -1n;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private log: Logger;
@@ -346,7 +347,13 @@ class ServerSession {
       if (!volume || this.state !== 'streaming' || volume.durableSeq <= this.lastAckSeq) return;
       if (this.conn.congested) {
         // The primary is not reading: one ACK with the latest value once it drains.
-        this.conn.socket.once('drain', () => this.scheduleAck());
+        if (!this.ackAwaitsDrain) {
+          this.ackAwaitsDrain = true;
+          this.conn.socket.once('drain', () => {
+            this.ackAwaitsDrain = false;
+            this.scheduleAck();
+          });
+        }
         return;
       }
       this.lastAckSeq = volume.durableSeq;

@@ -1,6 +1,7 @@
 // Replication test rigs on loopback: replica agents (a ReplicaServer over a store on its own
 // brick) and a primary (a store whose onMutation feeds a RetainedQueue, links to the
 // replicas, a QuorumTracker), plus a hostile raw-socket client and tree comparison.
+import { createHash } from 'node:crypto';
 import net from 'node:net';
 import type { Test } from 'tap';
 import { ReplicaLink, type ReplicaLinkOptions } from '../../src/replication/link.js';
@@ -8,7 +9,7 @@ import { QuorumTracker } from '../../src/replication/quorum.js';
 import { RetainedQueue, type RetainedQueueOptions } from '../../src/replication/retained.js';
 import { ReplicaServer, type ReplicaServerOptions } from '../../src/replication/server.js';
 import { sessionMac } from '../../src/replication/session.js';
-import type { ReplicaStore } from '../../src/store/store.js';
+import type { ReplicaStore, StoreOptions } from '../../src/store/store.js';
 import { FrameDecoder } from '../../src/wire/frames.js';
 import { decodeMessage, encodeMessage, type ReplicationMessage } from '../../src/wire/replication.js';
 import { testBrick, testStore, type TestBrick } from './store.js';
@@ -59,12 +60,13 @@ export async function startPrimary(
     brick?: TestBrick;
     queue?: Partial<RetainedQueueOptions>;
     link?: Partial<ReplicaLinkOptions>;
+    store?: StoreOptions;
   },
 ): Promise<PrimaryNode> {
   const brick = options.brick ?? (await testBrick(t));
   const volumeId = options.volumeId ?? VOLUME;
   const queue = new RetainedQueue({ startSeq: 0n, generation: options.generation ?? 1, ...options.queue });
-  const store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1 }, { directWriteBytes: 64 * 1024, onMutation: (seq, m) => queue.push(seq, m) });
+  const store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1 }, { directWriteBytes: 64 * 1024, ...options.store, onMutation: (seq, m) => queue.push(seq, m) });
   const quorum = new QuorumTracker({ writeQuorum: options.writeQuorum, timeoutMs: options.timeoutMs ?? 10_000 });
   const links = options.replicas.map(({ port, name }) => {
     const link = new ReplicaLink({ host: '127.0.0.1', port, name, clusterId: CLUSTER, nodeId: 'primary', volumeId, secret: SECRET, queue, reconnectMaxMs: 200, ...options.link });
@@ -107,6 +109,7 @@ export interface TreeEntry {
   gid: number;
   mtimeMs?: number;
   target?: string;
+  /** SHA-256 of a file's bytes. */
   content?: string;
 }
 
@@ -121,7 +124,11 @@ export async function treeOf(store: ReplicaStore, withMtime = false): Promise<Tr
       if (st.fid) entry.fid = st.fid;
       if (withMtime) entry.mtimeMs = st.mtimeMs;
       if (st.type === 'symlink') entry.target = await store.readlink(p);
-      if (st.type === 'file') entry.content = (await store.read(p, 0, st.size)).toString('base64');
+      if (st.type === 'file') {
+        const hash = createHash('sha256');
+        for (let offset = 0; offset < st.size; offset += 4 * 2 ** 20) hash.update(await store.read(p, offset, Math.min(4 * 2 ** 20, st.size - offset)));
+        entry.content = hash.digest('hex');
+      }
       out.push(entry);
       if (st.type === 'directory') await walk(p);
     }
