@@ -48,6 +48,18 @@ export const ErrorCodes = {
   OPERATION_NOT_FOUND: 'no such operation',
   REQUEST_ID_REUSED: 'a request id was reused for a different call',
   CONTROL_SOCKET_IN_USE: 'another agent is serving the control socket',
+  // replication (the wire ERROR frame carries these codes too)
+  BAD_FRAME: 'a replication frame or message is malformed, oversized or fails its checksum',
+  UNAUTHENTICATED: 'the peer did not prove knowledge of the cluster secret',
+  CLUSTER_MISMATCH: 'the peer belongs to another cluster',
+  PROTOCOL_VIOLATION: 'a well-formed frame arrived out of turn',
+  APPLY_FAILED: 'the replica could not apply a replicated mutation',
+  SUPERSEDED: 'a newer replication session for the same volume took over',
+  TIMEOUT: 'the peer did not answer in time',
+  SHUTTING_DOWN: 'the replication endpoint is closing',
+  REPLICA_REFUSED: 'the replica ended the session with an error of its own',
+  LINK_CLOSED: 'the replication link is closed or failed',
+  QUORUM_LOST: 'the write did not reach its write quorum in time: it is not acknowledged',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,0 +1,455 @@
+// The primary's link to one replica: one TCP connection that streams a volume's mutations
+// from the retained queue, in seq order, and reports what the replica holds durably.
+//
+// How it works. The link is an explicit state machine; each transition is logged once with
+// its reason and emitted as 'state':
+//
+//   connecting ──connect──▶ handshake ──WELCOME ok──▶ streaming
+//       ▲                       │                        │
+//       └── lost, refused for a passing reason, timeout ─┘    (after a backoff delay)
+//   behind   the replica needs mutations the queue no longer holds, is ahead of the
+//            primary, or could not apply one: only a resync (not this module) helps
+//   failed   fenced (GENERATION_STALE), wrong cluster or secret, superseded, or the
+//            replica failed to prove itself: retrying cannot help
+//   closed   close() was called
+//
+// Handshake: HELLO (our nonce) → CHALLENGE (theirs) → AUTH (our proof) → WELCOME (their
+// proof, checked in constant time, and their applied and durable seqs). Streaming resumes
+// at applied_seq + 1 when the queue still holds it. Mutations are sent while the window
+// allows: at most maxInFlightMutations and maxInFlightBytes sent but not yet acked durable
+// (one oversized mutation may go alone), and never into a full socket buffer (we wait for
+// 'drain'). ACK{durable_seq} frees the window, moves ackedSeq (emitted as 'ack') and lets
+// the queue drop what every replica has. PING every pingIntervalMs while streaming; no
+// frame at all for idleTimeoutMs means the connection is dead and is replaced.
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { BrickdError, ErrorCodes, type ErrorCode } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { ChallengeMessage, ErrorMessage, ReplicationMessage, WelcomeMessage } from '../wire/replication.js';
+import type { RetainedConsumer, RetainedQueue } from './retained.js';
+import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type Transcript, type WireErrorCode } from './session.js';
+
+export type LinkState = 'connecting' | 'handshake' | 'streaming' | 'behind' | 'failed' | 'closed';
+
+export interface ReplicaLinkOptions {
+  host: string;
+  port: number;
+  clusterId: string;
+  /** This (the primary's) node id. */
+  nodeId: string;
+  volumeId: string;
+  secret: Buffer;
+  queue: RetainedQueue;
+  /** If set, the replica must name itself so in CHALLENGE. */
+  replicaNodeId?: string;
+  /** Name in logs and in the quorum tracker (default host:port). */
+  name?: string;
+  maxInFlightBytes?: number;
+  maxInFlightMutations?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  handshakeTimeoutMs?: number;
+  pingIntervalMs?: number;
+  idleTimeoutMs?: number;
+  log?: Logger;
+}
+
+/** Codes after which reconnecting cannot help. */
+const FATAL: ReadonlySet<string> = new Set(['GENERATION_STALE', 'UNAUTHENTICATED', 'CLUSTER_MISMATCH', 'SUPERSEDED']);
+/** Codes that mean this replica needs a resync. */
+const NEEDS_RESYNC: ReadonlySet<string> = new Set(['APPLY_FAILED']);
+/** Frames from a replica are small: no payload, short ERROR texts. */
+const REPLICA_FRAME_LIMITS = { maxBodyBytes: 4096, maxPayloadBytes: 0 };
+
+export interface ReplicaLinkStats {
+  connects: number;
+  sessions: number;
+  mutationsSent: number;
+  bytesSent: number;
+  acks: number;
+}
+
+export declare interface ReplicaLink {
+  on(event: 'state', listener: (state: LinkState, reason: string) => void): this;
+  on(event: 'ack', listener: (durableSeq: bigint) => void): this;
+}
+
+export class ReplicaLink extends EventEmitter implements RetainedConsumer {
+  readonly name: string;
+  readonly stats: ReplicaLinkStats = { connects: 0, sessions: 0, mutationsSent: 0, bytesSent: 0, acks: 0 };
+  private stateValue: LinkState = 'connecting';
+  private ackedSeqValue = 0n;
+  /** The error that put the link in 'failed' or 'behind', or the last connection loss. */
+  lastError: Error | undefined;
+  private conn: FramedSocket | undefined;
+  private transcript: Transcript | undefined;
+  private phase: 'hello' | 'auth' | 'done' = 'hello';
+  /** Next seq to send. */
+  private cursor = 0n;
+  /** Sent, not yet acked: seq and bytes, oldest first (a deque: `sent[sentHead..]`). */
+  private sent: Array<{ seq: bigint; bytes: number }> = [];
+  private sentHead = 0;
+  private inFlightBytes = 0;
+  private pumpScheduled = false;
+  private waitingDrain = false;
+  private reconnectDelay: number;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private lastHeard = 0;
+  private pingId = 0;
+  private lastLoggedReason = '';
+  private lastLossReason = '';
+  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log'>> & Pick<ReplicaLinkOptions, 'replicaNodeId'>;
+  private readonly log: Logger;
+  private started = false;
+
+  constructor(options: ReplicaLinkOptions) {
+    super();
+    checkSecret(options.secret);
+    this.opts = {
+      host: options.host,
+      port: options.port,
+      clusterId: options.clusterId,
+      nodeId: options.nodeId,
+      volumeId: options.volumeId,
+      secret: options.secret,
+      queue: options.queue,
+      replicaNodeId: options.replicaNodeId,
+      maxInFlightBytes: options.maxInFlightBytes ?? 8 * 2 ** 20,
+      maxInFlightMutations: options.maxInFlightMutations ?? 1024,
+      reconnectMinMs: options.reconnectMinMs ?? 50,
+      reconnectMaxMs: options.reconnectMaxMs ?? 2000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
+      pingIntervalMs: options.pingIntervalMs ?? 2000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
+    };
+    this.name = options.name ?? `${options.host}:${options.port}`;
+    this.reconnectDelay = this.opts.reconnectMinMs;
+    this.log = (options.log ?? silentLogger).child({ volume: options.volumeId, peer: this.name, component: 'replica-link' });
+  }
+
+  get state(): LinkState {
+    return this.stateValue;
+  }
+
+  /** Highest seq the replica has reported durable. */
+  get ackedSeq(): bigint {
+    return this.ackedSeqValue;
+  }
+
+  /** Highest seq sent on the current connection. */
+  get sentSeq(): bigint {
+    return this.cursor - 1n;
+  }
+
+  start(): this {
+    if (this.started) return this;
+    this.started = true;
+    this.log.info({ host: this.opts.host, port: this.opts.port, generation: this.opts.queue.generation }, 'start replica link');
+    this.opts.queue.attach(this);
+    this.connect('start');
+    return this;
+  }
+
+  /** Close for good: resolves once the connection is gone. */
+  async close(): Promise<void> {
+    if (this.stateValue === 'closed') return;
+    this.transition('closed', 'close() called');
+    await this.teardown('SHUTTING_DOWN', 'the primary closed the link');
+  }
+
+  // ── RetainedConsumer ───────────────────────────────────────────────────────────────
+
+  onAppended(): void {
+    this.schedulePump();
+  }
+
+  onEvicted(seq: bigint): void {
+    // Entries already sent are not needed unless we reconnect (resume checks again then).
+    if (this.stateValue === 'streaming' && this.cursor <= seq) this.fallBehind(`mutations up to ${seq} were dropped from the retained queue before they were sent`);
+  }
+
+  // ── connection ─────────────────────────────────────────────────────────────────────
+
+  private connect(reason: string): void {
+    if (this.terminal()) return;
+    if (this.stateValue !== 'connecting') this.transition('connecting', reason);
+    this.stats.connects++;
+    this.phase = 'hello';
+    this.transcript = undefined;
+    const socket = net.connect({ host: this.opts.host, port: this.opts.port });
+    const conn = new FramedSocket(socket, REPLICA_FRAME_LIMITS, {
+      onMessage: (m) => this.onMessage(conn, m),
+      onBadFrame: (err) => {
+        this.lastError = err;
+        conn.fail(err.details.reason === 'payload-crc' ? 'CHECKSUM_MISMATCH' : 'BAD_FRAME', withoutCode(err));
+      },
+      onClose: () => this.onConnectionClosed(conn),
+    });
+    this.conn = conn;
+    socket.once('connect', () => {
+      if (this.conn !== conn || this.terminal()) return;
+      this.transition('handshake', 'connected');
+      const nonce = newNonce();
+      this.transcript = {
+        clusterId: this.opts.clusterId,
+        primaryNodeId: this.opts.nodeId,
+        replicaNodeId: '',
+        volumeId: this.opts.volumeId,
+        generation: this.opts.queue.generation,
+        primaryNonce: nonce,
+        replicaNonce: Buffer.alloc(0),
+      };
+      conn.send({ type: 'HELLO', clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, volumeId: this.opts.volumeId, generation: this.opts.queue.generation, nonce });
+    });
+    socket.on('error', (err) => {
+      if (this.conn === conn) this.lastError = err;
+    });
+    socket.on('drain', () => {
+      if (this.conn !== conn) return;
+      this.waitingDrain = false;
+      this.schedulePump();
+    });
+    this.handshakeTimer = setTimeout(() => {
+      if (this.conn === conn && this.stateValue !== 'streaming') {
+        this.lastError = new BrickdError('TIMEOUT', `no WELCOME from ${this.name} within ${this.opts.handshakeTimeoutMs} ms`);
+        conn.fail('TIMEOUT', 'handshake took too long');
+      }
+    }, this.opts.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
+    this.lastHeard = Date.now();
+  }
+
+  private onMessage(conn: FramedSocket, m: ReplicationMessage): void {
+    if (this.conn !== conn || this.terminal()) return;
+    this.lastHeard = Date.now();
+    switch (m.type) {
+      case 'CHALLENGE':
+        if (this.phase !== 'hello') return this.violation(conn, 'CHALLENGE out of turn');
+        return this.onChallenge(conn, m);
+      case 'WELCOME':
+        if (this.phase !== 'auth') return this.violation(conn, 'WELCOME out of turn');
+        return this.onWelcome(conn, m);
+      case 'ACK':
+        if (this.stateValue !== 'streaming') return this.violation(conn, 'ACK before WELCOME');
+        return this.onAck(conn, m.durableSeq);
+      case 'PONG':
+        return;
+      case 'ERROR':
+        return this.onError(conn, m);
+      default:
+        return this.violation(conn, `${m.type} is not sent to a primary`);
+    }
+  }
+
+  private onChallenge(conn: FramedSocket, m: ChallengeMessage): void {
+    if (this.opts.replicaNodeId !== undefined && m.nodeId !== this.opts.replicaNodeId) {
+      return this.fail(new BrickdError('UNAUTHENTICATED', `expected replica ${this.opts.replicaNodeId}, ${this.name} says it is ${m.nodeId}`), conn);
+    }
+    const t = this.transcript!;
+    t.replicaNodeId = m.nodeId;
+    t.replicaNonce = m.nonce;
+    this.phase = 'auth';
+    conn.send({ type: 'AUTH', mac: sessionMac(this.opts.secret, 'primary', t) });
+  }
+
+  private onWelcome(conn: FramedSocket, m: WelcomeMessage): void {
+    if (!macMatches(m.mac, sessionMac(this.opts.secret, 'replica', this.transcript!))) {
+      return this.fail(new BrickdError('UNAUTHENTICATED', `${this.name} did not prove it knows the cluster secret`), conn);
+    }
+    this.phase = 'done';
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.stats.sessions++;
+    const queue = this.opts.queue;
+    if (m.durableSeq > m.appliedSeq) return this.violation(conn, `WELCOME durable_seq ${m.durableSeq} is past applied_seq ${m.appliedSeq}`);
+    if (m.durableSeq < this.ackedSeqValue) {
+      return this.fallBehind(`the replica reports durable seq ${m.durableSeq}, below the ${this.ackedSeqValue} it acknowledged: it lost or replaced its copy`);
+    }
+    this.setAcked(m.durableSeq);
+    if (m.appliedSeq > queue.lastSeq) return this.fallBehind(`the replica is at seq ${m.appliedSeq}, ahead of the primary's ${queue.lastSeq}`);
+    if (m.appliedSeq + 1n < queue.firstSeq) return this.fallBehind(`the replica is at seq ${m.appliedSeq}; the retained queue starts at ${queue.firstSeq}`);
+    this.cursor = m.appliedSeq + 1n;
+    // What the replica took in but has not made durable yet still occupies the window.
+    this.sent = [];
+    this.sentHead = 0;
+    this.inFlightBytes = 0;
+    for (let seq = m.durableSeq + 1n; seq <= m.appliedSeq; seq++) {
+      const bytes = queue.get(seq)?.bytes ?? 0;
+      this.sent.push({ seq, bytes });
+      this.inFlightBytes += bytes;
+    }
+    this.reconnectDelay = this.opts.reconnectMinMs;
+    this.transition('streaming', `resume after seq ${m.appliedSeq} (durable ${m.durableSeq})`);
+    this.pingTimer = setInterval(() => this.heartbeat(conn), this.opts.pingIntervalMs);
+    this.pingTimer.unref();
+    this.schedulePump();
+  }
+
+  private onAck(conn: FramedSocket, durableSeq: bigint): void {
+    if (durableSeq > this.cursor - 1n) return this.violation(conn, `ACK of seq ${durableSeq}, beyond the ${this.cursor - 1n} sent`);
+    if (durableSeq <= this.ackedSeqValue) return;
+    while (this.sentHead < this.sent.length && this.sent[this.sentHead]!.seq <= durableSeq) this.inFlightBytes -= this.sent[this.sentHead++]!.bytes;
+    if (this.sentHead > 1024 && this.sentHead * 2 > this.sent.length) {
+      this.sent = this.sent.slice(this.sentHead);
+      this.sentHead = 0;
+    }
+    this.stats.acks++;
+    this.setAcked(durableSeq);
+    this.opts.queue.trim();
+    this.schedulePump();
+  }
+
+  private onError(conn: FramedSocket, m: ErrorMessage): void {
+    const code = (m.code in ErrorCodes ? m.code : 'REPLICA_REFUSED') as ErrorCode;
+    const err = new BrickdError(code, `${this.name} ended the session: ${m.code}: ${m.message}`, { replicaCode: m.code, generation: m.generation, appliedSeq: String(m.appliedSeq) });
+    conn.destroy();
+    if (FATAL.has(m.code)) return this.fail(err, conn);
+    if (NEEDS_RESYNC.has(m.code)) {
+      this.lastError = err;
+      return this.fallBehind(err.message);
+    }
+    // SEQ_GAP, TIMEOUT, SHUTTING_DOWN, VOLUME_NOT_FOUND, CHECKSUM_MISMATCH...: reconnect
+    // (with backoff); the next WELCOME says where the replica stands.
+    this.lastError = err;
+  }
+
+  private violation(conn: FramedSocket, message: string): void {
+    this.lastError = new BrickdError('PROTOCOL_VIOLATION', `${this.name}: ${message}`);
+    conn.fail('PROTOCOL_VIOLATION', message);
+  }
+
+  private heartbeat(conn: FramedSocket): void {
+    if (this.conn !== conn || this.stateValue !== 'streaming') return;
+    if (Date.now() - this.lastHeard > this.opts.idleTimeoutMs) {
+      this.lastError = new BrickdError('TIMEOUT', `nothing from ${this.name} for ${this.opts.idleTimeoutMs} ms`);
+      conn.destroy();
+      return;
+    }
+    if (!conn.congested) conn.send({ type: 'PING', id: ++this.pingId });
+  }
+
+  private onConnectionClosed(conn: FramedSocket): void {
+    if (this.conn !== conn) return;
+    this.conn = undefined;
+    this.clearTimers();
+    if (this.terminal()) return;
+    const reason = this.lastError ? this.lastError.message : 'connection closed';
+    this.transition('connecting', `lost: ${reason}`);
+    const delay = this.reconnectDelay;
+    this.reconnectDelay = Math.min(this.reconnectDelay * 2, this.opts.reconnectMaxMs);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect(`retry after ${delay} ms`);
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  // ── streaming ──────────────────────────────────────────────────────────────────────
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.stateValue !== 'streaming') return;
+    this.pumpScheduled = true;
+    queueMicrotask(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Send what the window allows, in seq order. */
+  private pump(): void {
+    const conn = this.conn;
+    const queue = this.opts.queue;
+    if (!conn || this.stateValue !== 'streaming' || this.waitingDrain) return;
+    while (this.cursor <= queue.lastSeq) {
+      const inFlight = this.sent.length - this.sentHead;
+      if (inFlight >= this.opts.maxInFlightMutations) return;
+      if (inFlight > 0 && this.inFlightBytes >= this.opts.maxInFlightBytes) return;
+      const entry = queue.get(this.cursor);
+      if (!entry) return this.fallBehind(`mutation ${this.cursor} is no longer in the retained queue`);
+      const roomLeft = conn.sendParts(entry.parts);
+      this.sent.push({ seq: entry.seq, bytes: entry.bytes });
+      this.inFlightBytes += entry.bytes;
+      this.stats.mutationsSent++;
+      this.stats.bytesSent += entry.bytes;
+      this.cursor++;
+      if (!roomLeft) {
+        this.waitingDrain = true;
+        return;
+      }
+    }
+  }
+
+  // ── state ──────────────────────────────────────────────────────────────────────────
+
+  private setAcked(seq: bigint): void {
+    if (seq <= this.ackedSeqValue) return;
+    this.ackedSeqValue = seq;
+    this.emit('ack', seq);
+  }
+
+  private terminal(): boolean {
+    return this.stateValue === 'behind' || this.stateValue === 'failed' || this.stateValue === 'closed';
+  }
+
+  private fallBehind(reason: string): void {
+    if (this.terminal()) return;
+    this.transition('behind', reason);
+    void this.teardown();
+  }
+
+  private fail(err: BrickdError, conn?: FramedSocket): void {
+    if (this.terminal()) return;
+    this.lastError = err;
+    this.transition('failed', err.message);
+    if (conn && err.code === 'UNAUTHENTICATED') conn.fail('UNAUTHENTICATED', 'the replica did not prove itself');
+    void this.teardown();
+  }
+
+  private async teardown(code?: WireErrorCode, message?: string): Promise<void> {
+    this.opts.queue.detach(this);
+    this.clearTimers();
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const conn = this.conn;
+    if (!conn) return;
+    const closed = new Promise<void>((resolve) => {
+      if (conn.socket.destroyed) resolve();
+      else conn.socket.once('close', () => resolve());
+    });
+    // An ERROR already on its way (conn.fail) closes the socket itself after a grace period.
+    if (!conn.closed) {
+      if (code) conn.fail(code, message ?? code);
+      else conn.destroy();
+    }
+    await closed;
+  }
+
+  private clearTimers(): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.handshakeTimer = this.pingTimer = undefined;
+    this.waitingDrain = false;
+  }
+
+  /**
+   * Change state; each transition is logged once and emitted. Staying in 'connecting' while
+   * retries fail is not a transition: a new failure reason is logged at debug, and only once.
+   */
+  private transition(next: LinkState, reason: string): void {
+    const previous = this.stateValue;
+    if (previous === next) {
+      if (reason !== this.lastLoggedReason) this.log.debug({ state: next, reason }, 'replica link still ' + next);
+      this.lastLoggedReason = reason;
+      return;
+    }
+    this.stateValue = next;
+    this.lastLoggedReason = reason;
+    // A replica that refuses every attempt for the same reason is reported once, not per retry.
+    const repeatedLoss = next === 'connecting' && reason === this.lastLossReason;
+    if (next === 'connecting') this.lastLossReason = reason;
+    if (next === 'streaming') this.lastLossReason = '';
+    const level = next === 'failed' || next === 'behind' ? 'warn' : next === 'handshake' || repeatedLoss ? 'debug' : 'info';
+    this.log[level]({ from: previous, to: next, reason }, 'replica link state');
+    this.emit('state', next, reason);
+  }
+}

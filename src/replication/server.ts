@@ -1,0 +1,476 @@
+// The replica side of replication: a TCP server that takes one connection per (volume,
+// primary), authenticates it, and applies the primary's mutations to the local replica.
+//
+// How it works.
+//   hello     The peer must send HELLO first; a frame before it, or a HELLO from another
+//             cluster, ends the connection. Until the peer is proven, frames are held to
+//             1 KiB bodies and no payload, and the whole handshake to handshakeTimeoutMs.
+//   auth      We answer CHALLENGE (our node id, a fresh nonce); the peer must answer AUTH
+//             with the right HMAC (session.ts), compared in constant time. Only then are
+//             the volume and the generation looked at: an unknown volume is refused, a
+//             generation below the highest this replica has seen is refused
+//             (GENERATION_STALE: fencing), a higher one is recorded durably first
+//             (store.raiseGeneration) so a restart cannot forget it.
+//   streaming WELCOME carries our proof, the seq we have taken in (applied_seq: the primary
+//             resumes after it) and the seq we hold durably. Then MUTATION frames come in
+//             seq order and each one goes to store.applyReplicated at once, without
+//             waiting for the one before to be durable (the store pipelines them and keeps
+//             their order). A resend of a seq already taken in is skipped; a seq past the
+//             next one is refused (SEQ_GAP with our applied_seq: the primary must catch
+//             up). A mutation with a lower generation is refused; a higher one raises ours
+//             (queued in the store before the mutation, so it is durable before the ack).
+//             The frame decoder has already verified the payload CRC: the data the store
+//             writes is the data the primary sent (end-to-end check).
+//   acks      Completions arrive out of order; durableSeq advances over the contiguous run
+//             of completed seqs and one ACK per event-loop turn carries the latest value
+//             (coalesced; none while the socket's write buffer is full).
+//   bounds    Each connection holds at most maxInFlightBytes / maxInFlightMutations of
+//             mutations taken in but not yet durable; beyond that it stops reading the
+//             socket until half has drained, which stalls the primary through TCP.
+//
+// Every refusal sends ERROR with a code, is counted in stats.refused, is logged once and
+// closes only that connection. A refused mutation changes nothing in the store.
+//
+// Per-volume state (taken-in and durable seqs, pending applies) outlives a connection: the
+// primary may reconnect while mutations of the old connection are still being applied, and
+// their completions then go out as ACKs on the new one. A newer authenticated session for a
+// volume supersedes the older one. A store given to addVolume must be idle (just opened).
+import net from 'node:net';
+import { BrickdError, isBrickdError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { Mutation } from '../store/mutations.js';
+import { MAX_BODY_BYTES, MAX_PAYLOAD_BYTES } from '../wire/frames.js';
+import type { HelloMessage, MutationMessage, ReplicationMessage } from '../wire/replication.js';
+import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type WireErrorCode } from './session.js';
+
+/** What the server needs of a replica store (ReplicaStore has it). */
+export interface ReplicaTarget {
+  readonly volumeId: string;
+  readonly appliedSeq: bigint;
+  readonly durableSeq: bigint;
+  readonly manifest: { readonly generation: number };
+  applyReplicated(seq: bigint, mutation: Mutation, crc?: number): Promise<void>;
+  raiseGeneration(generation: number): Promise<void>;
+}
+
+export interface ReplicaServerOptions {
+  clusterId: string;
+  /** This node's id (sent in CHALLENGE, part of both proofs). */
+  nodeId: string;
+  /** The cluster's shared replication secret (at least 16 bytes). */
+  secret: Buffer;
+  log?: Logger;
+  /** Per connection: payload bytes taken in and not yet durable before reading pauses (default 32 MiB). */
+  maxInFlightBytes?: number;
+  /** Per connection: mutations taken in and not yet durable before reading pauses (default 4096). */
+  maxInFlightMutations?: number;
+  /** Largest payload accepted from an authenticated primary (default and maximum 16 MiB). */
+  maxPayloadBytes?: number;
+  handshakeTimeoutMs?: number;
+  /** A connection with no frame for this long is closed (the primary pings; default 30 s). */
+  idleTimeoutMs?: number;
+  maxConnections?: number;
+}
+
+export interface ReplicaServerStats {
+  connections: number;
+  activeConnections: number;
+  sessions: number;
+  mutations: number;
+  payloadBytes: number;
+  duplicates: number;
+  acks: number;
+  pauses: number;
+  /** Refusals by the ERROR code sent. */
+  refused: Partial<Record<WireErrorCode, number>>;
+}
+
+const HANDSHAKE_LIMITS = { maxBodyBytes: 1024, maxPayloadBytes: 0 };
+/** Rough per-mutation overhead counted against maxInFlightBytes besides the payload. */
+const MUTATION_OVERHEAD_BYTES = 256;
+
+/** One replica store served to primaries, across connections. */
+class VolumeState {
+  acceptedSeq: bigint;
+  durableSeq: bigint;
+  generation: number;
+  session: ServerSession | undefined;
+  /** An apply failed: the next session realigns acceptedSeq once every pending apply settles. */
+  failed = false;
+  readonly pending = new Set<Promise<void>>();
+  private readonly completed = new Set<bigint>();
+
+  constructor(readonly store: ReplicaTarget) {
+    this.acceptedSeq = store.appliedSeq;
+    this.durableSeq = store.durableSeq < store.appliedSeq ? store.durableSeq : store.appliedSeq;
+    this.generation = store.manifest.generation;
+  }
+
+  /** Record a completed apply; true if durableSeq advanced. */
+  complete(seq: bigint): boolean {
+    this.completed.add(seq);
+    const before = this.durableSeq;
+    while (this.completed.delete(this.durableSeq + 1n)) this.durableSeq++;
+    return this.durableSeq !== before;
+  }
+
+  /** After a failure: wait for every apply in flight, then take in again from where the store is. */
+  async realign(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    this.completed.clear();
+    this.acceptedSeq = this.durableSeq;
+    this.failed = false;
+  }
+
+  track(p: Promise<void>): void {
+    this.pending.add(p);
+    void p.then(
+      () => this.pending.delete(p),
+      () => this.pending.delete(p),
+    );
+  }
+}
+
+type SessionState = 'hello' | 'auth' | 'welcoming' | 'streaming' | 'closed';
+
+class ServerSession {
+  private state: SessionState = 'hello';
+  private readonly conn: FramedSocket;
+  private hello: HelloMessage | undefined;
+  private replicaNonce: Buffer | undefined;
+  private volume: VolumeState | undefined;
+  private inFlightBytes = 0;
+  private inFlightMutations = 0;
+  private ackScheduled = false;
+  private ackAwaitsDrain = false;
+  private lastAckSeq = -1n;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private log: Logger;
+
+  constructor(
+    private readonly server: ReplicaServer,
+    socket: net.Socket,
+    private readonly opts: Required<Omit<ReplicaServerOptions, 'log'>>,
+    log: Logger,
+  ) {
+    this.conn = new FramedSocket(socket, HANDSHAKE_LIMITS, {
+      onMessage: (m) => this.onMessage(m),
+      onBadFrame: (err) => this.refuse(err.details.reason === 'payload-crc' ? 'CHECKSUM_MISMATCH' : 'BAD_FRAME', withoutCode(err)),
+      onClose: () => this.onClose(),
+    });
+    this.log = log.child({ peer: this.conn.remote });
+    this.handshakeTimer = setTimeout(() => this.refuse('TIMEOUT', `no authenticated HELLO within ${opts.handshakeTimeoutMs} ms`), opts.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
+    socket.setTimeout(opts.idleTimeoutMs, () => this.refuse('TIMEOUT', `no frame for ${opts.idleTimeoutMs} ms`));
+  }
+
+  get volumeId(): string | undefined {
+    return this.volume?.store.volumeId;
+  }
+
+  /** End this session with an ERROR (counted, logged once). */
+  refuse(code: WireErrorCode, message: string, extra: { generation?: number; appliedSeq?: bigint } = {}): void {
+    if (this.state === 'closed' || this.conn.closed) return;
+    this.server.countRefusal(code);
+    this.log.warn({ code, volume: this.hello?.volumeId, reason: message }, 'refuse replication peer');
+    this.conn.fail(code, message, extra);
+    this.close();
+  }
+
+  private close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.volume?.session === this) this.volume.session = undefined;
+  }
+
+  private onClose(): void {
+    this.close();
+    this.server.forget(this);
+  }
+
+  private onMessage(m: ReplicationMessage): void {
+    if (this.state === 'closed') return;
+    switch (m.type) {
+      case 'HELLO':
+        if (this.state !== 'hello') return this.refuse('PROTOCOL_VIOLATION', `HELLO in state ${this.state}`);
+        return this.onHello(m);
+      case 'AUTH':
+        if (this.state !== 'auth') return this.refuse('PROTOCOL_VIOLATION', `AUTH in state ${this.state}`);
+        return void this.onAuth(m.mac);
+      case 'MUTATION':
+        if (this.state !== 'streaming') return this.refuse('PROTOCOL_VIOLATION', `MUTATION in state ${this.state}`);
+        return this.onMutation(m);
+      case 'PING':
+        if (this.state !== 'streaming') return this.refuse('PROTOCOL_VIOLATION', `PING in state ${this.state}`);
+        this.conn.send({ type: 'PONG', id: m.id });
+        return;
+      case 'ERROR':
+        this.log.info({ code: m.code, reason: m.message }, 'primary ended the session');
+        this.conn.destroy();
+        return this.close();
+      default:
+        return this.refuse('PROTOCOL_VIOLATION', `${m.type} is not sent to a replica`);
+    }
+  }
+
+  private onHello(hello: HelloMessage): void {
+    if (hello.clusterId !== this.opts.clusterId) {
+      return this.refuse('CLUSTER_MISMATCH', `this replica belongs to cluster ${this.opts.clusterId}, not ${hello.clusterId}`);
+    }
+    this.hello = hello;
+    this.replicaNonce = newNonce();
+    this.state = 'auth';
+    this.conn.send({ type: 'CHALLENGE', nodeId: this.opts.nodeId, nonce: this.replicaNonce });
+  }
+
+  private async onAuth(mac: Buffer): Promise<void> {
+    const hello = this.hello!;
+    const transcript = {
+      clusterId: hello.clusterId,
+      primaryNodeId: hello.nodeId,
+      replicaNodeId: this.opts.nodeId,
+      volumeId: hello.volumeId,
+      generation: hello.generation,
+      primaryNonce: hello.nonce,
+      replicaNonce: this.replicaNonce!,
+    };
+    if (!macMatches(mac, sessionMac(this.opts.secret, 'primary', transcript))) {
+      return this.refuse('UNAUTHENTICATED', 'the AUTH proof does not match the cluster secret');
+    }
+    this.log = this.log.child({ volume: hello.volumeId, primary: hello.nodeId });
+    const volume = this.server.volumeState(hello.volumeId);
+    if (!volume) return this.refuse('VOLUME_NOT_FOUND', `no replica of volume ${hello.volumeId} here`);
+    if (hello.generation < volume.generation) {
+      return this.refuse('GENERATION_STALE', `generation ${hello.generation} is below ${volume.generation}, the highest this replica has seen`, { generation: volume.generation });
+    }
+    this.state = 'welcoming';
+    try {
+      if (hello.generation > volume.generation) {
+        volume.generation = hello.generation;
+        await volume.store.raiseGeneration(hello.generation);
+      }
+      if (volume.failed) await volume.realign();
+    } catch (err) {
+      return this.refuse('APPLY_FAILED', `cannot record generation ${hello.generation}: ${(err as Error).message}`);
+    }
+    if (this.state !== 'welcoming') return; // closed while we waited
+    // A generation may have been raised by another session while we waited.
+    if (hello.generation < volume.generation) {
+      return this.refuse('GENERATION_STALE', `generation ${hello.generation} is below ${volume.generation}`, { generation: volume.generation });
+    }
+    if (volume.session && volume.session !== this) volume.session.refuse('SUPERSEDED', `a newer session from ${hello.nodeId} took over volume ${hello.volumeId}`);
+    volume.session = this;
+    this.volume = volume;
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.conn.decoder.setLimits({ maxBodyBytes: MAX_BODY_BYTES, maxPayloadBytes: this.opts.maxPayloadBytes });
+    this.state = 'streaming';
+    this.server.countSession();
+    this.conn.send({ type: 'WELCOME', mac: sessionMac(this.opts.secret, 'replica', transcript), appliedSeq: volume.acceptedSeq, durableSeq: volume.durableSeq, generation: volume.generation });
+    this.lastAckSeq = volume.durableSeq;
+    this.log.info({ appliedSeq: String(volume.acceptedSeq), durableSeq: String(volume.durableSeq), generation: volume.generation }, 'accept replication session');
+  }
+
+  private onMutation(m: MutationMessage): void {
+    const volume = this.volume!;
+    if (m.generation < volume.generation) {
+      return this.refuse('GENERATION_STALE', `mutation ${m.seq} has generation ${m.generation}, below ${volume.generation}`, { generation: volume.generation });
+    }
+    if (volume.failed) return this.refuse('APPLY_FAILED', 'an earlier mutation failed; reconnect to realign');
+    if (m.seq <= volume.acceptedSeq) {
+      // A resend after a reconnect: already taken in (and durable, or on its way).
+      this.server.stats.duplicates++;
+      return;
+    }
+    if (m.seq !== volume.acceptedSeq + 1n) {
+      return this.refuse('SEQ_GAP', `expected seq ${volume.acceptedSeq + 1n}, got ${m.seq}`, { appliedSeq: volume.acceptedSeq });
+    }
+    const store = volume.store;
+    if (m.generation > volume.generation) {
+      // Queued in the store ahead of the mutation (its mutex is FIFO): durable before the ack.
+      volume.generation = m.generation;
+      const raising = store.raiseGeneration(m.generation);
+      volume.track(raising);
+      raising.catch((err: unknown) => this.applyFailed(volume, m.seq, err));
+    }
+    volume.acceptedSeq = m.seq;
+    const bytes = (m.mutation.op === 'write' ? m.mutation.data.length : 0) + MUTATION_OVERHEAD_BYTES;
+    this.inFlightBytes += bytes;
+    this.inFlightMutations++;
+    this.server.stats.mutations++;
+    this.server.stats.payloadBytes += bytes - MUTATION_OVERHEAD_BYTES;
+    const applying = store.applyReplicated(m.seq, m.mutation);
+    volume.track(applying);
+    applying.then(
+      () => {
+        this.release(bytes);
+        if (volume.complete(m.seq)) volume.session?.scheduleAck();
+      },
+      (err: unknown) => {
+        this.release(bytes);
+        this.applyFailed(volume, m.seq, err);
+      },
+    );
+    if (this.inFlightBytes > this.opts.maxInFlightBytes || this.inFlightMutations > this.opts.maxInFlightMutations) {
+      if (!this.conn.isPaused) this.server.stats.pauses++;
+      this.conn.pause();
+    }
+  }
+
+  private applyFailed(volume: VolumeState, seq: bigint, err: unknown): void {
+    if (volume.failed) return; // the first failure already ended the session
+    volume.failed = true;
+    const session = volume.session;
+    const message = `seq ${seq}: ${(err as Error).message}`;
+    if (!session) {
+      this.log.warn({ err, seq: String(seq) }, 'replicated mutation failed');
+      return;
+    }
+    if (isBrickdError(err, 'SEQ_GAP')) session.refuse('SEQ_GAP', message, { appliedSeq: volume.durableSeq });
+    else if (isBrickdError(err, 'CHECKSUM_MISMATCH')) session.refuse('CHECKSUM_MISMATCH', message);
+    else session.refuse('APPLY_FAILED', message);
+  }
+
+  private release(bytes: number): void {
+    this.inFlightBytes -= bytes;
+    this.inFlightMutations--;
+    if (this.inFlightBytes <= this.opts.maxInFlightBytes / 2 && this.inFlightMutations <= this.opts.maxInFlightMutations / 2) this.conn.resume();
+  }
+
+  /** Send one ACK with the latest durable seq at the end of this event-loop turn. */
+  scheduleAck(): void {
+    if (this.ackScheduled || this.state !== 'streaming') return;
+    this.ackScheduled = true;
+    setImmediate(() => {
+      this.ackScheduled = false;
+      const volume = this.volume;
+      if (!volume || this.state !== 'streaming' || volume.durableSeq <= this.lastAckSeq) return;
+      if (this.conn.congested) {
+        // The primary is not reading: one ACK with the latest value once it drains.
+        if (!this.ackAwaitsDrain) {
+          this.ackAwaitsDrain = true;
+          this.conn.socket.once('drain', () => {
+            this.ackAwaitsDrain = false;
+            this.scheduleAck();
+          });
+        }
+        return;
+      }
+      this.lastAckSeq = volume.durableSeq;
+      this.server.stats.acks++;
+      this.conn.send({ type: 'ACK', durableSeq: volume.durableSeq });
+    });
+  }
+
+  shutdown(): void {
+    this.refuse('SHUTTING_DOWN', 'the replica is closing');
+  }
+}
+
+export class ReplicaServer {
+  readonly stats: ReplicaServerStats = { connections: 0, activeConnections: 0, sessions: 0, mutations: 0, payloadBytes: 0, duplicates: 0, acks: 0, pauses: 0, refused: {} };
+  private readonly server: net.Server;
+  private readonly volumes = new Map<string, VolumeState>();
+  private readonly sessions = new Set<ServerSession>();
+  private readonly opts: Required<Omit<ReplicaServerOptions, 'log'>>;
+  private readonly log: Logger;
+
+  constructor(options: ReplicaServerOptions) {
+    checkSecret(options.secret);
+    for (const name of ['clusterId', 'nodeId'] as const) {
+      if (typeof options[name] !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(options[name])) throw new TypeError(`${name} must be an id ([A-Za-z0-9._-], up to 128)`);
+    }
+    this.opts = {
+      clusterId: options.clusterId,
+      nodeId: options.nodeId,
+      secret: options.secret,
+      maxInFlightBytes: positive('maxInFlightBytes', options.maxInFlightBytes ?? 32 * 2 ** 20),
+      maxInFlightMutations: positive('maxInFlightMutations', options.maxInFlightMutations ?? 4096),
+      maxPayloadBytes: positive('maxPayloadBytes', options.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES),
+      handshakeTimeoutMs: positive('handshakeTimeoutMs', options.handshakeTimeoutMs ?? 5000),
+      idleTimeoutMs: positive('idleTimeoutMs', options.idleTimeoutMs ?? 30_000),
+      maxConnections: positive('maxConnections', options.maxConnections ?? 256),
+    };
+    this.log = (options.log ?? silentLogger).child({ node: options.nodeId, component: 'replica-server' });
+    this.server = net.createServer((socket) => this.accept(socket));
+    this.server.maxConnections = this.opts.maxConnections;
+  }
+
+  /** Serve a replica store (idle, just opened) to primaries. */
+  addVolume(store: ReplicaTarget): void {
+    if (this.volumes.has(store.volumeId)) throw new BrickdError('VOLUME_EXISTS', `volume ${store.volumeId} is already served`, { volume: store.volumeId });
+    this.volumes.set(store.volumeId, new VolumeState(store));
+  }
+
+  /** Stop serving a volume: its session ends; resolves once its applies in flight settle. */
+  async removeVolume(volumeId: string): Promise<void> {
+    const volume = this.volumes.get(volumeId);
+    if (!volume) return;
+    this.volumes.delete(volumeId);
+    volume.session?.shutdown();
+    while (volume.pending.size > 0) await Promise.allSettled([...volume.pending]);
+  }
+
+  /** Where a volume stands: the seq taken in, the seq durable, the highest generation seen. */
+  volumeStatus(volumeId: string): { appliedSeq: bigint; durableSeq: bigint; generation: number; connected: boolean } | undefined {
+    const v = this.volumes.get(volumeId);
+    return v && { appliedSeq: v.acceptedSeq, durableSeq: v.durableSeq, generation: v.generation, connected: v.session !== undefined };
+  }
+
+  listen(port = 0, host = '127.0.0.1'): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address() as net.AddressInfo;
+        this.log.info({ address: address.address, port: address.port }, 'listen for replication');
+        resolve(address);
+      });
+    });
+  }
+
+  get address(): net.AddressInfo | undefined {
+    return (this.server.address() as net.AddressInfo | null) ?? undefined;
+  }
+
+  /** Stop listening, end every session, and wait for the applies in flight. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const session of this.sessions) session.shutdown();
+    for (const volume of this.volumes.values()) while (volume.pending.size > 0) await Promise.allSettled([...volume.pending]);
+    await closed;
+  }
+
+  // ── for sessions ────────────────────────────────────────────────────────────────────
+
+  /** @internal */
+  volumeState(volumeId: string): VolumeState | undefined {
+    return this.volumes.get(volumeId);
+  }
+
+  /** @internal */
+  countRefusal(code: WireErrorCode): void {
+    this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
+  }
+
+  /** @internal */
+  countSession(): void {
+    this.stats.sessions++;
+  }
+
+  /** @internal */
+  forget(session: ServerSession): void {
+    if (this.sessions.delete(session)) this.stats.activeConnections--;
+  }
+
+  private accept(socket: net.Socket): void {
+    this.stats.connections++;
+    this.stats.activeConnections++;
+    this.sessions.add(new ServerSession(this, socket, this.opts, this.log));
+  }
+}
+
+function positive(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (!Number.isSafeInteger(value) || value <= 0 || value > max) throw new RangeError(`${name} must be an integer in [1, ${max}], got ${value}`);
+  return value;
+}

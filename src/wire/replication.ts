@@ -1,0 +1,378 @@
+// Replication messages: typed encode/decode of every frame type of
+// proto/brickd/v1/replication.proto. This is the only module that knows the protobuf side
+// of replication; the session code (src/replication) sees plain typed objects.
+//
+// How it works. encodeMessage(message) builds the frame parts with frames.ts (header,
+// protobuf body, and for a write the caller's data as the raw payload, uncopied).
+// decodeMessage(frame) turns a frame that frames.ts already validated (lengths, CRCs) into
+// a typed message, and refuses with BAD_FRAME (reason 'message') anything that is not
+// exactly a message of its type: an undecodable body, an unknown field number or a field
+// of the wrong wire type (protobufjs keeps both in $unknowns), ids that do not match
+// ID_RE, nonces and MACs of the wrong size, 64-bit numbers beyond 2^53, an unknown
+// mutation op, or a field the op does not use. Paths are checked again by the store;
+// file ids are checked here, because the store builds metadata paths from them.
+//
+// seq travels as uint64 and is a bigint in TypeScript (as in the store); the generated
+// code decodes uint64 as a JS number (see protobuf.ts), which is exact below 2^53.
+import { protobuf } from './protobuf.js';
+import type { Mutation } from '../store/mutations.js';
+import { badFrame, encodeFrame, FrameType, frameTypeName, type Frame, type FrameTypeName } from './frames.js';
+import { brickd } from './gen/replication.js';
+
+const pb = brickd.v1.replication;
+/**
+ * The generated protobuf namespace, for tests that craft malformed bodies. Import it from
+ * here, never from ./gen directly: this module loads protobuf.js first (uint64 as number).
+ */
+export { pb as replicationProto };
+
+/** Cluster, node and volume ids: what the HMAC input joins with "|". */
+export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const FID_RE = /^[0-9a-f]{16}$/;
+const ERROR_CODE_RE = /^[A-Z][A-Z0-9_]{0,63}$/;
+export const NONCE_BYTES = 32;
+export const MAC_BYTES = 32;
+const MAX_ERROR_MESSAGE = 1024;
+
+export interface HelloMessage {
+  type: 'HELLO';
+  clusterId: string;
+  nodeId: string;
+  volumeId: string;
+  generation: number;
+  nonce: Buffer;
+}
+export interface ChallengeMessage {
+  type: 'CHALLENGE';
+  nodeId: string;
+  nonce: Buffer;
+}
+export interface AuthMessage {
+  type: 'AUTH';
+  mac: Buffer;
+}
+export interface WelcomeMessage {
+  type: 'WELCOME';
+  mac: Buffer;
+  appliedSeq: bigint;
+  durableSeq: bigint;
+  generation: number;
+}
+export interface MutationMessage {
+  type: 'MUTATION';
+  seq: bigint;
+  generation: number;
+  /** Never 'writeDirect': a write carries its data, which is the frame's payload. */
+  mutation: Mutation;
+  /** CRC32C of a write's data: verified by the decoder; given by the encoder's caller if known. */
+  payloadCrc?: number;
+}
+export interface AckMessage {
+  type: 'ACK';
+  durableSeq: bigint;
+}
+export interface ErrorMessage {
+  type: 'ERROR';
+  code: string;
+  message: string;
+  /** GENERATION_STALE: the generation the replica has seen (0 otherwise). */
+  generation: number;
+  /** SEQ_GAP: where the replica stands (0 otherwise). */
+  appliedSeq: bigint;
+}
+export interface PingMessage {
+  type: 'PING';
+  id: number;
+}
+export interface PongMessage {
+  type: 'PONG';
+  id: number;
+}
+
+export type ReplicationMessage =
+  | HelloMessage
+  | ChallengeMessage
+  | AuthMessage
+  | WelcomeMessage
+  | MutationMessage
+  | AckMessage
+  | ErrorMessage
+  | PingMessage
+  | PongMessage;
+
+// setattr's set_mask bits.
+const SET_MODE = 1;
+const SET_UID = 2;
+const SET_GID = 4;
+const SET_ATIME = 8;
+const SET_MTIME = 16;
+const SET_ALL = SET_MODE | SET_UID | SET_GID | SET_ATIME | SET_MTIME;
+
+type PbMutation = brickd.v1.replication.Mutation.$Properties;
+
+/** Encode a message as frame parts: [header, body, payload?]. */
+export function encodeMessage(message: ReplicationMessage): Buffer[] {
+  switch (message.type) {
+    case 'HELLO':
+      return frame('HELLO', pb.Hello.encode({ clusterId: message.clusterId, nodeId: message.nodeId, volumeId: message.volumeId, generation: message.generation, nonce: message.nonce }).finish());
+    case 'CHALLENGE':
+      return frame('CHALLENGE', pb.Challenge.encode({ nodeId: message.nodeId, nonce: message.nonce }).finish());
+    case 'AUTH':
+      return frame('AUTH', pb.Auth.encode({ mac: message.mac }).finish());
+    case 'WELCOME':
+      return frame(
+        'WELCOME',
+        pb.Welcome.encode({ mac: message.mac, appliedSeq: seqNumber(message.appliedSeq), durableSeq: seqNumber(message.durableSeq), generation: message.generation }).finish(),
+      );
+    case 'MUTATION':
+      return encodeMutation(message);
+    case 'ACK':
+      return frame('ACK', pb.Ack.encode({ durableSeq: seqNumber(message.durableSeq) }).finish());
+    case 'ERROR':
+      return frame(
+        'ERROR',
+        pb.Error.encode({ code: message.code, message: message.message.slice(0, MAX_ERROR_MESSAGE), generation: message.generation, appliedSeq: seqNumber(message.appliedSeq) }).finish(),
+      );
+    case 'PING':
+      return frame('PING', pb.Ping.encode({ id: message.id }).finish());
+    case 'PONG':
+      return frame('PONG', pb.Pong.encode({ id: message.id }).finish());
+  }
+}
+
+function frame(type: FrameTypeName, body: Uint8Array, payload?: Uint8Array, payloadCrc?: number): Buffer[] {
+  return encodeFrame(FrameType[type], body, payload, payloadCrc);
+}
+
+function seqNumber(seq: bigint): number {
+  if (seq < 0n || seq > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`seq must be in [0, 2^53), got ${seq}`);
+  return Number(seq);
+}
+
+function encodeMutation(message: MutationMessage): Buffer[] {
+  const m = message.mutation;
+  const body: PbMutation = { seq: seqNumber(message.seq), generation: message.generation, op: m.op };
+  let payload: Buffer | undefined;
+  switch (m.op) {
+    case 'create':
+    case 'mkdir':
+      Object.assign(body, { fid: m.fid, path: m.path, mode: m.mode });
+      break;
+    case 'symlink':
+      Object.assign(body, { fid: m.fid, path: m.path, target: m.target });
+      break;
+    case 'link':
+    case 'unlink':
+    case 'rmdir':
+      Object.assign(body, { fid: m.fid, path: m.path });
+      break;
+    case 'write':
+      Object.assign(body, { fid: m.fid, offset: m.offset });
+      payload = m.data;
+      break;
+    case 'truncate':
+      Object.assign(body, { fid: m.fid, size: m.size });
+      break;
+    case 'rename':
+      Object.assign(body, { fid: m.fid, path: m.from, to: m.to, replacedFid: m.replacedFid ?? '' });
+      break;
+    case 'setattr': {
+      let mask = 0;
+      if (m.mode !== undefined) (mask |= SET_MODE), (body.mode = m.mode);
+      if (m.uid !== undefined) (mask |= SET_UID), (body.uid = m.uid);
+      if (m.gid !== undefined) (mask |= SET_GID), (body.gid = m.gid);
+      if (m.atimeMs !== undefined) (mask |= SET_ATIME), (body.atimeMs = m.atimeMs);
+      if (m.mtimeMs !== undefined) (mask |= SET_MTIME), (body.mtimeMs = m.mtimeMs);
+      Object.assign(body, { fid: m.fid, path: m.path, setMask: mask });
+      break;
+    }
+    case 'writeDirect':
+      throw new RangeError('a replicated write carries its data: ship op "write", not "writeDirect"');
+  }
+  return frame('MUTATION', pb.Mutation.encode(body).finish(), payload, payload ? message.payloadCrc : undefined);
+}
+
+/** Decode a validated frame into its message; BAD_FRAME (reason 'message') if it is not one. */
+export function decodeMessage(f: Frame): ReplicationMessage {
+  const type = frameTypeName(f.type);
+  try {
+    switch (type) {
+      case 'HELLO': {
+        const m = strict(pb.Hello.decode(reader(f.body)));
+        return { type, clusterId: id('cluster_id', m.clusterId), nodeId: id('node_id', m.nodeId), volumeId: id('volume_id', m.volumeId), generation: safe('generation', m.generation), nonce: bytes('nonce', m.nonce, NONCE_BYTES) };
+      }
+      case 'CHALLENGE': {
+        const m = strict(pb.Challenge.decode(reader(f.body)));
+        return { type, nodeId: id('node_id', m.nodeId), nonce: bytes('nonce', m.nonce, NONCE_BYTES) };
+      }
+      case 'AUTH': {
+        const m = strict(pb.Auth.decode(reader(f.body)));
+        return { type, mac: bytes('mac', m.mac, MAC_BYTES) };
+      }
+      case 'WELCOME': {
+        const m = strict(pb.Welcome.decode(reader(f.body)));
+        return { type, mac: bytes('mac', m.mac, MAC_BYTES), appliedSeq: seq('applied_seq', m.appliedSeq), durableSeq: seq('durable_seq', m.durableSeq), generation: safe('generation', m.generation) };
+      }
+      case 'MUTATION':
+        return decodeMutation(f);
+      case 'ACK': {
+        const m = strict(pb.Ack.decode(reader(f.body)));
+        return { type, durableSeq: seq('durable_seq', m.durableSeq) };
+      }
+      case 'ERROR': {
+        const m = strict(pb.Error.decode(reader(f.body)));
+        if (!ERROR_CODE_RE.test(m.code)) throw invalid('code', 'is not an error code');
+        if (m.message.length > MAX_ERROR_MESSAGE) throw invalid('message', `is longer than ${MAX_ERROR_MESSAGE} characters`);
+        return { type, code: m.code, message: m.message, generation: safe('generation', m.generation), appliedSeq: seq('applied_seq', m.appliedSeq) };
+      }
+      case 'PING':
+        return { type, id: safe('id', strict(pb.Ping.decode(reader(f.body))).id) };
+      case 'PONG':
+        return { type, id: safe('id', strict(pb.Pong.decode(reader(f.body))).id) };
+      default:
+        throw invalid('type', `${f.type} is not a frame type`);
+    }
+  } catch (err) {
+    if (err instanceof Invalid) throw badFrame('message', `${type ?? f.type} ${err.message}`, { type: f.type, field: err.field });
+    // protobufjs throws plain Errors (index out of range, invalid wire type) on a broken body.
+    throw badFrame('message', `${type ?? f.type} body does not decode: ${(err as Error).message}`, { type: f.type }, err);
+  }
+}
+
+function decodeMutation(f: Frame): MutationMessage {
+  const m = strict(pb.Mutation.decode(reader(f.body)));
+  const header = { type: 'MUTATION' as const, seq: seq('seq', m.seq), generation: safe('generation', m.generation), payloadCrc: f.payloadCrc };
+  if (header.seq === 0n) throw invalid('seq', 'must be at least 1');
+  const op = m.op;
+  const allowed = OP_FIELDS[op as WireOp];
+  if (!allowed) throw invalid('op', `${JSON.stringify(op.slice(0, 32))} is not a mutation op`);
+  for (const field of MUTATION_FIELDS) {
+    if (allowed.has(field)) continue;
+    const value = m[field];
+    if (value !== 0 && value !== '') throw invalid(field, `is not used by ${op}`);
+  }
+  if (op !== 'write' && f.payload.length > 0) throw invalid('payload', `${op} carries no payload`);
+  const fid = fileId('fid', m.fid);
+  let mutation: Mutation;
+  switch (op as WireOp) {
+    case 'create':
+    case 'mkdir':
+      mutation = { op: op as 'create' | 'mkdir', path: m.path, fid, mode: mode(m.mode) };
+      break;
+    case 'symlink':
+      mutation = { op: 'symlink', path: m.path, fid, target: m.target };
+      break;
+    case 'link':
+    case 'unlink':
+    case 'rmdir':
+      mutation = { op: op as 'link' | 'unlink' | 'rmdir', path: m.path, fid };
+      break;
+    case 'write':
+      mutation = { op: 'write', fid, offset: safe('offset', m.offset), data: f.payload };
+      break;
+    case 'truncate':
+      mutation = { op: 'truncate', fid, size: safe('size', m.size) };
+      break;
+    case 'rename':
+      mutation = { op: 'rename', from: m.path, to: m.to, fid };
+      if (m.replacedFid !== '') mutation.replacedFid = fileId('replaced_fid', m.replacedFid);
+      break;
+    case 'setattr': {
+      if ((m.setMask & ~SET_ALL) !== 0) throw invalid('set_mask', `has unknown bits ${m.setMask}`);
+      const unset = (bit: number, field: string, value: number) => {
+        if ((m.setMask & bit) === 0 && value !== 0) throw invalid(field, 'is set but not in set_mask');
+      };
+      unset(SET_MODE, 'mode', m.mode);
+      unset(SET_UID, 'uid', m.uid);
+      unset(SET_GID, 'gid', m.gid);
+      unset(SET_ATIME, 'atime_ms', m.atimeMs);
+      unset(SET_MTIME, 'mtime_ms', m.mtimeMs);
+      const s: Extract<Mutation, { op: 'setattr' }> = { op: 'setattr', path: m.path, fid };
+      if (m.setMask & SET_MODE) s.mode = mode(m.mode);
+      if (m.setMask & SET_UID) s.uid = m.uid;
+      if (m.setMask & SET_GID) s.gid = m.gid;
+      if (m.setMask & SET_ATIME) s.atimeMs = time('atime_ms', m.atimeMs);
+      if (m.setMask & SET_MTIME) s.mtimeMs = time('mtime_ms', m.mtimeMs);
+      mutation = s;
+      break;
+    }
+  }
+  return { ...header, mutation };
+}
+
+type WireOp = Exclude<Mutation['op'], 'writeDirect'>;
+type MutationField = Exclude<keyof PbMutation, '$unknowns' | 'seq' | 'generation' | 'op'>;
+const MUTATION_FIELDS: MutationField[] = ['fid', 'path', 'to', 'target', 'offset', 'size', 'mode', 'uid', 'gid', 'atimeMs', 'mtimeMs', 'replacedFid', 'setMask'];
+const OP_FIELDS: Record<WireOp, ReadonlySet<MutationField>> = {
+  create: new Set(['fid', 'path', 'mode']),
+  mkdir: new Set(['fid', 'path', 'mode']),
+  symlink: new Set(['fid', 'path', 'target']),
+  link: new Set(['fid', 'path']),
+  write: new Set(['fid', 'offset']),
+  truncate: new Set(['fid', 'size']),
+  unlink: new Set(['fid', 'path']),
+  rmdir: new Set(['fid', 'path']),
+  rename: new Set(['fid', 'path', 'to', 'replacedFid']),
+  setattr: new Set(['fid', 'path', 'mode', 'uid', 'gid', 'atimeMs', 'mtimeMs', 'setMask']),
+};
+
+class Invalid extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field} ${message}`);
+  }
+}
+
+function invalid(field: string, message: string): Invalid {
+  return new Invalid(field, message);
+}
+
+/** A reader that keeps unknown fields (protobufjs discards them by default) so strict() sees them. */
+function reader(body: Buffer): protobuf.Reader {
+  const r = protobuf.Reader.create(body);
+  r.discardUnknown = false;
+  return r;
+}
+
+/** Refuse unknown fields and fields of the wrong wire type (both land in $unknowns). */
+function strict<T extends { $unknowns?: Uint8Array[] }>(m: T): T {
+  if (m.$unknowns && m.$unknowns.length > 0) throw invalid('body', `has ${m.$unknowns.length} unknown or mistyped field(s)`);
+  return m;
+}
+
+function id(field: string, value: string): string {
+  if (!ID_RE.test(value)) throw invalid(field, `${JSON.stringify(value.slice(0, 64))} does not match ${ID_RE}`);
+  return value;
+}
+
+function fileId(field: string, value: string): string {
+  if (!FID_RE.test(value)) throw invalid(field, `${JSON.stringify(value.slice(0, 64))} is not a file id (16 hex digits)`);
+  return value;
+}
+
+function bytes(field: string, value: Uint8Array, length: number): Buffer {
+  if (value.length !== length) throw invalid(field, `must be ${length} bytes, got ${value.length}`);
+  // A copy: decoded bytes are views into the frame body.
+  return Buffer.from(value);
+}
+
+function safe(field: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw invalid(field, `must be an integer in [0, 2^53), got ${value}`);
+  return value;
+}
+
+function seq(field: string, value: number): bigint {
+  return BigInt(safe(field, value));
+}
+
+function mode(value: number): number {
+  if (value > 0o177777) throw invalid('mode', `${value} is not a file mode`);
+  return value;
+}
+
+function time(field: string, value: number): number {
+  if (!Number.isFinite(value)) throw invalid(field, 'must be finite');
+  return value;
+}

@@ -1,0 +1,215 @@
+// Replication test rigs on loopback: replica agents (a ReplicaServer over a store on its own
+// brick) and a primary (a store whose onMutation feeds a RetainedQueue, links to the
+// replicas, a QuorumTracker), plus a hostile raw-socket client and tree comparison.
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import type { Test } from 'tap';
+import { ReplicaLink, type ReplicaLinkOptions } from '../../src/replication/link.js';
+import { QuorumTracker } from '../../src/replication/quorum.js';
+import { RetainedQueue, type RetainedQueueOptions } from '../../src/replication/retained.js';
+import { ReplicaServer, type ReplicaServerOptions } from '../../src/replication/server.js';
+import { sessionMac } from '../../src/replication/session.js';
+import type { ReplicaStore, StoreOptions } from '../../src/store/store.js';
+import { FrameDecoder } from '../../src/wire/frames.js';
+import { decodeMessage, encodeMessage, type ReplicationMessage } from '../../src/wire/replication.js';
+import { testBrick, testStore, type TestBrick } from './store.js';
+
+export const CLUSTER = 'test-cluster';
+export const SECRET = Buffer.from('brickd-test-replication-secret-0123456789');
+export const VOLUME = 'vol1';
+
+export interface ReplicaNode {
+  nodeId: string;
+  brick: TestBrick;
+  store: ReplicaStore;
+  server: ReplicaServer;
+  port: number;
+}
+
+/** A replica agent in this process: its own brick (unless given), store and server on 127.0.0.1. */
+export async function startReplica(
+  t: Test,
+  options: { nodeId: string; brick?: TestBrick; store?: ReplicaStore; volumeId?: string; port?: number; server?: Partial<ReplicaServerOptions> },
+): Promise<ReplicaNode> {
+  const brick = options.brick ?? (await testBrick(t));
+  const store = options.store ?? (await testStore(t, brick, { volumeId: options.volumeId ?? VOLUME }, { directWriteBytes: 64 * 1024 }));
+  const server = new ReplicaServer({ clusterId: CLUSTER, nodeId: options.nodeId, secret: SECRET, ...options.server });
+  server.addVolume(store);
+  const { port } = await server.listen(options.port ?? 0, '127.0.0.1');
+  t.teardown(() => server.close());
+  return { nodeId: options.nodeId, brick, store, server, port };
+}
+
+export interface PrimaryNode {
+  store: ReplicaStore;
+  queue: RetainedQueue;
+  links: ReplicaLink[];
+  quorum: QuorumTracker;
+  /** Run a store mutation, then wait for its write quorum (the local replica counts once it resolved). */
+  replicated<T extends { seq: bigint }>(op: Promise<T>): Promise<T>;
+}
+
+export async function startPrimary(
+  t: Test,
+  options: {
+    replicas: Array<{ port: number; name: string }>;
+    writeQuorum: number;
+    timeoutMs?: number;
+    generation?: number;
+    volumeId?: string;
+    brick?: TestBrick;
+    queue?: Partial<RetainedQueueOptions>;
+    link?: Partial<ReplicaLinkOptions>;
+    store?: StoreOptions;
+  },
+): Promise<PrimaryNode> {
+  const brick = options.brick ?? (await testBrick(t));
+  const volumeId = options.volumeId ?? VOLUME;
+  const queue = new RetainedQueue({ startSeq: 0n, generation: options.generation ?? 1, ...options.queue });
+  const store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1 }, { directWriteBytes: 64 * 1024, ...options.store, onMutation: (seq, m) => queue.push(seq, m) });
+  const quorum = new QuorumTracker({ writeQuorum: options.writeQuorum, timeoutMs: options.timeoutMs ?? 10_000 });
+  const links = options.replicas.map(({ port, name }) => {
+    const link = new ReplicaLink({ host: '127.0.0.1', port, name, clusterId: CLUSTER, nodeId: 'primary', volumeId, secret: SECRET, queue, reconnectMaxMs: 200, ...options.link });
+    link.on('ack', (seq) => quorum.setReplica(name, seq));
+    return link.start();
+  });
+  t.teardown(async () => {
+    quorum.close();
+    await Promise.all(links.map((l) => l.close()));
+  });
+  return {
+    store,
+    queue,
+    links,
+    quorum,
+    async replicated(op) {
+      const result = await op;
+      await quorum.waitFor(result.seq, true);
+      return result;
+    },
+  };
+}
+
+/** Poll `condition` until true; fail after `timeoutMs`. */
+export async function until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export interface TreeEntry {
+  path: string;
+  type: string;
+  fid?: string;
+  mode: number;
+  size: number;
+  uid: number;
+  gid: number;
+  mtimeMs?: number;
+  target?: string;
+  /** SHA-256 of a file's bytes. */
+  content?: string;
+}
+
+/** Everything observable about a replica's tree: names, fids, types, modes, sizes, bytes. */
+export async function treeOf(store: ReplicaStore, withMtime = false): Promise<TreeEntry[]> {
+  const out: TreeEntry[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const name of (await store.readdir(dir)).sort()) {
+      const p = dir ? `${dir}/${name}` : name;
+      const st = await store.stat(p);
+      const entry: TreeEntry = { path: p, type: st.type, mode: st.mode, size: st.size, uid: st.uid, gid: st.gid };
+      if (st.fid) entry.fid = st.fid;
+      if (withMtime) entry.mtimeMs = st.mtimeMs;
+      if (st.type === 'symlink') entry.target = await store.readlink(p);
+      if (st.type === 'file') {
+        const hash = createHash('sha256');
+        for (let offset = 0; offset < st.size; offset += 4 * 2 ** 20) hash.update(await store.read(p, offset, Math.min(4 * 2 ** 20, st.size - offset)));
+        entry.content = hash.digest('hex');
+      }
+      out.push(entry);
+      if (st.type === 'directory') await walk(p);
+    }
+  };
+  await walk('');
+  return out;
+}
+
+/** A raw client that speaks frames to a server, for hostile-peer tests. */
+export class RawPeer {
+  readonly messages: ReplicationMessage[] = [];
+  readonly closed: Promise<void>;
+  private readonly socket: net.Socket;
+  private readonly decoder = new FrameDecoder();
+  private waiters: Array<() => void> = [];
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      for (const f of this.decoder.push(chunk)) this.messages.push(decodeMessage(f));
+      for (const w of this.waiters) w();
+    });
+    socket.on('error', () => {});
+    this.closed = new Promise((resolve) => socket.on('close', () => {
+      for (const w of this.waiters) w();
+      resolve();
+    }));
+  }
+
+  static connect(port: number): Promise<RawPeer> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port }, () => resolve(new RawPeer(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  write(bytes: Buffer | Buffer[]): void {
+    for (const b of Array.isArray(bytes) ? bytes : [bytes]) this.socket.write(b);
+  }
+
+  send(message: ReplicationMessage): void {
+    this.write(encodeMessage(message));
+  }
+
+  /** The next message of `type` (or any message when omitted); rejects on close or timeout. */
+  async next<T extends ReplicationMessage['type']>(type?: T, timeoutMs = 5000): Promise<Extract<ReplicationMessage, { type: T }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.messages.findIndex((m) => type === undefined || m.type === type);
+      if (i >= 0) return this.messages.splice(i, 1)[0] as Extract<ReplicationMessage, { type: T }>;
+      if (this.socket.destroyed) throw new Error(`connection closed before a ${type ?? 'message'}; got ${JSON.stringify(this.messages.map((m) => m.type))}`);
+      if (Date.now() > deadline) throw new Error(`no ${type ?? 'message'} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 50);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      this.waiters = [];
+    }
+  }
+
+  /** Run the handshake as a primary; resolves with WELCOME. `secret` defaults to the right one. */
+  async authenticate(options: { volumeId?: string; generation?: number; secret?: Buffer; clusterId?: string; nodeId?: string } = {}): Promise<Extract<ReplicationMessage, { type: 'WELCOME' }>> {
+    const nonce = Buffer.alloc(32, 7);
+    const hello = { clusterId: options.clusterId ?? CLUSTER, nodeId: options.nodeId ?? 'raw-primary', volumeId: options.volumeId ?? VOLUME, generation: options.generation ?? 1, nonce };
+    this.send({ type: 'HELLO', ...hello });
+    const challenge = await this.next('CHALLENGE');
+    const transcript = { clusterId: hello.clusterId, primaryNodeId: hello.nodeId, replicaNodeId: challenge.nodeId, volumeId: hello.volumeId, generation: hello.generation, primaryNonce: nonce, replicaNonce: challenge.nonce };
+    this.send({ type: 'AUTH', mac: sessionMac(options.secret ?? SECRET, 'primary', transcript) });
+    const welcome = await this.next('WELCOME');
+    if (!sessionMac(SECRET, 'replica', transcript).equals(welcome.mac)) throw new Error('the replica proof does not match');
+    return welcome;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
