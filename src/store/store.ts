@@ -331,9 +331,10 @@ export class ReplicaStore {
       // next checkpoint: replaying that earlier record would overwrite the direct write's
       // data, which is not in the log. Such writes carry their data in the log instead.
       const direct = data.length >= this.opts.directWriteBytes && !this.loggedDataSince.has(fid);
-      // A logged payload is checked before logging, so corrupted data never reaches the log;
-      // a direct one is checked by the native write before any byte lands.
-      if (!direct && crc !== undefined && native.crc32c(payload) >>> 0 !== crc) throw badCrc();
+      // The payload is checked before it gets a seq, so corrupted data never reaches the log
+      // nor onMutation (replication would ship it). The native write of a direct one checks
+      // it again before any byte lands.
+      if (crc !== undefined && native.crc32c(payload) >>> 0 !== crc) throw badCrc();
       const end = offset + data.length;
       const growth = await this.reserveRoom(fid, (size) => Math.max(size, end), data.length * (direct ? 1 : 2), 'write', label);
       let m: Mutation;
@@ -427,6 +428,10 @@ export class ReplicaStore {
    * checked again; a write's data must match `crc` when given. Resolves once durable.
    */
   async applyReplicated(seq: bigint, mutation: Mutation, crc?: number): Promise<void> {
+    // File ids become paths under .brickd/: only the exact fid shape is accepted.
+    for (const fid of ['fid' in mutation ? mutation.fid : undefined, mutation.op === 'rename' ? mutation.replacedFid : undefined]) {
+      if (fid !== undefined && !/^[0-9a-f]{16}$/.test(fid)) throw new BrickdError('NAME_INVALID', `replicated ${mutation.op} carries a malformed file id ${JSON.stringify(fid)}`);
+    }
     switch (mutation.op) {
       case 'create':
       case 'mkdir':

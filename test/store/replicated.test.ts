@@ -59,3 +59,15 @@ t.test('a replica fed by onMutation/applyReplicated ends identical, file ids inc
   await rejectsWithCode(t, replica.applyReplicated(last.seq + 1n, { op: 'mkdir', path: '../escape', fid: '0123456789abcdef', mode: 0o755 }), 'NAME_INVALID');
   t.equal(replica.durableSeq, last.seq, 'refused mutations left no trace');
 });
+
+t.test('a write refused for its CRC is never handed to replication; malformed fids are refused', { skip: needsRoot() }, async (t) => {
+  const brick = await testBrick(t);
+  const shipped: bigint[] = [];
+  const store = await testStore(t, brick, {}, { directWriteBytes: 16 * 1024, onMutation: (seq) => shipped.push(seq) });
+  await store.create('f');
+  const big = Buffer.alloc(100_000, 3);
+  await rejectsWithCode(t, store.write('f', 0, big, (native.crc32c(big) ^ 1) >>> 0), 'CHECKSUM_MISMATCH');
+  t.same(shipped, [1n], 'only the create was shipped');
+  await rejectsWithCode(t, store.applyReplicated(2n, { op: 'write', fid: '../../../etc/x', offset: 0, data: Buffer.from('x') }), 'NAME_INVALID');
+  t.equal(store.durableSeq, 1n);
+});
