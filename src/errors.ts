@@ -48,6 +48,8 @@ export const ErrorCodes = {
   OPERATION_NOT_FOUND: 'no such operation',
   REQUEST_ID_REUSED: 'a request id was reused for a different call',
   CONTROL_SOCKET_IN_USE: 'another agent is serving the control socket',
+  // metrics and health endpoint
+  METRICS_ADDRESS_UNAVAILABLE: 'the metrics/health HTTP address cannot be listened on (in use, not local, or not permitted)',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
