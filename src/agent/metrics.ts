@@ -170,6 +170,18 @@ export class AgentMetrics {
       },
     });
 
+    new Gauge({
+      name: 'brickd_device_size_bytes',
+      help: 'Size of each allowlisted block device (refreshed with brickd_device_eligible)',
+      labelNames: ['device'],
+      registers,
+      collect() {
+        const list = devices.current();
+        this.reset();
+        for (const d of list) this.set({ device: d.path }, d.sizeBytes);
+      },
+    });
+
     // ── volume replicas ─────────────────────────────────────────────────────────────
     new Gauge({
       name: 'brickd_volume_durable_seq',

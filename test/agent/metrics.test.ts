@@ -59,6 +59,7 @@ t.test('metrics follow bricks, devices, writes, checksum errors, repairs and scr
   let text = await scrape();
   t.equal(sample(text, 'brickd_device_eligible', { device: spareDevice!, reason: 'none' }), 1, 'a blank allowlisted device is eligible');
   t.equal(sample(text, 'brickd_device_eligible', { device: brickDevice!, reason: 'MOUNTED' }), 0, 'the brick device is not');
+  t.equal(sample(text, 'brickd_device_size_bytes', { device: spareDevice! }), 320 * 2 ** 20, 'device size');
   t.equal(sample(text, 'brickd_brick_state', { brick: brick.brickId, state: 'mounted' }), 1);
   t.ok((sample(text, 'brickd_brick_bytes', { brick: brick.brickId, kind: 'size' }) ?? 0) > 0);
 
