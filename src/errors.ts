@@ -60,6 +60,8 @@ export const ErrorCodes = {
   REPLICA_REFUSED: 'the replica ended the session with an error of its own',
   LINK_CLOSED: 'the replication link is closed or failed',
   QUORUM_LOST: 'the write did not reach its write quorum in time: it is not acknowledged',
+  // metrics and health endpoint
+  METRICS_ADDRESS_UNAVAILABLE: 'the metrics/health HTTP address cannot be listened on (in use, not local, or not permitted)',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -6,8 +6,8 @@
 import { execFile } from 'node:child_process';
 import { BrickdError } from './errors.js';
 
-/** Which Debian package provides each tool brickd runs. */
-const PACKAGE_OF: Record<string, string> = {
+/** Which Debian package provides each tool brickd runs (the image installs each: deploy/install-image-deps.sh). */
+export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   'mkfs.xfs': 'xfsprogs',
   'xfs_admin': 'xfsprogs',
   'mkfs.ext4': 'e2fsprogs',
@@ -41,7 +41,7 @@ export function run(tool: string, args: readonly string[], options: { timeoutMs?
           return;
         }
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          const pkg = PACKAGE_OF[tool];
+          const pkg = TOOL_PACKAGES[tool];
           reject(
             new BrickdError('TOOL_MISSING', `${tool} is not installed${pkg ? ` (install the ${pkg} package)` : ''}`, { tool, package: pkg }, err),
           );

@@ -1,10 +1,12 @@
 // The agent process's wiring and lifecycle: state dir, node id, embedded devices, bricks.
 //
 // Lifecycle (AgentState): created → starting → running → stopping → stopped; a failure
-// while starting goes to `failed` with the error. Start order: node id, embedded devices,
+// while starting goes to `failed` with the error. Start order: the HTTP endpoint (metrics
+// and health, so liveness answers during a long recovery), node id, embedded devices,
 // bricks (recovered from the disks), volume replicas (opened, logs replayed), then the
 // control socket; stop runs it backwards. This is the only module that wires everything.
 import { mkdir } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
 import { BrickManager, type BrickStatus } from '../brick/manager.js';
 import { ControlServer } from '../control/server.js';
 import { BrickdError } from '../errors.js';
@@ -12,8 +14,11 @@ import { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { VERSION } from '../version.js';
 import { VolumeManager } from '../volume/manager.js';
-import { type AgentConfig, embeddedEnabled } from './config.js';
+import { controlClient, type ControlClient } from '../wire/control.js';
+import { type AgentConfig, embeddedEnabled, parseListenAddress } from './config.js';
 import { attachEmbeddedDevices, detachEmbeddedDevices, type EmbeddedDevice } from './embedded.js';
+import { AgentHttpServer } from './http.js';
+import { AgentMetrics } from './metrics.js';
 import { loadOrCreateNodeId } from './nodeid.js';
 
 export type AgentState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -24,13 +29,25 @@ export class Agent {
   bricks!: BrickManager;
   volumes!: VolumeManager;
   readonly events = new EventBus();
+  readonly metrics: AgentMetrics;
   private control: ControlServer | undefined;
+  private http: AgentHttpServer | undefined;
+  /** The readiness probe's own client of the control socket (one, reused). */
+  private controlProbe: ControlClient | undefined;
   private embedded: EmbeddedDevice[] = [];
 
   constructor(
     readonly config: AgentConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.metrics = new AgentMetrics({
+      bricks: () => this.bricks,
+      volumes: () => this.volumes,
+      info: () => ({ nodeId: this.nodeId, version: VERSION, zone: config.zone }),
+      events: this.events,
+      log,
+    });
+  }
 
   private transition(state: AgentState, fields: Record<string, unknown> = {}): void {
     this.state = state;
@@ -46,6 +63,7 @@ export class Agent {
           'brickd formats and mounts block devices and needs root (CAP_SYS_ADMIN). Run it with sudo, or as a privileged DaemonSet pod (deploy/).',
         );
       }
+      await this.startHttp();
       await mkdir(this.config.stateDir, { recursive: true, mode: 0o700 });
       this.nodeId = await loadOrCreateNodeId(this.config.stateDir);
       this.bricks = new BrickManager({
@@ -69,8 +87,14 @@ export class Agent {
         const adopted = this.bricks.list().some((b) => b.devicePath === d.device && b.state === 'mounted');
         if (!adopted) await this.bricks.adopt(d.device);
       }
-      this.volumes = new VolumeManager({ bricks: this.bricks, events: this.events, log: this.log.child({ node: this.nodeId }) });
+      this.volumes = new VolumeManager({
+        bricks: this.bricks,
+        events: this.events,
+        log: this.log.child({ node: this.nodeId }),
+        onMutationDurable: (volumeId, op, seconds) => this.metrics.observeMutation(volumeId, op, seconds),
+      });
       await this.volumes.recover();
+      await this.metrics.refreshDevices();
       this.control = new ControlServer({
         nodeId: this.nodeId,
         version: VERSION,
@@ -91,6 +115,7 @@ export class Agent {
       });
     } catch (err) {
       this.state = 'failed';
+      await this.stopHttp();
       throw err;
     }
   }
@@ -105,7 +130,42 @@ export class Agent {
       await this.bricks.unmountAll();
       await detachEmbeddedDevices(this.embedded);
     }
+    await this.stopHttp();
     this.transition('stopped');
+  }
+
+  private async startHttp(): Promise<void> {
+    if (this.config.metricsAddress === 'off') return;
+    // config.ts has validated it: parse cannot fail here.
+    const address = parseListenAddress(this.config.metricsAddress)!;
+    const http = new AgentHttpServer({
+      address,
+      metrics: this.metrics,
+      health: {
+        state: () => this.state,
+        bricks: () => this.bricks?.list(),
+        probeControl: (timeoutMs) => this.probeControl(timeoutMs),
+      },
+      log: this.log,
+    });
+    await http.listen();
+    this.http = http;
+  }
+
+  private async stopHttp(): Promise<void> {
+    await this.http?.close();
+    this.http = undefined;
+    this.controlProbe?.close();
+    this.controlProbe = undefined;
+  }
+
+  /** One GetNodeInfo call over the control socket, as an orchestrator would make it. */
+  private probeControl(timeoutMs: number): Promise<void> {
+    this.controlProbe ??= controlClient(this.config.controlSocket);
+    const client = this.controlProbe;
+    return new Promise((resolve, reject) => {
+      client.getNodeInfo({}, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err) => (err ? reject(err) : resolve()));
+    });
   }
 }
 

@@ -2,6 +2,7 @@
 // then command-line flags (each later source wins). Every value is validated here, with a
 // message naming the key and where it came from; nothing downstream re-checks types.
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { BrickdError } from '../errors.js';
 import { validateAllowlist } from '../brick/allowlist.js';
@@ -27,6 +28,11 @@ export interface AgentConfig {
   unmountOnExit: boolean;
   logLevel: LogLevel;
   controlSocket: string;
+  /**
+   * host:port of the HTTP endpoint serving /metrics, /healthz and /readyz, or "off".
+   * Loopback by default: in the DaemonSet (host network) the kubelet probes it there.
+   */
+  metricsAddress: string;
 }
 
 export const DEFAULT_CONFIG: AgentConfig = {
@@ -41,6 +47,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   unmountOnExit: false,
   logLevel: 'info',
   controlSocket: '/run/brickd/control.sock',
+  metricsAddress: '127.0.0.1:9464',
 };
 
 type Key = keyof AgentConfig;
@@ -118,7 +125,30 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
       return oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const);
     case 'unmountOnExit':
       return bool();
+    case 'metricsAddress': {
+      const a = str();
+      if (a === 'off') return a;
+      const listen = parseListenAddress(a);
+      if (!listen) throw invalid(key, source, `expected "off" or host:port with an IP address and a port 1-65535 (127.0.0.1:9464, [::1]:9464), got ${JSON.stringify(a)}`);
+      return a;
+    }
   }
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** "127.0.0.1:9464" or "[::1]:9464" → { host, port }; undefined if it is not one. IP literals only: a name could resolve to anything. */
+export function parseListenAddress(address: string): ListenAddress | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
+  if (!m) return undefined;
+  const host = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  const family = net.isIP(host);
+  if (family === 0 || (m[1] !== undefined) !== (family === 6) || port < 1 || port > 65535) return undefined;
+  return { host, port };
 }
 
 /** Environment variable and flag name of each key: stateDir ↔ BRICKD_STATE_DIR ↔ --state-dir. */

@@ -105,8 +105,13 @@ export class BrickManager {
     return this.bricks.get(brickId);
   }
 
+  /**
+   * Every block device and whether it may be adopted. Runs under the adoption mutex: a
+   * probe opens each allowlisted device (once exclusively, to test whether it is in use),
+   * and that open must never meet an adoption's wipe or mkfs, which would then fail EBUSY.
+   */
   discover(): Promise<DeviceReport[]> {
-    return discoverDevices({ allow: this.allow, minSizeBytes: this.options.minSizeBytes });
+    return this.mutex.run(() => discoverDevices({ allow: this.allow, minSizeBytes: this.options.minSizeBytes }));
   }
 
   /** Rebuild the brick table from the devices alone (labels + manifests) and mount them. */

@@ -11,6 +11,7 @@ import { createLogger } from '../log.js';
 const USAGE = `usage: brickd [--config FILE] [--state-dir DIR] [--allow GLOB]... [--fs-type xfs|ext4]
               [--embedded | --no-embedded] [--embedded-count N] [--embedded-size-bytes SIZE]
               [--min-size-bytes SIZE] [--zone NAME] [--log-level LEVEL] [--unmount-on-exit]
+              [--control-socket PATH] [--metrics-address HOST:PORT|off]
 Every flag also reads from BRICKD_<NAME> (e.g. BRICKD_STATE_DIR) and from the JSON config file.`;
 
 async function main(): Promise<number> {

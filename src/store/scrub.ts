@@ -32,6 +32,11 @@ export interface ScrubProgress {
   findings: ScrubFinding[];
   startedAt: string | null;
   finishedAt: string | null;
+  /**
+   * When the last pass that reached the end finished. Unlike finishedAt it survives the
+   * start of a new pass, so "when was every block last verified" always has an answer.
+   */
+  lastCompletedAt: string | null;
 }
 
 export interface ScrubOptions {
@@ -55,6 +60,7 @@ export class Scrubber {
     findings: [],
     startedAt: null,
     finishedAt: null,
+    lastCompletedAt: null,
   };
   private running: Promise<void> | undefined;
   private wantPause = false;
@@ -83,7 +89,9 @@ export class Scrubber {
   async load(): Promise<ScrubProgress> {
     try {
       const saved = JSON.parse(await readFile(this.file, 'utf8')) as ScrubProgress;
-      this.progressValue = { ...saved, state: saved.state === 'running' ? 'paused' : saved.state };
+      // Files saved before lastCompletedAt existed: a finished pass is the last completion.
+      const lastCompletedAt = saved.lastCompletedAt ?? (saved.state === 'done' ? saved.finishedAt : null);
+      this.progressValue = { ...saved, state: saved.state === 'running' ? 'paused' : saved.state, lastCompletedAt };
     } catch (err) {
       if (!isSystemError(err, 'ENOENT')) throw err;
     }
@@ -107,6 +115,7 @@ export class Scrubber {
         findings: [],
         startedAt: new Date().toISOString(),
         finishedAt: null,
+        lastCompletedAt: p.lastCompletedAt,
       };
     } else {
       p.state = 'running';
@@ -184,6 +193,7 @@ export class Scrubber {
     p.state = 'done';
     p.cursor = null;
     p.finishedAt = new Date().toISOString();
+    p.lastCompletedAt = p.finishedAt;
     await this.save();
     this.options.log?.info(
       { volume: this.store.volumeId, files: p.filesScanned, bytes: p.bytesScanned, bad: p.findings.length },

@@ -70,6 +70,12 @@ export interface StoreOptions {
    * itself takes it. Called synchronously: it must not throw or block.
    */
   onMutation?: (seq: bigint, mutation: Mutation) => void;
+  /**
+   * Told of every mutation once it has resolved durable, with the seconds since it was
+   * called (queueing for the mutex included: what the caller waited). For latency metrics;
+   * called synchronously, it must not throw or block.
+   */
+  onMutationDurable?: (op: Mutation['op'], seconds: number) => void;
   /** Told of every checksum mismatch found (on read or scrub) and whether it was repaired. */
   onChecksumError?: (info: { fid: string; file?: string; block: number; repaired: boolean }) => void;
   crashPoint?: CrashPoint;
@@ -147,8 +153,8 @@ export class ReplicaStore {
   private failure: unknown;
   private closed = false;
   private readonly applyContext: ApplyContext;
-  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation'>> &
-    Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation'>;
+  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable'>> &
+    Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable'>;
 
   private constructor(
     readonly dir: string,
@@ -166,6 +172,7 @@ export class ReplicaStore {
       repair: options.repair,
       onChecksumError: options.onChecksumError,
       onMutation: options.onMutation,
+      onMutationDurable: options.onMutationDurable,
       crashPoint: options.crashPoint,
     };
     this.files = new FileTable(dir);
@@ -692,6 +699,7 @@ export class ReplicaStore {
    * namespace changes are serial and see every earlier write applied.
    */
   private async mutate(validate: () => Promise<Mutation | undefined>, directData?: Buffer, expectSeq?: bigint): Promise<{ seq: bigint; mutation?: Mutation }> {
+    const calledAt = performance.now();
     const started = await this.mutex.run(async () => {
       this.checkOpen();
       if (expectSeq !== undefined) {
@@ -741,6 +749,7 @@ export class ReplicaStore {
       this.becomingDurable.delete(durable);
     }
     this.opts.crashPoint?.('mutation.durable');
+    this.opts.onMutationDurable?.(mutation.op, (performance.now() - calledAt) / 1000);
     if (this.loggedSinceCheckpoint >= this.opts.checkpointBytes) void this.checkpointIfDirty();
     return started;
   }

@@ -17,6 +17,7 @@ import { fsyncDir } from '../fsutil.js';
 import { Mutex } from '../lock.js';
 import type { Logger } from '../log.js';
 import { Scrubber, type ScrubProgress } from '../store/scrub.js';
+import type { Mutation } from '../store/mutations.js';
 import { ReplicaStore, type StoreOptions } from '../store/store.js';
 import { readVolumeConfig, writeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_VERSION, type PeerConfig, type VolumeConfig, type VolumeRole } from './config.js';
 
@@ -53,6 +54,8 @@ export interface VolumeManagerOptions {
   store?: StoreOptions;
   /** Default scrub rate (bytes per second). */
   scrubRate?: number;
+  /** Told of every durable mutation of every replica, with its latency (the agent's metrics). */
+  onMutationDurable?: (volumeId: string, op: Mutation['op'], seconds: number) => void;
 }
 
 const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -225,9 +228,11 @@ export class VolumeManager {
 
   private storeOptions(volumeId: string): StoreOptions {
     const events = this.options.events;
+    const onMutationDurable = this.options.onMutationDurable;
     return {
       log: this.options.log,
       ...this.options.store,
+      ...(onMutationDurable ? { onMutationDurable: (op: Mutation['op'], seconds: number) => onMutationDurable(volumeId, op, seconds) } : {}),
       onChecksumError: (info) =>
         events.emit({
           kind: info.repaired ? 'checksum-repaired' : 'checksum-error',

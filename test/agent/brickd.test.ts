@@ -7,13 +7,16 @@ import { findLoopFor } from '../../src/brick/loop.js';
 import { readMountInfo } from '../../src/brick/mountinfo.js';
 import { run } from '../../src/exec.js';
 import { startAgent } from '../helpers/agent.js';
+import { freePort } from '../helpers/http.js';
 import { needsRoot, tempDir } from '../helpers/loop.js';
 
 const running = (l: Record<string, unknown>) => l.msg === 'agent running';
 
 t.test('embedded default: start, stop, restart, unmount on exit', { skip: needsRoot() }, async (t) => {
   const stateDir = await tempDir(t, 'brickd-agent-');
-  const args = ['--state-dir', stateDir, '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB', '--control-socket', path.join(stateDir, 'control.sock')];
+  // Its own control socket and metrics port, so it never meets another agent on this machine.
+  const metricsAddress = `127.0.0.1:${await freePort()}`;
+  const args = ['--state-dir', stateDir, '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB', '--control-socket', path.join(stateDir, 'control.sock'), '--metrics-address', metricsAddress];
   // Whatever happens, leave no mount or loop device of this test behind.
   t.teardown(async () => {
     for (const m of (await readMountInfo()).filter((m) => m.target.startsWith(stateDir)).reverse()) {

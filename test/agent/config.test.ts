@@ -3,7 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { DEFAULT_CONFIG, embeddedEnabled, loadConfig } from '../../src/agent/config.js';
+import { DEFAULT_CONFIG, embeddedEnabled, loadConfig, parseListenAddress } from '../../src/agent/config.js';
 import { rejectsWithCode } from '../helpers/assert.js';
 import { tempDir } from '../helpers/loop.js';
 
@@ -32,6 +32,16 @@ t.test('file < env < flags', async (t) => {
   t.ok(embeddedEnabled({ ...config, embedded: 'on' }));
 });
 
+t.test('metricsAddress: loopback by default, any IP literal and port, or off', async (t) => {
+  t.equal((await loadConfig({})).metricsAddress, '127.0.0.1:9464');
+  t.equal((await loadConfig({ argv: ['--metrics-address', '[::1]:9100'] })).metricsAddress, '[::1]:9100');
+  t.equal((await loadConfig({ env: { BRICKD_METRICS_ADDRESS: '0.0.0.0:9464' } })).metricsAddress, '0.0.0.0:9464');
+  t.equal((await loadConfig({ argv: ['--metrics-address=off'] })).metricsAddress, 'off');
+  t.same(parseListenAddress('[::1]:9100'), { host: '::1', port: 9100 });
+  t.same(parseListenAddress('10.0.0.7:65535'), { host: '10.0.0.7', port: 65535 });
+  t.equal(parseListenAddress('off'), undefined);
+});
+
 t.test('every bad value is CONFIG_INVALID naming key and source', async (t) => {
   const dir = await tempDir(t);
   const bad: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
@@ -47,6 +57,12 @@ t.test('every bad value is CONFIG_INVALID naming key and source', async (t) => {
     ['bad boolean', { env: { BRICKD_UNMOUNT_ON_EXIT: 'maybe' } }, /unmountOnExit .* true or false/],
     ['bad log level', { env: { BRICKD_LOG_LEVEL: 'loud' } }, /logLevel/],
     ['missing file', { argv: ['--config', path.join(dir, 'nope.json')] }, /cannot read config file/],
+    ['metrics address without port', { argv: ['--metrics-address', '127.0.0.1'] }, /metricsAddress \(from --metrics-address\): expected "off" or host:port/],
+    ['metrics address by name', { env: { BRICKD_METRICS_ADDRESS: 'localhost:9464' } }, /metricsAddress \(from BRICKD_METRICS_ADDRESS\): expected "off" or host:port with an IP address/],
+    ['metrics port 0', { argv: ['--metrics-address', '127.0.0.1:0'] }, /metricsAddress .*port 1-65535/],
+    ['metrics port too big', { argv: ['--metrics-address', '127.0.0.1:65536'] }, /metricsAddress/],
+    ['metrics IPv6 without brackets', { argv: ['--metrics-address', '::1:9464'] }, /metricsAddress/],
+    ['metrics IPv4 in brackets', { argv: ['--metrics-address', '[127.0.0.1]:9464'] }, /metricsAddress/],
   ];
   for (const [name, sources, message] of bad) {
     await rejectsWithCode(t, loadConfig(sources), 'CONFIG_INVALID', message, name);

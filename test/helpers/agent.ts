@@ -17,7 +17,9 @@ export interface AgentProcess {
 }
 
 export function startAgent(t: Test, args: string[], options: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): AgentProcess {
-  const command = [...(options.command ?? []), process.execPath, BRICKD, ...args];
+  // Agents in tests never take the default metrics port: several run at once.
+  const withMetrics = args.includes('--metrics-address') ? args : [...args, '--metrics-address', 'off'];
+  const command = [...(options.command ?? []), process.execPath, BRICKD, ...withMetrics];
   const child = spawn(command[0]!, command.slice(1), { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Array<Record<string, unknown>> = [];
   const stderr: string[] = [];

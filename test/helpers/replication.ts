@@ -31,7 +31,7 @@ export async function startReplica(
   t: Test,
   options: { nodeId: string; brick?: TestBrick; store?: ReplicaStore; volumeId?: string; port?: number; server?: Partial<ReplicaServerOptions> },
 ): Promise<ReplicaNode> {
-  const brick = options.brick ?? (await testBrick(t));
+  const brick = options.brick ?? (await testBrick(t, 1024)); // sparse: room for the workloads and their write logs
   const store = options.store ?? (await testStore(t, brick, { volumeId: options.volumeId ?? VOLUME }, { directWriteBytes: 64 * 1024 }));
   const server = new ReplicaServer({ clusterId: CLUSTER, nodeId: options.nodeId, secret: SECRET, ...options.server });
   server.addVolume(store);
@@ -63,7 +63,7 @@ export async function startPrimary(
     store?: StoreOptions;
   },
 ): Promise<PrimaryNode> {
-  const brick = options.brick ?? (await testBrick(t));
+  const brick = options.brick ?? (await testBrick(t, 1024)); // sparse: room for the workloads and their write logs
   const volumeId = options.volumeId ?? VOLUME;
   const queue = new RetainedQueue({ startSeq: 0n, generation: options.generation ?? 1, ...options.queue });
   const store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1 }, { directWriteBytes: 64 * 1024, ...options.store, onMutation: (seq, m) => queue.push(seq, m) });

@@ -61,7 +61,7 @@ t.test('SIGKILL replica agents mid-stream, restart, catch up: every acked write 
   const seed = Number(process.env.BRICKD_TEST_SEED ?? Date.now() % 1_000_000);
   t.comment(`seed ${seed}`);
   const random = rng(seed);
-  const bricks = [await testBrick(t), await testBrick(t)];
+  const bricks = [await testBrick(t, 1024), await testBrick(t, 1024)]; // room for ~100 MiB of writes plus the write logs
   const dirs = bricks.map((b) => replicaDir(b, 'vol1'));
   const agents = [await startAgent(t, dirs[0]!, 'r0', 0), await startAgent(t, dirs[1]!, 'r1', 0)];
   const ports = agents.map((a) => a.port);

@@ -68,7 +68,7 @@ t.test('a primary and two replicas over TCP: every mutation replicated, replicas
   t.equal(r1.server.stats.mutations, Number(p.queue.lastSeq), 'r1 took in each mutation once');
   t.same(r1.server.stats.refused, {}, 'nothing refused');
   t.ok(r1.server.stats.pauses > 0, `r1 paused reading ${r1.server.stats.pauses} times (backpressure)`);
-  t.ok(r1.server.stats.acks < r1.server.stats.mutations, `acks coalesced: ${r1.server.stats.acks} for ${r1.server.stats.mutations} mutations`);
+  t.ok(r1.server.stats.acks <= r1.server.stats.mutations, `acks coalesced or one per mutation, never more: ${r1.server.stats.acks} for ${r1.server.stats.mutations} mutations`);
   t.equal(p.queue.size, 0, 'the retained queue drops what both replicas hold');
   t.equal(p.quorum.pending, 0);
   t.same(r1.server.volumeStatus('vol1'), { appliedSeq: p.queue.lastSeq, durableSeq: p.queue.lastSeq, generation: 1, connected: true });

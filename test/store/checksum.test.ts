@@ -1,7 +1,8 @@
 // Checksums end to end (DESIGN.md invariant 3) on a real brick: bytes flipped in a data file
 // or in a checksum file are caught on read (never returned) and by scrub; the repair hook
-// heals them; scrub is throttled, pausable, and resumes after a restart.
-import { open } from 'node:fs/promises';
+// heals them; scrub is throttled, pausable, resumes after a restart, and remembers when its
+// last complete pass finished.
+import { open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { Scrubber } from '../../src/store/scrub.js';
@@ -145,4 +146,38 @@ t.test('scrub pauses, resumes, and picks up after a restart where it stopped', {
   t.equal(done.bytesScanned, 6 << 20, 'the resumed pass covers the rest exactly once');
   t.equal(done.filesScanned, 6);
   t.same(done.findings, []);
+});
+
+t.test('the last complete scrub pass is remembered through a new pass, a restart, and an old scrub.json', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const dir = replicaDir(brick);
+  const store = await testStore(t, brick);
+  await store.create('f');
+  await store.write('f', 0, pattern(2 << 20, 9));
+  const first = new Scrubber(store, { rateBytesPerSec: 1e9 });
+  t.equal(first.progress.lastCompletedAt, null, 'never scrubbed');
+  first.start();
+  const done = await first.whenIdle();
+  t.equal(done.lastCompletedAt, done.finishedAt, 'a finished pass is the last completion');
+  const completedAt = done.lastCompletedAt!;
+
+  // A new, slow pass paused part way: finishedAt is gone, the last completion is not.
+  const slow = new Scrubber(store, { rateBytesPerSec: 1e6, chunkBlocks: 16 });
+  await slow.load();
+  slow.start();
+  await new Promise((r) => setTimeout(r, 300));
+  await slow.pause();
+  t.equal(slow.progress.state, 'paused');
+  t.equal(slow.progress.finishedAt, null);
+  t.equal(slow.progress.lastCompletedAt, completedAt, 'kept through a new pass');
+  const reloaded = new Scrubber(store);
+  t.equal((await reloaded.load()).lastCompletedAt, completedAt, 'kept on disk');
+
+  // scrub.json written before the field existed: a done pass counts, a paused one does not.
+  const file = path.join(dir, '.brickd', 'scrub.json');
+  const old = { state: 'done', cursor: null, filesScanned: 1, bytesScanned: 4096, bytesTotal: 4096, findings: [], startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:01.000Z' };
+  await writeFile(file, JSON.stringify(old));
+  t.equal((await new Scrubber(store).load()).lastCompletedAt, old.finishedAt);
+  await writeFile(file, JSON.stringify({ ...old, state: 'paused', finishedAt: null, cursor: { fid: '0', block: 0 } }));
+  t.equal((await new Scrubber(store).load()).lastCompletedAt, null);
 });

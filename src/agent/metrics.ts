@@ -1,0 +1,321 @@
+// The agent's Prometheus metrics (prom-client), built to answer "is my data safe now":
+// checksum errors found and repaired, scrub coverage and last completion, brick and device
+// health and capacity, replica durability, and the latency of durable mutations.
+//
+// How it works: almost every series is read at scrape time from the objects that own the
+// state (BrickManager, VolumeManager and their stores and scrubbers) in a `collect`
+// function, so nothing is double-booked and a deleted replica's series disappear with it.
+// Each collect gathers its values first (awaiting I/O such as statfs) and then resets and
+// fills its metric in one synchronous step, so two scrapes in flight cannot interleave.
+// The one series fed from outside is the mutation latency histogram (observeMutation,
+// called through the store's onMutationDurable hook).
+//
+// Devices are the exception to "read at scrape time": judging a device means probing it
+// with libblkid, so the device report is cached and refreshed in the background at most
+// once per `deviceRefreshMs`, and only when someone scrapes (see DeviceCache).
+import { statfs } from 'node:fs/promises';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DeviceReport } from '../brick/discover.js';
+import type { BrickManager, BrickState } from '../brick/manager.js';
+import type { EventBus } from '../events.js';
+import type { Logger } from '../log.js';
+import type { Mutation } from '../store/mutations.js';
+import type { VolumeManager } from '../volume/manager.js';
+
+/** Every brick state, so brickd_brick_state has a 0/1 series for each (the Prometheus enum pattern). */
+const BRICK_STATES = Object.keys({
+  mounted: true,
+  unmounted: true,
+  missing: true,
+  foreign: true,
+  unsupported: true,
+  incomplete: true,
+  error: true,
+} satisfies Record<BrickState, true>) as BrickState[];
+
+/** Durable-mutation latency: from a fast RWF_DSYNC append (~100 µs) to a flush stalled by a sick disk. */
+const MUTATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+const DATA_OPS: ReadonlySet<Mutation['op']> = new Set(['write', 'writeDirect', 'truncate']);
+
+export interface AgentMetricsOptions {
+  /** The agent's managers; undefined until start-up has made them. */
+  bricks: () => BrickManager | undefined;
+  volumes: () => VolumeManager | undefined;
+  info: () => { nodeId: string; version: string; zone: string };
+  events: EventBus;
+  log: Logger;
+  /** Minimum age of the cached device report before a scrape refreshes it (default 60 s). */
+  deviceRefreshMs?: number;
+}
+
+/**
+ * The device report of the allowlisted devices, refreshed off the scrape path: a scrape
+ * that finds it stale starts a refresh and is answered from the cache. A refresh takes the
+ * brick manager's mutex (BrickManager.discover), so it never probes a device mid-adoption.
+ */
+class DeviceCache {
+  private reports: DeviceReport[] = [];
+  private refreshedAt = -Infinity;
+  private refreshing: Promise<void> | undefined;
+  private failing = false;
+
+  constructor(
+    private readonly bricks: () => BrickManager | undefined,
+    private readonly maxAgeMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Refresh now (start-up calls this once so the first scrape has devices). */
+  refresh(): Promise<void> {
+    const bricks = this.bricks();
+    if (!bricks) return Promise.resolve();
+    this.refreshing ??= bricks
+      .discover()
+      .then(
+        (reports) => {
+          // Devices outside the allowlist are never adopted: they are not this agent's to report.
+          this.reports = reports.filter((d) => d.allowedBy !== undefined);
+          if (this.failing) this.log.info('device discovery for metrics recovered');
+          this.failing = false;
+        },
+        (err: unknown) => {
+          if (!this.failing) this.log.warn({ err }, 'device discovery for metrics failed');
+          this.failing = true;
+        },
+      )
+      .finally(() => {
+        this.refreshedAt = performance.now();
+        this.refreshing = undefined;
+      });
+    return this.refreshing;
+  }
+
+  current(): DeviceReport[] {
+    if (performance.now() - this.refreshedAt > this.maxAgeMs) void this.refresh();
+    return this.reports;
+  }
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private readonly mutationSeconds: Histogram<'volume' | 'kind'>;
+  private readonly devices: DeviceCache;
+
+  constructor(options: AgentMetricsOptions) {
+    const registers = [this.registry];
+    const { bricks, volumes } = options;
+    this.devices = new DeviceCache(bricks, options.deviceRefreshMs ?? 60_000, options.log);
+    const devices = this.devices;
+
+    // Process and Node.js runtime metrics (CPU, memory, file descriptors, event loop lag, GC).
+    collectDefaultMetrics({ register: this.registry });
+
+    new Gauge({
+      name: 'brickd_agent_info',
+      help: 'Constant 1, labelled with the node id, agent version and zone',
+      labelNames: ['node', 'version', 'zone'],
+      registers,
+      collect() {
+        const { nodeId, version, zone } = options.info();
+        this.reset();
+        if (nodeId) this.set({ node: nodeId, version, zone }, 1);
+      },
+    });
+
+    // ── bricks and devices ──────────────────────────────────────────────────────────
+    new Gauge({
+      name: 'brickd_brick_state',
+      help: 'Brick state: 1 for the state the brick is in, 0 for the others (mounted is healthy)',
+      labelNames: ['brick', 'state'],
+      registers,
+      collect() {
+        const list = bricks()?.list() ?? [];
+        this.reset();
+        for (const b of list) for (const state of BRICK_STATES) this.set({ brick: b.brickId, state }, b.state === state ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_brick_bytes',
+      help: 'Capacity of each mounted brick filesystem: kind="size" (total) and kind="used"',
+      labelNames: ['brick', 'kind'],
+      registers,
+      async collect() {
+        const mounted = (bricks()?.list() ?? []).filter((b) => b.state === 'mounted');
+        const values = await Promise.all(
+          mounted.map(async (b) => {
+            const s = await statfs(b.mountPath).catch(() => undefined);
+            return s && { brick: b.brickId, size: s.blocks * s.bsize, used: (s.blocks - s.bfree) * s.bsize };
+          }),
+        );
+        this.reset();
+        for (const v of values) {
+          if (!v) continue;
+          this.set({ brick: v.brick, kind: 'size' }, v.size);
+          this.set({ brick: v.brick, kind: 'used' }, v.used);
+        }
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_device_eligible',
+      help: 'Per allowlisted device: 1 if it can be adopted as a brick now, else 0 with the first reason (IS_BRICK, HAS_SIGNATURE, IN_USE, ...); refreshed at most once a minute',
+      labelNames: ['device', 'reason'],
+      registers,
+      collect() {
+        const list = devices.current();
+        this.reset();
+        for (const d of list) this.set({ device: d.path, reason: d.reasons[0]?.code ?? 'none' }, d.eligible ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_device_size_bytes',
+      help: 'Size of each allowlisted block device (refreshed with brickd_device_eligible)',
+      labelNames: ['device'],
+      registers,
+      collect() {
+        const list = devices.current();
+        this.reset();
+        for (const d of list) this.set({ device: d.path }, d.sizeBytes);
+      },
+    });
+
+    // ── volume replicas ─────────────────────────────────────────────────────────────
+    new Gauge({
+      name: 'brickd_volume_durable_seq',
+      help: 'Highest mutation seq of the replica that is durable on this node',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        const list = volumes()?.list() ?? [];
+        this.reset();
+        for (const v of list) this.set({ volume: v.volumeId }, Number(v.store.durableSeq));
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_volume_used_bytes',
+      help: 'Bytes of file data held by the replica (what the size limit counts)',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        const list = volumes()?.list() ?? [];
+        this.reset();
+        for (const v of list) this.set({ volume: v.volumeId }, v.store.usedBytes);
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_volume_size_limit_bytes',
+      help: 'Size limit of the replica',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        const list = volumes()?.list() ?? [];
+        this.reset();
+        for (const v of list) this.set({ volume: v.volumeId }, v.store.manifest.sizeLimitBytes);
+      },
+    });
+
+    // Counters read from the store's own counts (since the replica was opened): reset and
+    // re-add at each scrape; a restart of the agent is a counter reset, as Prometheus expects.
+    new Counter({
+      name: 'brickd_checksum_errors_total',
+      help: 'Blocks found not to match their checksum (on read or scrub), repaired or not, since the replica was opened',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        const list = volumes()?.list() ?? [];
+        this.reset();
+        for (const v of list) this.inc({ volume: v.volumeId }, v.store.stats.checksumErrors);
+      },
+    });
+
+    new Counter({
+      name: 'brickd_checksum_repaired_total',
+      help: 'Bad blocks rewritten from a healthy copy since the replica was opened (errors minus repaired = blocks still bad)',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        const list = volumes()?.list() ?? [];
+        this.reset();
+        for (const v of list) this.inc({ volume: v.volumeId }, v.store.stats.repaired);
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_scrub_bytes_scanned',
+      help: 'Bytes verified by the current (or last) scrub pass of the replica',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        const list = volumes()?.list() ?? [];
+        this.reset();
+        for (const v of list) this.set({ volume: v.volumeId }, v.scrubber.progress.bytesScanned);
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_scrub_bytes_total',
+      help: 'Bytes in use when the current (or last) scrub pass started: coverage = scanned / total',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        const list = volumes()?.list() ?? [];
+        this.reset();
+        for (const v of list) this.set({ volume: v.volumeId }, v.scrubber.progress.bytesTotal);
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_scrub_last_completion_timestamp_seconds',
+      help: 'Unix time at which the last complete scrub pass of the replica finished; 0 if none ever has',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        const list = volumes()?.list() ?? [];
+        this.reset();
+        for (const v of list) {
+          const at = v.scrubber.progress.lastCompletedAt;
+          this.set({ volume: v.volumeId }, at ? Date.parse(at) / 1000 : 0);
+        }
+      },
+    });
+
+    this.mutationSeconds = new Histogram({
+      name: 'brickd_store_mutation_seconds',
+      help: 'Time from a mutation being called to it being durable on this replica; kind="data" (write, truncate) or "namespace" (create, rename, ...)',
+      labelNames: ['volume', 'kind'],
+      buckets: MUTATION_BUCKETS,
+      registers,
+    });
+    options.events.subscribe((event) => {
+      if (event.kind === 'replica-deleted' && event.volumeId) {
+        for (const kind of ['data', 'namespace']) this.mutationSeconds.remove({ volume: event.volumeId, kind });
+      }
+    });
+
+    // Replication plugs in here: per volume and peer, brickd_replication_lag_seqs{volume,peer}
+    // (primary's last seq minus the peer's acked durable seq), brickd_replication_peer_up
+    // {volume,peer}, and brickd_volume_write_quorum_ok{volume} (0 while the primary cannot
+    // reach W replicas and so stops acking), read from the replication sessions the same
+    // way the series above read the stores.
+  }
+
+  /** Record one durable mutation's latency (VolumeManager's onMutationDurable). */
+  observeMutation(volumeId: string, op: Mutation['op'], seconds: number): void {
+    this.mutationSeconds.observe({ volume: volumeId, kind: DATA_OPS.has(op) ? 'data' : 'namespace' }, seconds);
+  }
+
+  /** Probe the allowlisted devices now (once at start-up; later scrapes refresh a stale report). */
+  refreshDevices(): Promise<void> {
+    return this.devices.refresh();
+  }
+
+  /** The exposition text and its content type. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
