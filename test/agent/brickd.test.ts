@@ -1,14 +1,13 @@
 // The brickd daemon as a real process on the embedded default: loop-file devices under its
 // state dir become mounted bricks; SIGTERM stops it cleanly; a restart finds the same bricks.
-import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { findLoopFor } from '../../src/brick/loop.js';
 import { readMountInfo } from '../../src/brick/mountinfo.js';
-import { run } from '../../src/exec.js';
 import { startAgent } from '../helpers/agent.js';
 import { freePort } from '../helpers/http.js';
 import { needsRoot, tempDir } from '../helpers/loop.js';
+import { cleanStateDir } from '../helpers/control.js';
 
 const running = (l: Record<string, unknown>) => l.msg === 'agent running';
 
@@ -18,15 +17,7 @@ t.test('embedded default: start, stop, restart, unmount on exit', { skip: needsR
   const metricsAddress = `127.0.0.1:${await freePort()}`;
   const args = ['--state-dir', stateDir, '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB', '--control-socket', path.join(stateDir, 'control.sock'), '--metrics-address', metricsAddress];
   // Whatever happens, leave no mount or loop device of this test behind.
-  t.teardown(async () => {
-    for (const m of (await readMountInfo()).filter((m) => m.target.startsWith(stateDir)).reverse()) {
-      await run('umount', ['-l', m.target]).catch(() => {});
-    }
-    for (const file of await readdir(path.join(stateDir, 'devices')).catch(() => [] as string[])) {
-      const loop = await findLoopFor(path.join(stateDir, 'devices', file)).catch(() => undefined);
-      if (loop) await run('losetup', ['-d', loop]).catch(() => {});
-    }
-  });
+  t.teardown(() => cleanStateDir(stateDir));
 
   const first = startAgent(t, args);
   const up = await first.waitFor(running);

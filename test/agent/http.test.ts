@@ -11,16 +11,14 @@ import { parseListenAddress } from '../../src/agent/config.js';
 import { AgentHttpServer, evaluateReadiness, type HealthSource } from '../../src/agent/http.js';
 import type { AgentState } from '../../src/agent/agent.js';
 import { AgentMetrics } from '../../src/agent/metrics.js';
-import { findLoopFor } from '../../src/brick/loop.js';
 import type { BrickStatus } from '../../src/brick/manager.js';
-import { readMountInfo } from '../../src/brick/mountinfo.js';
 import { EventBus } from '../../src/events.js';
-import { run } from '../../src/exec.js';
 import { silentLogger } from '../../src/log.js';
 import { controlClient, pb } from '../../src/wire/control.js';
 import { startAgent } from '../helpers/agent.js';
 import { freePort, request, sample } from '../helpers/http.js';
 import { needsRoot, tempDir } from '../helpers/loop.js';
+import { cleanStateDir } from '../helpers/control.js';
 
 const running = (l: Record<string, unknown>) => l.msg === 'agent running';
 
@@ -35,15 +33,7 @@ t.test('a running agent: healthz, readyz, and metrics that follow the control AP
   const socket = path.join(stateDir, 'control.sock');
   const port = await freePort();
   // Whatever happens, leave no mount or loop device of this test behind.
-  t.teardown(async () => {
-    for (const m of (await readMountInfo()).filter((m) => m.target.startsWith(stateDir)).reverse()) {
-      await run('umount', ['-l', m.target]).catch(() => {});
-    }
-    for (const file of await readdir(path.join(stateDir, 'devices')).catch(() => [] as string[])) {
-      const loop = await findLoopFor(path.join(stateDir, 'devices', file)).catch(() => undefined);
-      if (loop) await run('losetup', ['-d', loop]).catch(() => {});
-    }
-  });
+  t.teardown(() => cleanStateDir(stateDir));
   const agent = startAgent(t, [
     '--state-dir', stateDir,
     '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB',

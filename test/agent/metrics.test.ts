@@ -1,7 +1,6 @@
 // The agent's metrics on real parts, for the values a live agent cannot be driven to yet
 // (there is no data path into an agent from outside): a real brick and VolumeManager, writes
 // through the replica store, flipped bytes found and repaired, scrub passes, a second device.
-import { open } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { AgentMetrics } from '../../src/agent/metrics.js';
@@ -11,18 +10,8 @@ import { VolumeManager } from '../../src/volume/manager.js';
 import { brickManager } from '../helpers/bricks.js';
 import { sample } from '../helpers/http.js';
 import { loopDevice, needsRoot } from '../helpers/loop.js';
+import { flipByte } from '../helpers/corrupt.js';
 
-async function flipByte(file: string, offset: number): Promise<void> {
-  const handle = await open(file, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    await handle.read(b, 0, 1, offset);
-    b[0] = b[0]! ^ 0x20;
-    await handle.write(b, 0, 1, offset);
-  } finally {
-    await handle.close();
-  }
-}
 
 t.test('metrics follow bricks, devices, writes, checksum errors, repairs and scrubs', { skip: needsRoot() }, async (t) => {
   const [brickDevice, spareDevice] = [await loopDevice(t), await loopDevice(t)];

@@ -10,20 +10,10 @@ import type { pb } from '../../src/wire/control.js';
 import { ControlService } from '../../src/wire/control.js';
 import { expectCallError, startControlAgent, type ControlAgent } from '../helpers/control.js';
 import { needsRoot } from '../helpers/loop.js';
+import { randomInts as prng } from '../helpers/random.js';
 
 const SEED = 20261125;
 
-function prng(seed: number): (n: number) => number {
-  let s = seed >>> 0 || 1;
-  return (n) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return Math.floor((s / 2 ** 32) * n);
-  };
-}
 
 function randomBytes(random: (n: number) => number, max: number): Buffer {
   const b = Buffer.alloc(random(max + 1));

@@ -8,6 +8,7 @@ import path from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { native } from '../../src/native.js';
+import { randomInts as rng } from '../helpers/random.js';
 
 // ── reference CRC32C (table-driven, reflected Castagnoli polynomial) ─────────────────────
 const CRC_TABLE = new Uint32Array(256);
@@ -66,17 +67,6 @@ function pattern(len: number, seed: number): Buffer {
   return out;
 }
 
-function rng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x % n;
-  };
-}
 
 /** Indexes of blocks whose stored CRC does not match the data file (hole rule applied). */
 function badBlocksOf(data: Buffer, sums: Buffer, blockSize: number): number[] {

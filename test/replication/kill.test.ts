@@ -11,6 +11,7 @@ import { ReplicaStore } from '../../src/store/store.js';
 import { needsRoot } from '../helpers/loop.js';
 import { SECRET, startPrimary, treeOf, until } from '../helpers/replication.js';
 import { replicaDir, testBrick } from '../helpers/store.js';
+import { xorshift as rng } from '../helpers/random.js';
 
 const AGENT = path.join(import.meta.dirname, 'children', 'replica-agent.mjs');
 
@@ -43,17 +44,6 @@ function startAgent(t: Test, dir: string, nodeId: string, port: number): Promise
 }
 
 /** xorshift32 from a logged seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 const SIZES = [512, 4096, 9000, 65_536, 100_000];
 

@@ -2,7 +2,7 @@
 // or in a checksum file are caught on read (never returned) and by scrub; the repair hook
 // heals them; scrub is throttled, pausable, resumes after a restart, and remembers when its
 // last complete pass finished.
-import { open, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { Scrubber } from '../../src/store/scrub.js';
@@ -10,20 +10,10 @@ import { ReplicaStore, type RepairHook } from '../../src/store/store.js';
 import { rejectsWithCode } from '../helpers/assert.js';
 import { needsRoot } from '../helpers/loop.js';
 import { replicaDir, testBrick, testStore } from '../helpers/store.js';
+import { flipByte } from '../helpers/corrupt.js';
 
 const skip = needsRoot();
 
-async function flipByte(file: string, offset: number): Promise<void> {
-  const handle = await open(file, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    await handle.read(b, 0, 1, offset);
-    b[0] = b[0]! ^ 0x20;
-    await handle.write(b, 0, 1, offset);
-  } finally {
-    await handle.close();
-  }
-}
 
 function pattern(length: number, seed: number): Buffer {
   const b = Buffer.alloc(length);

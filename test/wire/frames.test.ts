@@ -19,21 +19,11 @@ import {
 } from '../../src/wire/frames.js';
 import { decodeMessage, encodeMessage, replicationProto as pb, type ReplicationMessage } from '../../src/wire/replication.js';
 import { FIXTURE_MESSAGES } from '../fixtures/replication-v1/messages.mjs';
+import { xorshift as rng } from '../helpers/random.js';
 
 const FIXTURES = path.resolve(import.meta.dirname, '..', 'fixtures', 'replication-v1');
 
 /** xorshift32: reproducible randomness from a fixed seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 function randomBytes(random: () => number, length: number): Buffer {
   const b = Buffer.allocUnsafe(length);

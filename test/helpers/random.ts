@@ -1,0 +1,18 @@
+// Reproducible randomness for tests: a xorshift32 generator from a seed the test prints.
+export function xorshift(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 32;
+  };
+}
+
+/** An integer generator: next(n) is in [0, n). */
+export function randomInts(seed: number): (n: number) => number {
+  const next = xorshift(seed);
+  return (n) => Math.floor(next() * n);
+}
