@@ -47,6 +47,7 @@ export const ErrorCodes = {
   OPERATION_NOT_FOUND: 'no such operation',
   REQUEST_ID_REUSED: 'a request id was reused for a different call',
   CONTROL_SOCKET_IN_USE: 'another agent is serving the control socket',
+  TOO_MANY_WATCHERS: 'the agent already serves as many event watchers as it allows',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,12 +1,10 @@
 // The brickd daemon as a real process on the embedded default: loop-file devices under its
 // state dir become mounted bricks; SIGTERM stops it cleanly; a restart finds the same bricks.
-import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { findLoopFor } from '../../src/brick/loop.js';
 import { readMountInfo } from '../../src/brick/mountinfo.js';
-import { run } from '../../src/exec.js';
-import { startAgent } from '../helpers/agent.js';
+import { cleanupAgentState, startAgent } from '../helpers/agent.js';
 import { needsRoot, tempDir } from '../helpers/loop.js';
 
 const running = (l: Record<string, unknown>) => l.msg === 'agent running';
@@ -15,15 +13,7 @@ t.test('embedded default: start, stop, restart, unmount on exit', { skip: needsR
   const stateDir = await tempDir(t, 'brickd-agent-');
   const args = ['--state-dir', stateDir, '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB', '--control-socket', path.join(stateDir, 'control.sock')];
   // Whatever happens, leave no mount or loop device of this test behind.
-  t.teardown(async () => {
-    for (const m of (await readMountInfo()).filter((m) => m.target.startsWith(stateDir)).reverse()) {
-      await run('umount', ['-l', m.target]).catch(() => {});
-    }
-    for (const file of await readdir(path.join(stateDir, 'devices')).catch(() => [] as string[])) {
-      const loop = await findLoopFor(path.join(stateDir, 'devices', file)).catch(() => undefined);
-      if (loop) await run('losetup', ['-d', loop]).catch(() => {});
-    }
-  });
+  cleanupAgentState(t, stateDir);
 
   const first = startAgent(t, args);
   const up = await first.waitFor(running);
