@@ -62,6 +62,7 @@ export const ErrorCodes = {
   QUORUM_LOST: 'the write did not reach its write quorum in time: it is not acknowledged',
   // metrics and health endpoint
   METRICS_ADDRESS_UNAVAILABLE: 'the metrics/health HTTP address cannot be listened on (in use, not local, or not permitted)',
+  TOO_MANY_WATCHERS: 'the agent already serves as many event watchers as it allows',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

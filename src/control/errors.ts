@@ -28,6 +28,7 @@ const STATUS_OF: Partial<Record<ErrorCode, grpc.status>> = {
   VOLUME_EXISTS: grpc.status.ALREADY_EXISTS,
   VOLUME_FULL: grpc.status.RESOURCE_EXHAUSTED,
   NO_BRICK: grpc.status.RESOURCE_EXHAUSTED,
+  TOO_MANY_WATCHERS: grpc.status.RESOURCE_EXHAUSTED,
   NOT_IMPLEMENTED: grpc.status.UNIMPLEMENTED,
   STORE_CLOSED: grpc.status.UNAVAILABLE,
 };

@@ -3,18 +3,24 @@
 //
 // The first call with a request id runs; later calls with the same id and the same method
 // get the same promise (in flight or settled). The same id on another method is refused
-// (REQUEST_ID_REUSED). Bounded: the oldest entries are forgotten first. In memory only: an
-// agent restart forgets them, which is safe because every mutating call is also naturally
-// idempotent (adopting our own brick again returns it, deleting a gone volume succeeds).
+// (REQUEST_ID_REUSED). Bounded: at most MAX_ENTRIES ids of at most MAX_REQUEST_ID_LENGTH
+// characters, the oldest forgotten first. In memory only: an agent restart forgets them,
+// which is safe because every mutating call is also naturally idempotent (adopting our own
+// brick again returns it, deleting a gone volume succeeds).
 import { BrickdError } from '../errors.js';
 
 const MAX_ENTRIES = 10_000;
+/** Request ids are kept in memory: bounded so that 10,000 of them cannot take gigabytes. */
+const MAX_REQUEST_ID_LENGTH = 256;
 
 export class RequestLog {
   private readonly entries = new Map<string, { method: string; result: Promise<unknown> }>();
 
   run<T>(method: string, requestId: string | undefined, fn: () => Promise<T>): Promise<T> {
     if (!requestId) return fn();
+    if (requestId.length > MAX_REQUEST_ID_LENGTH || requestId.includes('\0')) {
+      return Promise.reject(new BrickdError('INVALID_ARGUMENT', `request_id must be at most ${MAX_REQUEST_ID_LENGTH} characters without NUL`));
+    }
     const found = this.entries.get(requestId);
     if (found) {
       if (found.method !== method) {

@@ -11,7 +11,7 @@
 // idempotency.ts, and the natural idempotency of the managers); long calls return
 // operations (operations.ts). Unknown fields are ignored, as protobuf's compatibility
 // rules intend, so orchestrators built against a newer API keep working.
-import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { chmod, mkdir, realpath, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -19,12 +19,13 @@ import type { AdoptOptions, BrickManager, BrickStatus } from '../brick/manager.j
 import { BRICK_MANIFEST_VERSION } from '../brick/manifest.js';
 import { BrickdError, isSystemError } from '../errors.js';
 import type { EventBus } from '../events.js';
+import { Mutex } from '../lock.js';
 import type { Logger } from '../log.js';
 import { REPLICA_VERSION } from '../store/manifest.js';
 import type { ScrubProgress } from '../store/scrub.js';
-import type { LocalVolume, VolumeManager } from '../volume/manager.js';
+import { checkVolumeId, type LocalVolume, type VolumeManager } from '../volume/manager.js';
 import type { PeerConfig, VolumeRole } from '../volume/config.js';
-import { ControlService, pb, type ControlMethod } from '../wire/control.js';
+import { ControlService, pb, UndecodableRequest, type ControlMethod } from '../wire/control.js';
 import { toServiceError } from './errors.js';
 import { RequestLog } from './idempotency.js';
 import { Operations, type OperationRecord } from './operations.js';
@@ -50,14 +51,49 @@ function requireString(value: string | null | undefined, field: string): string 
   return value;
 }
 
+/** A volume id, checked like CreateVolume checks it (no "..", "/", NUL). */
+function volumeId(value: string | null | undefined): string {
+  const id = requireString(value, 'volume_id');
+  checkVolumeId(id);
+  return id;
+}
+
 function role(value: string | null | undefined): VolumeRole | undefined {
   if (!value) return undefined;
   if (value !== 'primary' && value !== 'replica') throw new BrickdError('INVALID_ARGUMENT', `role must be "primary" or "replica", got ${JSON.stringify(value)}`);
   return value;
 }
 
+const MAX_PEERS = 16;
+// host:port, the host a name, an IPv4 address or a bracketed IPv6 address.
+const PEER_ADDRESS_RE = /^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})$/;
+
 function peers(list: pb.IPeer[] | null | undefined): PeerConfig[] {
-  return (list ?? []).map((p, i) => ({ nodeId: requireString(p.nodeId, `peers[${i}].node_id`), address: requireString(p.address, `peers[${i}].address`) }));
+  if ((list ?? []).length > MAX_PEERS) throw new BrickdError('INVALID_ARGUMENT', `at most ${MAX_PEERS} peers, got ${list!.length}`);
+  return (list ?? []).map((p, i) => {
+    const nodeId = requireString(p.nodeId, `peers[${i}].node_id`);
+    const address = requireString(p.address, `peers[${i}].address`);
+    const port = PEER_ADDRESS_RE.exec(address)?.[1];
+    if (nodeId.length > 256) throw new BrickdError('INVALID_ARGUMENT', `peers[${i}].node_id is longer than 256 characters`);
+    if (!port || Number(port) < 1 || Number(port) > 65535) {
+      throw new BrickdError('INVALID_ARGUMENT', `peers[${i}].address must be host:port, got ${JSON.stringify(address.slice(0, 300))}`);
+    }
+    return { nodeId, address };
+  });
+}
+
+const MAX_TAGS = 64;
+const TAG_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
+
+/** Brick tags go into the brick manifest on disk: bounded in number and size. */
+function tags(map: Record<string, string> | null | undefined): Record<string, string> {
+  const entries = Object.entries(map ?? {});
+  if (entries.length > MAX_TAGS) throw new BrickdError('INVALID_ARGUMENT', `at most ${MAX_TAGS} tags, got ${entries.length}`);
+  for (const [key, value] of entries) {
+    if (!TAG_KEY_RE.test(key)) throw new BrickdError('INVALID_ARGUMENT', `tag key ${JSON.stringify(key.slice(0, 100))} must be 1-63 characters of A-Z a-z 0-9 . _ / -`);
+    if (value.length > 256 || value.includes('\0')) throw new BrickdError('INVALID_ARGUMENT', `tag ${key}: the value must be at most 256 characters without NUL`);
+  }
+  return Object.fromEntries(entries);
 }
 
 function brickMessage(b: BrickStatus, volumes: string[]): pb.IBrick {
@@ -108,13 +144,17 @@ export class ControlServer {
   });
   private readonly operations = new Operations();
   private readonly requests = new RequestLog();
-  /** The running scrub operation of each volume. */
-  private readonly scrubOps = new Map<string, OperationRecord>();
+  /** The latest scrub operation of each volume id, with the replica it scrubs. */
+  private readonly scrubOps = new Map<string, { record: OperationRecord; volume: LocalVolume }>();
+  private readonly scrubbedVolume = new WeakMap<OperationRecord, LocalVolume>();
+  /** The latest adoption of each device (by real path), and the lock that orders check-then-start. */
+  private readonly adoptions = new Map<string, OperationRecord>();
+  private readonly adoptionLock = new Mutex();
   private watchers = 0;
   private socketPath: string | undefined;
 
   constructor(private readonly deps: ControlServerDeps) {
-    this.server.addService(tolerantDefinition(), this.handlers() as unknown as grpc.UntypedServiceImplementation);
+    this.server.addService(ControlService as unknown as grpc.ServiceDefinition, this.handlers() as unknown as grpc.UntypedServiceImplementation);
   }
 
   /** Serve on a Unix socket (mode 0600). A stale socket from a dead agent is replaced; a live one is refused. */
@@ -157,8 +197,11 @@ export class ControlServer {
   private unary<Req, Res>(method: ControlMethod, fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       const started = Date.now();
-      const request = call.request as Req | BadRequest;
-      const result = request instanceof BadRequest ? Promise.reject(request.error) : fn(request);
+      const request: unknown = call.request;
+      const result =
+        request instanceof UndecodableRequest
+          ? Promise.reject(new BrickdError('INVALID_ARGUMENT', `the request is not a valid ${method} request message: ${request.reason}`))
+          : Promise.resolve().then(() => fn(call.request));
       result.then(
         (response) => {
           this.deps.log.debug({ method, peer: call.getPeer(), ms: Date.now() - started }, 'control call');
@@ -172,6 +215,15 @@ export class ControlServer {
         },
       );
     };
+  }
+
+  /** Answer a server-streaming call with an error status (and log it, as unary refusals are). */
+  private refuseStream(call: grpc.ServerWritableStream<unknown, unknown>, method: ControlMethod, err: unknown): void {
+    const serviceError = toServiceError(err);
+    this.deps.log.info({ method, peer: call.getPeer(), reason: serviceError.metadata?.get('brickd-reason')[0], msg2: serviceError.details }, 'control call refused');
+    // emit('error') is how grpc-js sends a stream's status; destroy(err) would end the
+    // stream without one and leave the client waiting.
+    call.emit('error', serviceError);
   }
 
   private operationMessage(record: OperationRecord): pb.IOperation {
@@ -192,39 +244,80 @@ export class ControlServer {
       message.brick = brickMessage(brick, this.deps.volumes.onBrick(brick.brickId));
     }
     if (record.kind === 'scrub') {
-      const volume = this.deps.volumes.list().find((v) => v.volumeId === record.target);
+      const volume = this.scrubbedVolume.get(record);
       if (volume) message.scrub = scrubMessage(volume.scrubber.progress);
     }
     return message;
   }
 
-  private startScrubOperation(volumeId: string, rate: number | undefined): Promise<OperationRecord> {
-    return (async () => {
-      const running = this.scrubOps.get(volumeId);
-      if (running?.state === 'running') {
-        await this.deps.volumes.startScrub(volumeId, rate); // resumes it if it was paused
-        return running;
-      }
-      const scrubber = await this.deps.volumes.startScrub(volumeId, rate);
-      const record = this.operations.start('scrub', volumeId, async (update) => {
-        const timer = setInterval(() => {
-          const p = scrubber.progress;
-          update(p.bytesTotal > 0 ? p.bytesScanned / p.bytesTotal : 0, p.state);
-        }, 250);
-        try {
-          // Paused is not the end of the operation: it ends when a pass is done.
-          for (;;) {
-            const p = await scrubber.whenIdle();
-            if (p.state === 'done') return p;
-            await new Promise((r) => setTimeout(r, 250));
+  /**
+   * Start a scrub operation of a volume's replica, or resume the paused pass of its running one.
+   *
+   * The operation belongs to one replica (LocalVolume): if the volume is deleted meanwhile, it
+   * fails rather than waiting for a pass that will never end, and a replica created again
+   * under the same id gets an operation of its own. It reads `volume.scrubber` afresh on each
+   * turn because StartScrub with a new rate replaces the scrubber of a paused pass.
+   */
+  private async startScrubOperation(volumeId: string, rate: number | undefined): Promise<OperationRecord> {
+    const { volumes } = this.deps;
+    const volume = volumes.get(volumeId);
+    const running = this.scrubOps.get(volumeId);
+    if (running?.record.state === 'running' && running.volume === volume) {
+      await volumes.startScrub(volumeId, rate); // resumes it if it was paused
+      return running.record;
+    }
+    await volumes.startScrub(volumeId, rate);
+    const record = this.operations.start('scrub', volumeId, async (update) => {
+      const timer = setInterval(() => {
+        const p = volume.scrubber.progress;
+        update(p.bytesTotal > 0 ? p.bytesScanned / p.bytesTotal : 0, p.state);
+      }, 250);
+      try {
+        // Paused is not the end of the operation: it ends when a pass is done.
+        for (;;) {
+          if (!volumes.list().includes(volume)) {
+            throw new BrickdError('VOLUME_NOT_FOUND', `the replica of ${volumeId} was deleted during its scrub`, { volumeId });
           }
-        } finally {
-          clearInterval(timer);
+          const p = await volume.scrubber.whenIdle();
+          if (p.state === 'done') return p;
+          await new Promise((r) => setTimeout(r, 250));
         }
+      } finally {
+        clearInterval(timer);
+      }
+    });
+    this.scrubOps.set(volumeId, { record, volume });
+    this.scrubbedVolume.set(record, volume);
+    return record;
+  }
+
+  /**
+   * Check an adoption and start its operation. A call for a device whose adoption is still
+   * running returns that operation: a retry that arrives while mkfs runs would otherwise see
+   * the device busy or half-formatted and be refused. The lock orders check-then-start, so
+   * a second call cannot probe the device between the first one's check and its mkfs.
+   */
+  private async adopt(req: pb.AdoptDeviceRequest): Promise<OperationRecord> {
+    const { bricks } = this.deps;
+    const device = requireString(req.device, 'device');
+    const fsType = req.fsType || undefined;
+    if (fsType !== undefined && fsType !== 'xfs' && fsType !== 'ext4') throw new BrickdError('INVALID_ARGUMENT', `fs_type must be "xfs" or "ext4", got ${JSON.stringify(fsType)}`);
+    const options: AdoptOptions = { force: req.force, ...(fsType ? { fsType } : {}), tags: tags(req.tags) };
+    const key = await realpath(device).catch(() => device);
+    return this.adoptionLock.run(async () => {
+      const running = this.adoptions.get(key);
+      if (running?.state === 'running') return running;
+      // Refusals (signature, in use, not allowed, ...) are this call's error, not a failed operation.
+      await bricks.checkAdoption(device, options);
+      const record = this.operations.start('adopt-device', device, async (update) => {
+        update(0.1, 'formatting');
+        // BrickManager publishes brick-mounted itself when the brick comes up (and only then:
+        // adopting our own brick again mounts nothing and says nothing).
+        return bricks.adopt(device, options);
       });
-      this.scrubOps.set(volumeId, record);
+      this.adoptions.set(key, record);
       return record;
-    })();
+    });
   }
 
   private handlers(): Record<ControlMethod, unknown> {
@@ -256,22 +349,10 @@ export class ControlServer {
         })),
       })),
 
-      adoptDevice: this.unary<pb.AdoptDeviceRequest, pb.IOperation>('adoptDevice', (req) =>
-        this.requests.run('adoptDevice', req.requestId, async () => {
-          const device = requireString(req.device, 'device');
-          const fsType = req.fsType || undefined;
-          if (fsType !== undefined && fsType !== 'xfs' && fsType !== 'ext4') throw new BrickdError('INVALID_ARGUMENT', `fs_type must be "xfs" or "ext4", got ${JSON.stringify(fsType)}`);
-          const options: AdoptOptions = { force: req.force, ...(fsType ? { fsType } : {}), tags: { ...req.tags } };
-          // Refusals (signature, in use, not allowed, ...) are this call's error, not a failed operation.
-          await bricks.checkAdoption(device, options);
-          const record = this.operations.start('adopt-device', device, async (update) => {
-            update(0.1, 'formatting');
-            const brick = await bricks.adopt(device, options);
-            events.emit({ kind: 'brick-mounted', device, brickId: brick.brickId, message: `brick ${brick.brickId} mounted at ${brick.mountPath}` });
-            return brick;
-          });
-          return this.operationMessage(record);
-        }),
+      // Operation-returning calls remember the operation, not a snapshot of it: a retry
+      // answers with the operation as it is now (finished, if it has).
+      adoptDevice: this.unary<pb.AdoptDeviceRequest, pb.IOperation>('adoptDevice', async (req) =>
+        this.operationMessage(await this.requests.run('adoptDevice', req.requestId, () => this.adopt(req))),
       ),
 
       releaseDevice: this.unary<pb.ReleaseDeviceRequest, pb.IReleaseDeviceResponse>('releaseDevice', (req) =>
@@ -310,7 +391,7 @@ export class ControlServer {
       updateVolume: this.unary<pb.UpdateVolumeRequest, pb.IVolume>('updateVolume', (req) =>
         this.requests.run('updateVolume', req.requestId, async () => {
           const r = role(req.role);
-          const volume = await volumes.update(requireString(req.volumeId, 'volume_id'), {
+          const volume = await volumes.update(volumeId(req.volumeId), {
             generation: req.generation,
             ...(r ? { role: r } : {}),
             ...(req.setPeers ? { peers: peers(req.peers) } : {}),
@@ -322,8 +403,8 @@ export class ControlServer {
 
       deleteVolume: this.unary<pb.DeleteVolumeRequest, pb.IDeleteVolumeResponse>('deleteVolume', (req) =>
         this.requests.run('deleteVolume', req.requestId, async () => {
-          const volumeId = requireString(req.volumeId, 'volume_id');
-          return { volumeId, deleted: await volumes.delete(volumeId) };
+          const id = volumeId(req.volumeId);
+          return { volumeId: id, deleted: await volumes.delete(id) };
         }),
       ),
 
@@ -332,7 +413,7 @@ export class ControlServer {
       })),
 
       getVolumeStatus: this.unary<pb.GetVolumeStatusRequest, pb.IVolumeStatus>('getVolumeStatus', async (req) => {
-        const volume = volumes.get(requireString(req.volumeId, 'volume_id'));
+        const volume = volumes.get(volumeId(req.volumeId));
         const { store } = volume;
         return {
           volume: volumeMessage(volume),
@@ -349,33 +430,32 @@ export class ControlServer {
       }),
 
       mountVolume: this.unary<pb.MountVolumeRequest, pb.IMountVolumeResponse>('mountVolume', async (req) => {
-        volumes.get(requireString(req.volumeId, 'volume_id'));
+        volumes.get(volumeId(req.volumeId));
         throw new BrickdError('NOT_IMPLEMENTED', 'MountVolume: the FUSE frontend is not part of this agent yet');
       }),
 
       unmountVolume: this.unary<pb.UnmountVolumeRequest, pb.IUnmountVolumeResponse>('unmountVolume', async (req) => {
-        volumes.get(requireString(req.volumeId, 'volume_id'));
+        volumes.get(volumeId(req.volumeId));
         throw new BrickdError('NOT_IMPLEMENTED', 'UnmountVolume: the FUSE frontend is not part of this agent yet');
       }),
 
-      startScrub: this.unary<pb.StartScrubRequest, pb.IOperation>('startScrub', (req) =>
-        this.requests.run('startScrub', req.requestId, async () => {
-          const volumeId = requireString(req.volumeId, 'volume_id');
-          volumes.get(volumeId);
-          const record = await this.startScrubOperation(volumeId, req.rateBytesPerSec || undefined);
-          return this.operationMessage(record);
-        }),
+      startScrub: this.unary<pb.StartScrubRequest, pb.IOperation>('startScrub', async (req) =>
+        this.operationMessage(
+          await this.requests.run('startScrub', req.requestId, () => this.startScrubOperation(volumeId(req.volumeId), req.rateBytesPerSec || undefined)),
+        ),
       ),
 
-      stopScrub: this.unary<pb.StopScrubRequest, pb.IOperation>('stopScrub', (req) =>
-        this.requests.run('stopScrub', req.requestId, async () => {
-          const volumeId = requireString(req.volumeId, 'volume_id');
-          const volume = volumes.get(volumeId);
-          const record = this.scrubOps.get(volumeId);
-          if (!record) throw new BrickdError('OPERATION_NOT_FOUND', `no scrub of ${volumeId} was started by this agent`);
-          await volume.scrubber.pause();
-          return this.operationMessage(record);
-        }),
+      stopScrub: this.unary<pb.StopScrubRequest, pb.IOperation>('stopScrub', async (req) =>
+        this.operationMessage(
+          await this.requests.run('stopScrub', req.requestId, async () => {
+            const id = volumeId(req.volumeId);
+            const volume = volumes.get(id);
+            const scrub = this.scrubOps.get(id);
+            if (!scrub || scrub.volume !== volume) throw new BrickdError('OPERATION_NOT_FOUND', `no scrub of ${id} was started by this agent`);
+            await volume.scrubber.pause();
+            return scrub.record;
+          }),
+        ),
       ),
 
       getOperation: this.unary<pb.GetOperationRequest, pb.IOperation>('getOperation', async (req) =>
@@ -385,10 +465,11 @@ export class ControlServer {
       watchOperation: (call: grpc.ServerWritableStream<pb.GetOperationRequest, pb.IOperation>) => {
         let record: OperationRecord;
         try {
-          if ((call.request as unknown) instanceof BadRequest) throw (call.request as unknown as BadRequest).error;
+          const request: unknown = call.request;
+          if (request instanceof UndecodableRequest) throw new BrickdError('INVALID_ARGUMENT', `the request is not a valid watchOperation request message: ${request.reason}`);
           record = this.operations.get(requireString(call.request.operationId, 'operation_id'));
         } catch (err) {
-          call.destroy(toServiceError(err) as grpc.ServiceError);
+          this.refuseStream(call, 'watchOperation', err);
           return;
         }
         call.write(this.operationMessage(record));
@@ -407,50 +488,35 @@ export class ControlServer {
       },
 
       watchEvents: (call: grpc.ServerWritableStream<pb.WatchEventsRequest, pb.IEvent>) => {
+        if (call.request instanceof UndecodableRequest) {
+          this.refuseStream(call, 'watchEvents', new BrickdError('INVALID_ARGUMENT', `the request is not a valid watchEvents request message: ${call.request.reason}`));
+          return;
+        }
         if (this.watchers >= MAX_WATCHERS) {
-          call.destroy(toServiceError(new BrickdError('INVALID_ARGUMENT', `too many event watchers (${MAX_WATCHERS})`)) as grpc.ServiceError);
+          this.refuseStream(call, 'watchEvents', new BrickdError('TOO_MANY_WATCHERS', `the agent serves at most ${MAX_WATCHERS} event watchers`));
           return;
         }
         this.watchers++;
         const stop = events.subscribe((e) => {
           call.write({ time: e.time, kind: e.kind, device: e.device ?? '', brickId: e.brickId ?? '', volumeId: e.volumeId ?? '', message: e.message });
         });
+        // Once only, whichever of 'cancelled' and 'close' comes first: a second decrement
+        // would let more than MAX_WATCHERS in.
+        let watching = true;
         const done = () => {
+          if (!watching) return;
+          watching = false;
           stop();
           this.watchers--;
         };
         call.once('cancelled', done);
-        call.once('close', () => call.cancelled || done());
+        call.once('close', done);
+        // Send the response headers now, not with the first event: they tell the client that
+        // it is subscribed, so it can act and be sure to see the events its action causes.
+        call.sendMetadata(new grpc.Metadata());
       },
     };
   }
-}
-
-/** A request body that did not decode: answered INVALID_ARGUMENT by the handler wrapper. */
-class BadRequest {
-  constructor(readonly error: BrickdError) {}
-}
-
-/**
- * The service definition the server uses: grpc-js answers a request whose decoding throws
- * with INTERNAL, which would blame the agent for the client's bytes, so decoding failures
- * become a BadRequest value that the handler refuses with INVALID_ARGUMENT.
- */
-function tolerantDefinition(): grpc.ServiceDefinition {
-  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  for (const [name, method] of Object.entries(ControlService) as Array<[string, grpc.MethodDefinition<unknown, unknown>]>) {
-    out[name] = {
-      ...method,
-      requestDeserialize: (bytes: Buffer) => {
-        try {
-          return method.requestDeserialize(bytes);
-        } catch (err) {
-          return new BadRequest(new BrickdError('INVALID_ARGUMENT', `undecodable ${name} request: ${(err as Error).message}`));
-        }
-      },
-    };
-  }
-  return out as grpc.ServiceDefinition;
 }
 
 /** Whether something accepts connections on a Unix socket (a live agent). */

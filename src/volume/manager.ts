@@ -60,6 +60,34 @@ export interface VolumeManagerOptions {
 
 const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/**
+ * Throw INVALID_ARGUMENT unless `volumeId` is a well-formed volume id. Every call that names
+ * a volume checks it, not only create: a lookup of "../x" is bad input to refuse, not a
+ * volume that happens to be missing (DeleteVolume would otherwise answer "deleted: false").
+ */
+export function checkVolumeId(volumeId: string): void {
+  if (!VOLUME_ID_RE.test(volumeId)) {
+    throw new BrickdError('INVALID_ARGUMENT', `volume id ${JSON.stringify(volumeId)} must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+  }
+}
+
+/**
+ * Generations are compared as JS numbers: a value the wire decoded beyond 2^53 has lost its
+ * low bits, and a replica fenced at such a generation could never be raised again.
+ */
+function checkGeneration(generation: number): void {
+  if (!Number.isSafeInteger(generation) || generation < 0) {
+    throw new BrickdError('INVALID_ARGUMENT', `generation must be a whole number from 0 to 2^53-1, got ${generation}`);
+  }
+}
+
+/** A write quorum above the replica count (this one and its peers) could never be met: every write would block. */
+function checkWriteQuorum(writeQuorum: number, peers: readonly PeerConfig[]): void {
+  if (!Number.isSafeInteger(writeQuorum) || writeQuorum < 0 || writeQuorum > peers.length + 1) {
+    throw new BrickdError('INVALID_ARGUMENT', `write quorum ${writeQuorum} is more than the ${peers.length + 1} replicas (this one and ${peers.length} peers)`);
+  }
+}
+
 export class VolumeManager {
   private readonly volumes = new Map<string, LocalVolume>();
   private readonly mutex = new Mutex();
@@ -109,12 +137,12 @@ export class VolumeManager {
 
   create(options: CreateVolumeOptions): Promise<LocalVolume> {
     return this.mutex.run(async () => {
-      if (!VOLUME_ID_RE.test(options.volumeId)) {
-        throw new BrickdError('INVALID_ARGUMENT', `volume id ${JSON.stringify(options.volumeId)} must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
-      }
+      checkVolumeId(options.volumeId);
       if (!Number.isSafeInteger(options.sizeLimitBytes) || options.sizeLimitBytes <= 0) {
         throw new BrickdError('INVALID_ARGUMENT', `size limit must be a positive number of bytes, got ${options.sizeLimitBytes}`);
       }
+      checkGeneration(options.generation ?? 0);
+      checkWriteQuorum(options.writeQuorum ?? 0, options.peers ?? []);
       const existing = this.volumes.get(options.volumeId);
       if (existing) {
         // A retry creates nothing: it must ask for what exists (the generation may have been
@@ -124,7 +152,7 @@ export class VolumeManager {
           existing.store.manifest.sizeLimitBytes === options.sizeLimitBytes &&
           (!options.brickId || options.brickId === existing.brickId) &&
           (!options.role || options.role === existing.config.role) &&
-          (!options.peers || peersOf(options.peers) === peersOf(existing.config.peers)) &&
+          (!options.peers?.length || peersOf(options.peers) === peersOf(existing.config.peers)) &&
           (!options.writeQuorum || options.writeQuorum === existing.config.writeQuorum) &&
           (options.generation ?? 0) <= existing.store.manifest.generation;
         if (!same) {
@@ -160,19 +188,22 @@ export class VolumeManager {
     return this.mutex.run(async () => {
       const volume = this.get(volumeId);
       const current = volume.store.manifest.generation;
-      if (!Number.isSafeInteger(options.generation) || options.generation < current) {
+      checkGeneration(options.generation);
+      if (options.generation < current) {
         throw new BrickdError('GENERATION_STALE', `volume ${volumeId} is at generation ${current}; refusing generation ${options.generation}`, {
           volumeId,
           generation: current,
         });
       }
-      await volume.store.raiseGeneration(options.generation);
       const config: VolumeConfig = {
         ...volume.config,
         ...(options.role ? { role: options.role } : {}),
         ...(options.peers ? { peers: options.peers } : {}),
         ...(options.writeQuorum !== undefined ? { writeQuorum: options.writeQuorum } : {}),
       };
+      // Checked before anything is written: a refused update must change nothing, generation included.
+      checkWriteQuorum(config.writeQuorum, config.peers);
+      await volume.store.raiseGeneration(options.generation);
       await writeVolumeConfig(volume.dir, config);
       volume.config = config;
       return volume;

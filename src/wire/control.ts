@@ -15,18 +15,40 @@ interface Codec<T> {
   decode(reader: Uint8Array): T;
 }
 
-function unary<Req, Res, S extends boolean = false>(
+/**
+ * What the server's decoder hands a handler for bytes that are not a valid message of the
+ * method's request type. grpc-js answers a decoder that throws with INTERNAL and no reason,
+ * before any handler or log sees the call; bad input is the caller's error, so the decoder
+ * never throws and the server answers INVALID_ARGUMENT (and logs it) on seeing this value.
+ */
+export class UndecodableRequest {
+  constructor(
+    readonly method: string,
+    readonly reason: string,
+  ) {}
+}
+
+// The literal type of `responseStream` is kept (not widened to boolean) so that the client
+// type below can tell the streaming methods from the unary ones.
+function unary<Req, Res, Stream extends boolean = false>(
   name: string,
   req: Codec<Req>,
   res: Codec<Res>,
-  responseStream: S = false as S,
-): grpc.MethodDefinition<Req, Res> & { responseStream: S } {
+  responseStream: Stream = false as Stream,
+): grpc.MethodDefinition<Req, Res> & { responseStream: Stream } {
   return {
     path: `/brickd.v1.Control/${name}`,
     requestStream: false,
     responseStream,
     requestSerialize: (m: Req) => Buffer.from(req.encode(m).finish()),
-    requestDeserialize: (b: Buffer) => req.decode(b),
+    // Typed as Req for grpc-js; the server checks for UndecodableRequest before using it.
+    requestDeserialize: (b: Buffer) => {
+      try {
+        return req.decode(b);
+      } catch (err) {
+        return new UndecodableRequest(name, (err as Error).message) as unknown as Req;
+      }
+    },
     responseSerialize: (m: Res) => Buffer.from(res.encode(m).finish()),
     responseDeserialize: (b: Buffer) => res.decode(b),
     originalName: name.charAt(0).toLowerCase() + name.slice(1),
@@ -50,8 +72,8 @@ export const ControlService = {
   startScrub: unary('StartScrub', pb.StartScrubRequest, pb.Operation),
   stopScrub: unary('StopScrub', pb.StopScrubRequest, pb.Operation),
   getOperation: unary('GetOperation', pb.GetOperationRequest, pb.Operation),
-  watchOperation: unary('WatchOperation', pb.GetOperationRequest, pb.Operation, true as const),
-  watchEvents: unary('WatchEvents', pb.WatchEventsRequest, pb.Event, true as const),
+  watchOperation: unary('WatchOperation', pb.GetOperationRequest, pb.Operation, true),
+  watchEvents: unary('WatchEvents', pb.WatchEventsRequest, pb.Event, true),
 } as const;
 
 export type ControlMethod = keyof typeof ControlService;

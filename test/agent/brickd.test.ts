@@ -4,10 +4,9 @@ import path from 'node:path';
 import t from 'tap';
 import { findLoopFor } from '../../src/brick/loop.js';
 import { readMountInfo } from '../../src/brick/mountinfo.js';
-import { startAgent } from '../helpers/agent.js';
+import { cleanupAgentState, startAgent } from '../helpers/agent.js';
 import { freePort } from '../helpers/http.js';
 import { needsRoot, tempDir } from '../helpers/loop.js';
-import { cleanStateDir } from '../helpers/control.js';
 
 const running = (l: Record<string, unknown>) => l.msg === 'agent running';
 
@@ -17,7 +16,7 @@ t.test('embedded default: start, stop, restart, unmount on exit', { skip: needsR
   const metricsAddress = `127.0.0.1:${await freePort()}`;
   const args = ['--state-dir', stateDir, '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB', '--control-socket', path.join(stateDir, 'control.sock'), '--metrics-address', metricsAddress];
   // Whatever happens, leave no mount or loop device of this test behind.
-  t.teardown(() => cleanStateDir(stateDir));
+  cleanupAgentState(t, stateDir);
 
   const first = startAgent(t, args);
   const up = await first.waitFor(running);

@@ -15,10 +15,9 @@ import type { BrickStatus } from '../../src/brick/manager.js';
 import { EventBus } from '../../src/events.js';
 import { silentLogger } from '../../src/log.js';
 import { controlClient, pb } from '../../src/wire/control.js';
-import { startAgent } from '../helpers/agent.js';
+import { cleanupAgentState, startAgent } from '../helpers/agent.js';
 import { freePort, request, sample } from '../helpers/http.js';
 import { needsRoot, tempDir } from '../helpers/loop.js';
-import { cleanStateDir } from '../helpers/control.js';
 
 const running = (l: Record<string, unknown>) => l.msg === 'agent running';
 
@@ -33,7 +32,7 @@ t.test('a running agent: healthz, readyz, and metrics that follow the control AP
   const socket = path.join(stateDir, 'control.sock');
   const port = await freePort();
   // Whatever happens, leave no mount or loop device of this test behind.
-  t.teardown(() => cleanStateDir(stateDir));
+  cleanupAgentState(t, stateDir);
   const agent = startAgent(t, [
     '--state-dir', stateDir,
     '--embedded', '--embedded-count', '2', '--embedded-size-bytes', '320MiB',

@@ -195,7 +195,7 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
     const stale = await a.ctl('volume', 'update', 'life', '--generation', '0');
     t.equal(stale.code, 4, 'a lower generation is fenced off');
     t.match(stale.stderr, /GENERATION_STALE/);
-    const updated = await a.ctl('--json', 'volume', 'update', 'life', '--generation', '2', '--role', 'replica', '--clear-peers');
+    const updated = await a.ctl('--json', 'volume', 'update', 'life', '--generation', '2', '--role', 'replica', '--clear-peers', '--quorum', '1');
     t.equal(updated.code, 0, updated.stderr);
     t.match(json(updated.stdout), { volumeId: 'life', generation: 2, role: 'replica', peers: [] });
 

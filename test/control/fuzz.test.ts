@@ -8,7 +8,7 @@ import t from 'tap';
 import { readMountInfo } from '../../src/brick/mountinfo.js';
 import type { pb } from '../../src/wire/control.js';
 import { ControlService } from '../../src/wire/control.js';
-import { expectCallError, startControlAgent, type ControlAgent } from '../helpers/control.js';
+import { callFails, startControlAgent, type ControlAgent } from '../helpers/control.js';
 import { needsRoot } from '../helpers/loop.js';
 import { randomInts as prng } from '../helpers/random.js';
 
@@ -22,9 +22,9 @@ function randomBytes(random: (n: number) => number, max: number): Buffer {
 }
 
 async function snapshot(node: ControlAgent): Promise<string> {
-  const devices = ((await node.rpc.listDevices({})) as pb.ListDevicesResponse).devices.map((d) => [d.path, d.eligible, d.brickId]);
-  const bricks = ((await node.rpc.listBricks({})) as pb.ListBricksResponse).bricks.map((b) => [b.brickId, b.state, b.device]);
-  const volumes = ((await node.rpc.listVolumes({})) as pb.ListVolumesResponse).volumes.map((v) => [v.volumeId, v.generation]);
+  const devices = ((await node.api.listDevices({})) as pb.ListDevicesResponse).devices.map((d) => [d.path, d.eligible, d.brickId]);
+  const bricks = ((await node.api.listBricks({})) as pb.ListBricksResponse).bricks.map((b) => [b.brickId, b.state, b.device]);
+  const volumes = ((await node.api.listVolumes({})) as pb.ListVolumesResponse).volumes.map((v) => [v.volumeId, v.generation]);
   const mounts = (await readMountInfo()).filter((m) => m.target.startsWith(node.stateDir)).map((m) => m.target);
   return JSON.stringify({ devices, bricks, volumes, mounts });
 }
@@ -52,7 +52,7 @@ t.test('garbage, truncation, oversize and wrong requests change nothing', { skip
   t.comment(`seed ${SEED}`);
   const random = prng(SEED);
   const node = await startControlAgent(t);
-  await node.rpc.createVolume({ volumeId: 'keep', sizeLimitBytes: 2 ** 24, generation: 3 });
+  await node.api.createVolume({ volumeId: 'keep', sizeLimitBytes: 2 ** 24, generation: 3 });
   const before = await snapshot(node);
 
   await t.test('raw bytes on the socket', async (t) => {
@@ -69,16 +69,16 @@ t.test('garbage, truncation, oversize and wrong requests change nothing', { skip
         const header = Buffer.from([0xff, 0xff, 0xff, random(10), random(256), 0, 0, 0, random(8)]);
         chunks = [preface, header, randomBytes(random, 64)];
       } else chunks = [preface, Buffer.from([0, 0, 6, 4, 0, 0, 0, 0, 0]), randomBytes(random, 6), randomBytes(random, 300)];
-      await rawExchange(node.socket, chunks, i % 2 === 0);
+      await rawExchange(node.socketPath, chunks, i % 2 === 0);
       sent++;
     }
     t.equal(sent, 600);
-    const info = (await node.rpc.getNodeInfo({})) as pb.NodeInfo;
+    const info = (await node.api.getNodeInfo({})) as pb.NodeInfo;
     t.ok(info.nodeId, 'the agent still answers');
   });
 
   await t.test('random protobuf payloads to every method', async (t) => {
-    const client = new grpc.Client(`unix://${node.socket}`, grpc.credentials.createInsecure());
+    const client = new grpc.Client(`unix://${node.socketPath}`, grpc.credentials.createInsecure());
     t.teardown(() => client.close());
     const identity = (b: Buffer) => b;
     // CreateVolume and UpdateVolume get only crafted wrong requests below: random bytes can
@@ -124,7 +124,7 @@ t.test('garbage, truncation, oversize and wrong requests change nothing', { skip
   });
 
   await t.test('valid but wrong requests', async (t) => {
-    const { rpc } = node;
+    const rpc = node.api;
     const bad: Array<[string, () => Promise<unknown>, grpc.status, string]> = [
       ['volume id with ..', () => rpc.createVolume({ volumeId: '../../etc', sizeLimitBytes: 1 }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
       ['volume id with NUL', () => rpc.createVolume({ volumeId: 'a\0b', sizeLimitBytes: 1 }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
@@ -143,7 +143,7 @@ t.test('garbage, truncation, oversize and wrong requests change nothing', { skip
       ['unknown operation', () => rpc.getOperation({ operationId: 'ghost' }), grpc.status.NOT_FOUND, 'OPERATION_NOT_FOUND'],
       ['scrub of unknown volume', () => rpc.startScrub({ volumeId: 'ghost' }), grpc.status.NOT_FOUND, 'VOLUME_NOT_FOUND'],
     ];
-    for (const [name, call, status, reason] of bad) await expectCallError(t, call(), status, reason, name);
+    for (const [name, call, status, reason] of bad) await callFails(t, call(), status, reason, name);
   });
 
   t.equal(await snapshot(node), before, 'devices, bricks, replicas and mounts are unchanged');

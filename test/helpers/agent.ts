@@ -1,9 +1,14 @@
 // Real brickd agent processes for tests: spawn the built daemon, read its JSON log lines,
-// stop it with a signal. Every process started here is killed (by pid) at teardown.
+// stop it with a signal. Every process started here is killed (by pid) at teardown, and
+// cleanupAgentState removes what an agent leaves on the machine (mounts, loop devices).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Test } from 'tap';
+import { findLoopFor } from '../../src/brick/loop.js';
+import { readMountInfo } from '../../src/brick/mountinfo.js';
+import { run } from '../../src/exec.js';
 
 export const BRICKD = path.resolve(import.meta.dirname, '../../dist/src/cli/brickd.js');
 
@@ -53,4 +58,25 @@ export function startAgent(t: Test, args: string[], options: { env?: NodeJS.Proc
       check();
     });
   return { child, lines, stderr, waitFor, exited };
+}
+
+/**
+ * At teardown, remove what agents on `stateDir` leave behind even when killed: every mount
+ * under the state dir (bricks), innermost first, and the loop devices backed by the
+ * embedded device files in <stateDir>/devices/ (only those: the agent attached them).
+ * Register it before starting agents on the state dir: teardowns run last-registered
+ * first, so the agents are killed before their mounts are removed.
+ */
+export function cleanupAgentState(t: Test, stateDir: string): void {
+  t.teardown(async () => {
+    for (const m of (await readMountInfo()).filter((m) => m.target === stateDir || m.target.startsWith(stateDir + '/')).reverse()) {
+      // A plain unmount first (the agent is dead, nothing should hold it); lazy if busy.
+      await run('umount', [m.target]).catch(() => run('umount', ['-l', m.target]).catch(() => {}));
+    }
+    const devicesDir = path.join(stateDir, 'devices');
+    for (const file of await readdir(devicesDir).catch(() => [] as string[])) {
+      const loop = await findLoopFor(path.join(devicesDir, file)).catch(() => undefined);
+      if (loop) await run('losetup', ['-d', loop]).catch(() => {});
+    }
+  });
 }
