@@ -43,6 +43,20 @@ export interface ControlServerDeps {
 }
 
 const MAX_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * Connections that a peer stops using are closed by the agent, not kept for good.
+ *
+ * Node's HTTP/2 server does not close a connection on end-of-file while it waits for the
+ * rest of a frame, nor one whose peer just goes silent: a client that hangs or dies in the
+ * middle of a frame would hold a descriptor in the agent forever. So the agent pings every
+ * connection that has been quiet for CONTROL_KEEPALIVE_MS and drops it if no answer comes
+ * within CONTROL_KEEPALIVE_TIMEOUT_MS (a gRPC client answers pings by itself), and closes
+ * (GOAWAY) a connection with no call in progress for CONTROL_IDLE_TIMEOUT_MS; a client
+ * reconnects on its next call. Watch streams are calls in progress: watchers are not cut.
+ */
+export const CONTROL_KEEPALIVE_MS = 10_000;
+export const CONTROL_KEEPALIVE_TIMEOUT_MS = 5_000;
+export const CONTROL_IDLE_TIMEOUT_MS = 15_000;
 const MAX_WATCHERS = 256;
 
 function requireString(value: string | null | undefined, field: string): string {
@@ -141,6 +155,9 @@ export class ControlServer {
   private readonly server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_concurrent_streams': 1000,
+    'grpc.max_connection_idle_ms': CONTROL_IDLE_TIMEOUT_MS,
+    'grpc.keepalive_time_ms': CONTROL_KEEPALIVE_MS,
+    'grpc.keepalive_timeout_ms': CONTROL_KEEPALIVE_TIMEOUT_MS,
   });
   private readonly operations = new Operations();
   private readonly requests = new RequestLog();
