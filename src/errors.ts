@@ -48,6 +48,7 @@ export const ErrorCodes = {
   OPERATION_NOT_FOUND: 'no such operation',
   REQUEST_ID_REUSED: 'a request id was reused for a different call',
   CONTROL_SOCKET_IN_USE: 'another agent is serving the control socket',
+  STATE_DIR_IN_USE: 'another agent runs on this state dir',
   // replication (the wire ERROR frame carries these codes too)
   BAD_FRAME: 'a replication frame or message is malformed, oversized or fails its checksum',
   UNAUTHENTICATED: 'the peer did not prove knowledge of the cluster secret',

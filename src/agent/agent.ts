@@ -20,6 +20,7 @@ import { attachEmbeddedDevices, detachEmbeddedDevices, type EmbeddedDevice } fro
 import { AgentHttpServer } from './http.js';
 import { AgentMetrics } from './metrics.js';
 import { loadOrCreateNodeId } from './nodeid.js';
+import { lockStateDir } from './pidfile.js';
 
 export type AgentState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -35,6 +36,7 @@ export class Agent {
   /** The readiness probe's own client of the control socket (one, reused). */
   private controlProbe: ControlClient | undefined;
   private embedded: EmbeddedDevice[] = [];
+  private releaseStateDir: (() => Promise<void>) | undefined;
 
   constructor(
     readonly config: AgentConfig,
@@ -65,6 +67,8 @@ export class Agent {
       }
       await this.startHttp();
       await mkdir(this.config.stateDir, { recursive: true, mode: 0o700 });
+      // Before anything is mounted or replayed: one agent per state dir.
+      this.releaseStateDir = await lockStateDir(this.config.stateDir);
       this.nodeId = await loadOrCreateNodeId(this.config.stateDir);
       this.bricks = new BrickManager({
         stateDir: this.config.stateDir,
@@ -116,6 +120,7 @@ export class Agent {
     } catch (err) {
       this.state = 'failed';
       await this.stopHttp();
+      await this.releaseStateDir?.();
       throw err;
     }
   }
@@ -131,6 +136,7 @@ export class Agent {
       await detachEmbeddedDevices(this.embedded);
     }
     await this.stopHttp();
+    await this.releaseStateDir?.();
     this.transition('stopped');
   }
 

@@ -20,6 +20,10 @@ t.test('embedded default: start, stop, restart, unmount on exit', { skip: needsR
 
   const first = startAgent(t, args);
   const up = await first.waitFor(running);
+  // A second agent on the same state dir (its own socket) is refused before it touches anything.
+  const intruder = startAgent(t, ['--state-dir', stateDir, '--embedded', '--control-socket', path.join(stateDir, 'other.sock')]);
+  t.equal(await intruder.exited, 1, 'a second agent on the state dir exits 1');
+  t.ok(intruder.lines.some((l) => (l.err as { code?: string } | undefined)?.code === 'STATE_DIR_IN_USE'), 'with STATE_DIR_IN_USE');
   const bricks = up.bricks as Array<{ brickId: string; state: string; mountPath: string; device: string }>;
   t.equal(bricks.length, 2, 'two embedded bricks');
   t.ok(bricks.every((b) => b.state === 'mounted'));
