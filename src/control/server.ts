@@ -330,7 +330,9 @@ export class ControlServer {
         update(0.1, 'formatting');
         // BrickManager publishes brick-mounted itself when the brick comes up (and only then:
         // adopting our own brick again mounts nothing and says nothing).
-        return bricks.adopt(device, options);
+        // A snapshot: the operation reports the brick as adopted, not as it is later on
+        // (BrickManager keeps updating its own object, e.g. after a release).
+        return { ...(await bricks.adopt(device, options)) };
       });
       this.adoptions.set(key, record);
       return record;
