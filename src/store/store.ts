@@ -334,25 +334,11 @@ export class ReplicaStore {
     const badCrc = () => new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${label} at ${offset} does not match its CRC32C`, { file: label, offset });
     const result = await this.mutate(async () => {
       const fid = await this.resolveFile(file, 'write');
-      // A direct write cannot follow a logged data mutation of the same file before the
-      // next checkpoint: replaying that earlier record would overwrite the direct write's
-      // data, which is not in the log. Such writes carry their data in the log instead.
-      const direct = data.length >= this.opts.directWriteBytes && !this.loggedDataSince.has(fid);
       // The payload is checked before it gets a seq, so corrupted data never reaches the log
       // nor onMutation (replication would ship it). The native write of a direct one checks
       // it again before any byte lands.
       if (crc !== undefined && native.crc32c(payload) >>> 0 !== crc) throw badCrc();
-      const end = offset + data.length;
-      const growth = await this.reserveRoom(fid, (size) => Math.max(size, end), data.length * (direct ? 1 : 2), 'write', label);
-      let m: Mutation;
-      if (direct) {
-        m = { op: 'writeDirect', fid, offset, length: data.length };
-        if (crc !== undefined) m.crc = crc;
-      } else {
-        m = { op: 'write', fid, offset, data: payload };
-      }
-      this.growthOf.set(m, growth);
-      return m;
+      return this.planWriteLocked(fid, offset, payload, crc, label);
     }, payload);
     return { seq: result.seq };
   }
@@ -360,12 +346,7 @@ export class ReplicaStore {
   async truncate(file: FileRef, size: number): Promise<{ seq: bigint }> {
     checkInteger('size', size, 0);
     const label = typeof file === 'string' ? file : file.fid;
-    return this.mutate(async () => {
-      const fid = await this.resolveFile(file, 'truncate');
-      const m: Mutation = { op: 'truncate', fid, size };
-      this.growthOf.set(m, await this.reserveRoom(fid, () => size, 0, 'truncate', label));
-      return m;
-    });
+    return this.mutate(async () => this.planTruncateLocked(await this.resolveFile(file, 'truncate'), size, label));
   }
 
   async unlink(filePath: string): Promise<{ seq: bigint }> {
@@ -469,17 +450,10 @@ export class ReplicaStore {
     const data = mutation.op === 'write' ? mutation.data : undefined;
     await this.mutate(
       async () => {
-        if (mutation.op === 'truncate') {
-          this.growthOf.set(mutation, await this.reserveRoom(mutation.fid, () => mutation.size, 0, 'truncate', mutation.fid));
-        }
-        if (mutation.op !== 'write') return mutation;
         // Each replica chooses its own way to store a write, by the same rule as write().
-        const direct = mutation.data.length >= this.opts.directWriteBytes && !this.loggedDataSince.has(mutation.fid);
-        const end = mutation.offset + mutation.data.length;
-        const growth = await this.reserveRoom(mutation.fid, (size) => Math.max(size, end), mutation.data.length * (direct ? 1 : 2), 'write', mutation.fid);
-        const m: Mutation = direct ? { op: 'writeDirect', fid: mutation.fid, offset: mutation.offset, length: mutation.data.length } : mutation;
-        this.growthOf.set(m, growth);
-        return m;
+        if (mutation.op === 'write') return this.planWriteLocked(mutation.fid, mutation.offset, mutation.data, undefined, mutation.fid);
+        if (mutation.op === 'truncate') return this.planTruncateLocked(mutation.fid, mutation.size, mutation.fid);
+        return mutation;
       },
       data,
       seq,
@@ -880,6 +854,29 @@ export class ReplicaStore {
     log.warn({ fid, file: label, block }, 'repair block from healthy copy');
     report(true);
     return true;
+  }
+
+  /**
+   * The mutation that stores a write (caller holds the mutex: a `validate` of mutate()),
+   * with its room reserved. A direct write cannot follow a logged data mutation of the same
+   * file before the next checkpoint: replaying that earlier record would overwrite the
+   * direct write's data, which is not in the log. Such writes carry their data in the log.
+   */
+  private async planWriteLocked(fid: string, offset: number, data: Buffer, crc: number | undefined, label: string): Promise<Mutation> {
+    const direct = data.length >= this.opts.directWriteBytes && !this.loggedDataSince.has(fid);
+    const end = offset + data.length;
+    const growth = await this.reserveRoom(fid, (size) => Math.max(size, end), data.length * (direct ? 1 : 2), 'write', label);
+    const m: Mutation = direct ? { op: 'writeDirect', fid, offset, length: data.length } : { op: 'write', fid, offset, data };
+    if (m.op === 'writeDirect' && crc !== undefined) m.crc = crc;
+    this.growthOf.set(m, growth);
+    return m;
+  }
+
+  /** The mutation that truncates a file, with its room reserved (caller holds the mutex). */
+  private async planTruncateLocked(fid: string, size: number, label: string): Promise<Mutation> {
+    const m: Mutation = { op: 'truncate', fid, size };
+    this.growthOf.set(m, await this.reserveRoom(fid, () => size, 0, 'truncate', label));
+    return m;
   }
 
   /**
