@@ -42,6 +42,7 @@ import type { Mutation } from '../store/mutations.js';
 import { MAX_BODY_BYTES, MAX_PAYLOAD_BYTES } from '../wire/frames.js';
 import type { HelloMessage, MutationMessage, ReplicationMessage } from '../wire/replication.js';
 import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type WireErrorCode } from './session.js';
+import { ContiguousSeq } from '../store/contiguous.js';
 
 /** What the server needs of a replica store (ReplicaStore has it). */
 export interface ReplicaTarget {
@@ -92,32 +93,33 @@ const MUTATION_OVERHEAD_BYTES = 256;
 /** One replica store served to primaries, across connections. */
 class VolumeState {
   acceptedSeq: bigint;
-  durableSeq: bigint;
   generation: number;
   session: ServerSession | undefined;
   /** An apply failed: the next session realigns acceptedSeq once every pending apply settles. */
   failed = false;
   readonly pending = new Set<Promise<void>>();
-  private readonly completed = new Set<bigint>();
+  /** Applies complete out of order; durableSeq is the contiguous run of completed ones. */
+  private readonly durable: ContiguousSeq;
 
   constructor(readonly store: ReplicaTarget) {
     this.acceptedSeq = store.appliedSeq;
-    this.durableSeq = store.durableSeq < store.appliedSeq ? store.durableSeq : store.appliedSeq;
+    this.durable = new ContiguousSeq(store.durableSeq < store.appliedSeq ? store.durableSeq : store.appliedSeq);
     this.generation = store.manifest.generation;
+  }
+
+  get durableSeq(): bigint {
+    return this.durable.value;
   }
 
   /** Record a completed apply; true if durableSeq advanced. */
   complete(seq: bigint): boolean {
-    this.completed.add(seq);
-    const before = this.durableSeq;
-    while (this.completed.delete(this.durableSeq + 1n)) this.durableSeq++;
-    return this.durableSeq !== before;
+    return this.durable.complete(seq);
   }
 
   /** After a failure: wait for every apply in flight, then take in again from where the store is. */
   async realign(): Promise<void> {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
-    this.completed.clear();
+    this.durable.reset(this.durableSeq);
     this.acceptedSeq = this.durableSeq;
     this.failed = false;
   }

@@ -42,6 +42,7 @@ import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, writeReplicaManif
 import { decodeMutation, encodeMutation, type Mutation } from './mutations.js';
 import { validatePath, validateSymlinkTarget } from './names.js';
 import { posixError, volumeFull } from './posix.js';
+import { ContiguousSeq } from './contiguous.js';
 import { KeyedRwLock } from './rwlock.js';
 import { SyncCoalescer } from './sync.js';
 import { MAX_RECORD_PAYLOAD, WriteLog } from './wal.js';
@@ -138,13 +139,13 @@ export class ReplicaStore {
   private readonly inFlight = new Set<Promise<void>>();
   /** Every accepted mutation until it is durable (what flush waits for). */
   private readonly becomingDurable = new Set<Promise<void>>();
-  private readonly appliedOutOfOrder = new Set<bigint>();
   /** Per file with data mutations in flight: its size once they are applied, and their growth. */
   private readonly pending = new Map<string, { size: number; ops: number }>();
   private pendingGrowth = 0;
   private readonly growthOf = new WeakMap<Mutation, number>();
   private dirtyDirs = new Set<string>();
-  private appliedSeqValue = 0n;
+  /** Every mutation up to applied.value is applied (completions arrive out of order). */
+  private readonly applied = new ContiguousSeq(0n);
   private checkpointSeq = 0n;
   private loggedSinceCheckpoint = 0;
   private usedBytesValue = 0;
@@ -228,7 +229,8 @@ export class ReplicaStore {
       checkpointSeq,
     );
     const store = new ReplicaStore(dir, manifest, log, options);
-    store.checkpointSeq = store.appliedSeqValue = checkpointSeq;
+    store.checkpointSeq = checkpointSeq;
+    store.applied.reset(checkpointSeq);
     store.usedBytesValue = await store.measureUsage();
     const log0 = store.opts.log.child({ volume: manifest.volumeId });
     if (replay.length > 0) log0.info({ from: String(replay[0]!.seq), to: String(replay[replay.length - 1]!.seq) }, 'replay write log');
@@ -241,7 +243,7 @@ export class ReplicaStore {
         await store.files.closeAll();
         throw new BrickdError('LOG_CORRUPT', `replay of seq ${record.seq} (${mutation.op}) failed: ${(err as Error).message}`, { seq: String(record.seq) }, err);
       }
-      store.appliedSeqValue = record.seq;
+      store.applied.reset(record.seq);
     }
     await store.checkpoint();
     if (store.opts.checkpointIntervalMs > 0) {
@@ -266,7 +268,7 @@ export class ReplicaStore {
 
   /** Highest seq applied to data/ (visible to reads). */
   get appliedSeq(): bigint {
-    return this.appliedSeqValue;
+    return this.applied.value;
   }
 
   /** Logical bytes in use (file sizes, each inode once). */
@@ -584,7 +586,7 @@ export class ReplicaStore {
   checkpoint(): Promise<void> {
     return this.checkpointMutex.run(async () => {
       const { seq, fids, dirs } = await this.mutex.run(async () => {
-        const snapshot = { seq: this.appliedSeqValue, fids: this.dirtyFids, dirs: this.dirtyDirs };
+        const snapshot = { seq: this.applied.value, fids: this.dirtyFids, dirs: this.dirtyDirs };
         this.dirtyFids = new Set();
         this.dirtyDirs = new Set();
         this.loggedSinceCheckpoint = 0;
@@ -741,14 +743,14 @@ export class ReplicaStore {
       const err: unknown = apply.reason;
       if (mutation.op === 'writeDirect' && isSystemError(err, 'EBADMSG')) {
         // Nothing was written; the logged range is re-summed (a no-op) if ever replayed.
-        this.markApplied(seq);
+        this.applied.complete(seq);
         throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${mutation.fid} at ${mutation.offset} does not match its CRC32C`, { fid: mutation.fid, offset: mutation.offset }, err);
       }
       if (mutation.op === 'writeDirect' && isSystemError(err, 'ENOSPC') && (await this.resumAfterFailedWrite(mutation))) {
         // The brick filled up under us (past the reserve, e.g. another writer on it). The
         // range may hold part of the data: it is re-summed so it reads back consistently,
         // exactly as recovery would do with its logged range. The write is not acknowledged.
-        this.markApplied(seq);
+        this.applied.complete(seq);
         throw volumeFull(`write of ${mutation.length} bytes at ${mutation.offset}: the brick is full`, { volume: this.volumeId, fid: mutation.fid });
       }
       // The log holds a mutation the tree does not: stop acknowledging; reopen replays it.
@@ -756,19 +758,9 @@ export class ReplicaStore {
       this.opts.log.error({ err, volume: this.volumeId, seq: String(seq), op: mutation.op }, 'apply failed; replica stopped');
       throw err;
     }
-    this.markApplied(seq);
+    this.applied.complete(seq);
     this.stats.mutations++;
     this.opts.crashPoint?.('apply.after');
-  }
-
-  /** appliedSeq advances only over a contiguous run: every mutation up to it is applied. */
-  private markApplied(seq: bigint): void {
-    if (seq !== this.appliedSeqValue + 1n) {
-      this.appliedOutOfOrder.add(seq);
-      return;
-    }
-    this.appliedSeqValue = seq;
-    while (this.appliedOutOfOrder.delete(this.appliedSeqValue + 1n)) this.appliedSeqValue++;
   }
 
   /** Apply a direct write: the file lock is requested synchronously (seq order), see mutate(). */
@@ -821,7 +813,7 @@ export class ReplicaStore {
 
   private async checkpointIfDirty(): Promise<void> {
     if (this.closed || this.failure) return;
-    if (this.appliedSeqValue === this.checkpointSeq && this.dirtyFids.size === 0 && this.dirtyDirs.size === 0) return;
+    if (this.applied.value === this.checkpointSeq && this.dirtyFids.size === 0 && this.dirtyDirs.size === 0) return;
     await this.checkpoint().catch((err) => this.opts.log.error({ err, volume: this.volumeId }, 'checkpoint failed'));
   }
 

@@ -28,6 +28,7 @@ import path from 'node:path';
 import { BrickdError } from '../errors.js';
 import { fsyncDir } from '../fsutil.js';
 import { native } from '../native.js';
+import { ContiguousSeq } from './contiguous.js';
 
 export const WAL_MAGIC = 0x4c415742; // 'BWAL' little-endian
 export const WAL_VERSION = 1;
@@ -114,10 +115,8 @@ export class WriteLog {
   private nextSegmentNumber = 0;
   private reservedSeq = 0n;
   /** Highest seq with it and every earlier record written (not yet necessarily durable). */
-  private writtenSeq = 0n;
+  private readonly written = new ContiguousSeq(0n);
   private durableSeqValue = 0n;
-  /** Records written out of order, waiting for earlier ones before writtenSeq can advance. */
-  private readonly doneOutOfOrder = new Set<bigint>();
   private syncing: Promise<void> | undefined;
   /** A sync round with nothing new to flush sleeps here until the next record is written. */
   private readonly onWritten: Array<() => void> = [];
@@ -183,7 +182,8 @@ export class WriteLog {
       endOffset = run[run.length - 1]!.end;
       log.segments.push({ name: seg.name, handle: seg.handle, tail: endOffset, firstSeq: seg.firstSeq, lastSeq: expected - 1n });
     }
-    log.reservedSeq = log.writtenSeq = log.durableSeqValue = expected - 1n;
+    log.reservedSeq = log.durableSeqValue = expected - 1n;
+    log.written.reset(expected - 1n);
     const last = log.active;
     if (last) {
       // Cut off whatever follows the last valid record, so nothing stale can ever follow it.
@@ -286,13 +286,12 @@ export class WriteLog {
   }
 
   private markWritten(seq: bigint): void {
-    if (seq !== this.writtenSeq + 1n) {
-      this.doneOutOfOrder.add(seq);
-      return;
-    }
-    this.writtenSeq = seq;
-    while (this.doneOutOfOrder.delete(this.writtenSeq + 1n)) this.writtenSeq++;
-    for (const wake of this.onWritten.splice(0)) wake();
+    if (this.written.complete(seq)) for (const wake of this.onWritten.splice(0)) wake();
+  }
+
+  /** Highest seq with it and every earlier record written (not yet necessarily durable). */
+  private get writtenSeq(): bigint {
+    return this.written.value;
   }
 
   /** Resolves once every record up to `seq` is durable (fdatasync'd). */
