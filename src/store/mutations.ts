@@ -13,8 +13,8 @@ export type Mutation =
   | { op: 'link'; path: string; fid: string }
   /** Data carried in the log record's payload. */
   | { op: 'write'; fid: string; offset: number; data: Buffer }
-  /** Data written straight to the data file; the record holds its range (and the caller's CRC, if any). */
-  | { op: 'writeDirect'; fid: string; offset: number; length: number; crc?: number }
+  /** Data written straight to the data file; the record holds its range only. */
+  | { op: 'writeDirect'; fid: string; offset: number; length: number }
   | { op: 'truncate'; fid: string; size: number }
   | { op: 'unlink'; path: string; fid: string }
   | { op: 'rmdir'; path: string; fid: string }

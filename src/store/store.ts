@@ -336,11 +336,10 @@ export class ReplicaStore {
     const badCrc = () => new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${label} at ${offset} does not match its CRC32C`, { file: label, offset });
     const result = await this.mutate(async () => {
       const fid = await this.resolveFile(file, 'write');
-      // The payload is checked before it gets a seq, so corrupted data never reaches the log
-      // nor onMutation (replication would ship it). The native write of a direct one checks
-      // it again before any byte lands.
+      // The payload is checked before it gets a seq, so corrupted data never reaches the log,
+      // the data file, nor onMutation (replication would ship it).
       if (crc !== undefined && native.crc32c(payload) >>> 0 !== crc) throw badCrc();
-      return this.planWriteLocked(fid, offset, payload, crc, label);
+      return this.planWriteLocked(fid, offset, payload, label);
     }, payload);
     return { seq: result.seq };
   }
@@ -453,7 +452,7 @@ export class ReplicaStore {
     await this.mutate(
       async () => {
         // Each replica chooses its own way to store a write, by the same rule as write().
-        if (mutation.op === 'write') return this.planWriteLocked(mutation.fid, mutation.offset, mutation.data, undefined, mutation.fid);
+        if (mutation.op === 'write') return this.planWriteLocked(mutation.fid, mutation.offset, mutation.data, mutation.fid);
         if (mutation.op === 'truncate') return this.planTruncateLocked(mutation.fid, mutation.size, mutation.fid);
         return mutation;
       },
@@ -741,11 +740,6 @@ export class ReplicaStore {
     }
     if (apply.status === 'rejected') {
       const err: unknown = apply.reason;
-      if (mutation.op === 'writeDirect' && isSystemError(err, 'EBADMSG')) {
-        // Nothing was written; the logged range is re-summed (a no-op) if ever replayed.
-        this.applied.complete(seq);
-        throw new BrickdError('CHECKSUM_MISMATCH', `incoming data for ${mutation.fid} at ${mutation.offset} does not match its CRC32C`, { fid: mutation.fid, offset: mutation.offset }, err);
-      }
       if (mutation.op === 'writeDirect' && isSystemError(err, 'ENOSPC') && (await this.resumAfterFailedWrite(mutation))) {
         // The brick filled up under us (past the reserve, e.g. another writer on it). The
         // range may hold part of the data: it is re-summed so it reads back consistently,
@@ -769,7 +763,7 @@ export class ReplicaStore {
       this.files.use(m.fid, async (file) => {
         const before = file.size;
         const direct = await this.files.directHandle(file);
-        await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, m.crc, direct.fd);
+        await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, undefined, direct.fd);
         file.size = Math.max(file.size, m.offset + data.length);
         this.usedBytesValue += file.size - before;
         this.dirtyFids.add(m.fid);
@@ -854,12 +848,11 @@ export class ReplicaStore {
    * file before the next checkpoint: replaying that earlier record would overwrite the
    * direct write's data, which is not in the log. Such writes carry their data in the log.
    */
-  private async planWriteLocked(fid: string, offset: number, data: Buffer, crc: number | undefined, label: string): Promise<Mutation> {
+  private async planWriteLocked(fid: string, offset: number, data: Buffer, label: string): Promise<Mutation> {
     const direct = data.length >= this.opts.directWriteBytes && !this.loggedDataSince.has(fid);
     const end = offset + data.length;
     const growth = await this.reserveRoom(fid, (size) => Math.max(size, end), data.length * (direct ? 1 : 2), 'write', label);
     const m: Mutation = direct ? { op: 'writeDirect', fid, offset, length: data.length } : { op: 'write', fid, offset, data };
-    if (m.op === 'writeDirect' && crc !== undefined) m.crc = crc;
     this.growthOf.set(m, growth);
     return m;
   }
