@@ -15,6 +15,7 @@ const MESSAGES: Record<string, string> = {
   EIO: 'i/o error',
   ENOSPC: 'no space left on device',
   EFBIG: 'file too large',
+  EROFS: 'read-only file system',
 };
 
 export type PosixCode = keyof typeof MESSAGES;
