@@ -5,7 +5,7 @@
 // and health, so liveness answers during a long recovery), node id, embedded devices,
 // bricks (recovered from the disks), volume replicas (opened, logs replayed), then the
 // control socket; stop runs it backwards. This is the only module that wires everything.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { BrickManager, type BrickStatus } from '../brick/manager.js';
 import { ControlServer } from '../control/server.js';
@@ -13,6 +13,8 @@ import { BrickdError } from '../errors.js';
 import { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { VERSION } from '../version.js';
+import { ReplicaServer } from '../replication/server.js';
+import { MIN_SECRET_BYTES } from '../replication/session.js';
 import { VolumeManager } from '../volume/manager.js';
 import { controlClient, type ControlClient } from '../wire/control.js';
 import { type AgentConfig, embeddedEnabled, parseListenAddress } from './config.js';
@@ -32,6 +34,8 @@ export class Agent {
   readonly events = new EventBus();
   readonly metrics: AgentMetrics;
   private control: ControlServer | undefined;
+  /** Serves this node's replicas to their primaries (replicationAddress); absent when off. */
+  replicaServer: ReplicaServer | undefined;
   private http: AgentHttpServer | undefined;
   /** The readiness probe's own client of the control socket (one, reused). */
   private controlProbe: ControlClient | undefined;
@@ -70,6 +74,8 @@ export class Agent {
       // Before anything is mounted or replayed: one agent per state dir.
       this.releaseStateDir = await lockStateDir(this.config.stateDir);
       this.nodeId = await loadOrCreateNodeId(this.config.stateDir);
+      // Checked before any device is attached or mounted: a bad secret changes nothing.
+      const replication = await this.replicationOptions();
       this.bricks = new BrickManager({
         stateDir: this.config.stateDir,
         nodeId: this.nodeId,
@@ -96,15 +102,22 @@ export class Agent {
         events: this.events,
         log: this.log.child({ node: this.nodeId }),
         onMutationDurable: (volumeId, op, seconds) => this.metrics.observeMutation(volumeId, op, seconds),
+        ...(replication ? { replication } : {}),
       });
       await this.volumes.recover();
+      // After recovery: a primary that connects finds every replica registered.
+      if (this.replicaServer) {
+        const { host, port } = parseListenAddress(this.config.replicationAddress)!;
+        await this.replicaServer.listen(port, host);
+      }
       await this.metrics.refreshDevices();
       this.control = new ControlServer({
         nodeId: this.nodeId,
         version: VERSION,
         zone: this.config.zone,
         labels: {},
-        capabilities: ['xfs', 'ext4', 'scrub', 'checksums', ...(this.embedded.length > 0 ? ['embedded-devices'] : [])],
+        capabilities: ['xfs', 'ext4', 'scrub', 'checksums', ...(this.replicaServer ? ['replication'] : []), ...(this.embedded.length > 0 ? ['embedded-devices'] : [])],
+        replicationAddress: this.replicaServer ? this.config.advertiseAddress || this.config.replicationAddress : '',
         bricks: this.bricks,
         volumes: this.volumes,
         events: this.events,
@@ -119,6 +132,7 @@ export class Agent {
       });
     } catch (err) {
       this.state = 'failed';
+      await this.replicaServer?.close();
       await this.stopHttp();
       await this.releaseStateDir?.();
       throw err;
@@ -130,6 +144,8 @@ export class Agent {
     this.transition('stopping');
     // New calls stop first; then the replicas close (final checkpoint); then the bricks.
     await this.control?.close();
+    // Sessions end before the stores close: no apply is cut off by a closing store.
+    await this.replicaServer?.close();
     await this.volumes?.close();
     if (this.config.unmountOnExit && this.bricks) {
       await this.bricks.unmountAll();
@@ -138,6 +154,30 @@ export class Agent {
     await this.stopHttp();
     await this.releaseStateDir?.();
     this.transition('stopped');
+  }
+
+  /** The replication endpoint and identity, from replicationAddress, clusterId and the secret file. */
+  private async replicationOptions() {
+    const { replicationAddress, replicationSecretFile, clusterId, quorumTimeoutMs } = this.config;
+    if (replicationAddress === 'off') return undefined;
+    if (!replicationSecretFile) {
+      throw new BrickdError('CONFIG_INVALID', 'replicationSecretFile: replication is on (replicationAddress) and needs the cluster secret file', { key: 'replicationSecretFile' });
+    }
+    let secret: Buffer;
+    try {
+      // A trailing newline (echo > file) is not part of the secret.
+      secret = (await readFile(replicationSecretFile)).subarray(0);
+      while (secret.length > 0 && (secret[secret.length - 1] === 0x0a || secret[secret.length - 1] === 0x0d)) secret = secret.subarray(0, secret.length - 1);
+      if ((await stat(replicationSecretFile)).mode & 0o077) this.log.warn({ file: replicationSecretFile }, 'the replication secret file is readable by group or others');
+    } catch (err) {
+      throw new BrickdError('CONFIG_INVALID', `replicationSecretFile: cannot read ${replicationSecretFile}: ${(err as Error).message}`, { key: 'replicationSecretFile' }, err);
+    }
+    if (secret.length < MIN_SECRET_BYTES) {
+      throw new BrickdError('CONFIG_INVALID', `replicationSecretFile: ${replicationSecretFile} holds ${secret.length} bytes; the secret must have at least ${MIN_SECRET_BYTES}`, { key: 'replicationSecretFile' });
+    }
+    const identity = { clusterId, nodeId: this.nodeId, secret };
+    this.replicaServer = new ReplicaServer({ ...identity, log: this.log.child({ node: this.nodeId }) });
+    return { identity, server: this.replicaServer, quorumTimeoutMs };
   }
 
   private async startHttp(): Promise<void> {

@@ -33,6 +33,19 @@ export interface AgentConfig {
    * Loopback by default: in the DaemonSet (host network) the kubelet probes it there.
    */
   metricsAddress: string;
+  /**
+   * host:port where this agent serves its replicas to primaries, or "off" (no replication:
+   * only volumes without peers). In the DaemonSet it is the node's address.
+   */
+  replicationAddress: string;
+  /** The address peers should dial, if it differs from replicationAddress (e.g. 0.0.0.0 there). Empty: replicationAddress. */
+  advertiseAddress: string;
+  /** Names the cluster in every replication handshake; peers of another cluster are refused. */
+  clusterId: string;
+  /** File holding the cluster's shared replication secret (at least 16 bytes); required when replication is on. */
+  replicationSecretFile: string;
+  /** How long a write waits for its write quorum before it fails with QUORUM_LOST (ms). */
+  quorumTimeoutMs: number;
 }
 
 export const DEFAULT_CONFIG: AgentConfig = {
@@ -48,6 +61,11 @@ export const DEFAULT_CONFIG: AgentConfig = {
   logLevel: 'info',
   controlSocket: '/run/brickd/control.sock',
   metricsAddress: '127.0.0.1:9464',
+  replicationAddress: 'off',
+  advertiseAddress: '',
+  clusterId: 'brickd',
+  replicationSecretFile: '',
+  quorumTimeoutMs: 10_000,
 };
 
 type Key = keyof AgentConfig;
@@ -80,6 +98,14 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
     if (!values.includes(raw as T)) throw invalid(key, source, `expected one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
     return raw as T;
   };
+  const address = (allowOff: boolean): string => {
+    const a = str();
+    if (allowOff && a === 'off') return a;
+    if (!parseListenAddress(a)) {
+      throw invalid(key, source, `expected ${allowOff ? '"off" or ' : ''}host:port with an IP address and a port 1-65535 (127.0.0.1:9464, [::1]:9464), got ${JSON.stringify(a)}`);
+    }
+    return a;
+  };
   const bool = (): boolean => {
     if (typeof raw === 'boolean') return raw;
     if (raw === 'true' || raw === '1') return true;
@@ -88,6 +114,7 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
   };
   switch (key) {
     case 'stateDir':
+    case 'replicationSecretFile':
     case 'controlSocket': {
       const p = str();
       if (!path.isAbsolute(p)) throw invalid(key, source, `expected an absolute path, got ${JSON.stringify(p)}`);
@@ -125,13 +152,22 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
       return oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const);
     case 'unmountOnExit':
       return bool();
-    case 'metricsAddress': {
-      const a = str();
-      if (a === 'off') return a;
-      const listen = parseListenAddress(a);
-      if (!listen) throw invalid(key, source, `expected "off" or host:port with an IP address and a port 1-65535 (127.0.0.1:9464, [::1]:9464), got ${JSON.stringify(a)}`);
-      return a;
+    case 'clusterId': {
+      const id = str();
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id)) throw invalid(key, source, 'expected 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit');
+      return id;
     }
+    case 'quorumTimeoutMs': {
+      const n = typeof raw === 'number' ? raw : Number(raw);
+      if (!Number.isInteger(n) || n < 100 || n > 3_600_000) throw invalid(key, source, `expected milliseconds 100..3600000, got ${JSON.stringify(raw)}`);
+      return n;
+    }
+    case 'advertiseAddress':
+      if (raw === '') return raw;
+      return address(false);
+    case 'replicationAddress':
+    case 'metricsAddress':
+      return address(true);
   }
 }
 

@@ -12,6 +12,8 @@ const USAGE = `usage: brickd [--config FILE] [--state-dir DIR] [--allow GLOB]...
               [--embedded | --no-embedded] [--embedded-count N] [--embedded-size-bytes SIZE]
               [--min-size-bytes SIZE] [--zone NAME] [--log-level LEVEL] [--unmount-on-exit]
               [--control-socket PATH] [--metrics-address HOST:PORT|off]
+              [--replication-address HOST:PORT|off] [--advertise-address HOST:PORT]
+              [--cluster-id ID] [--replication-secret-file FILE] [--quorum-timeout-ms MS]
 Every flag also reads from BRICKD_<NAME> (e.g. BRICKD_STATE_DIR) and from the JSON config file.`;
 
 async function main(): Promise<number> {
@@ -58,6 +60,11 @@ async function main(): Promise<number> {
   } catch (err) {
     clearInterval(keepAlive);
     log.fatal({ err }, 'start failed');
+    // A configuration value checked only at start (the replication secret file) is bad configuration too.
+    if (isBrickdError(err, 'CONFIG_INVALID')) {
+      process.stderr.write(`brickd: ${(err as Error).message}\n`);
+      return 2;
+    }
     if (!isBrickdError(err, 'NOT_ROOT')) return 1;
     process.stderr.write(`brickd: ${(err as Error).message}\n`);
     return 3;

@@ -36,6 +36,8 @@ export interface ControlServerDeps {
   zone: string;
   labels: Record<string, string>;
   capabilities: string[];
+  /** host:port peers dial for replication; empty when replication is off. */
+  replicationAddress: string;
   bricks: BrickManager;
   volumes: VolumeManager;
   events: EventBus;
@@ -350,6 +352,7 @@ export class ControlServer {
         capabilities: this.deps.capabilities,
         brickFormatVersion: BRICK_MANIFEST_VERSION,
         replicaFormatVersion: REPLICA_VERSION,
+        replicationAddress: this.deps.replicationAddress,
       })),
 
       listDevices: this.unary<pb.ListDevicesRequest, pb.IListDevicesResponse>('listDevices', async () => ({
@@ -434,15 +437,18 @@ export class ControlServer {
       getVolumeStatus: this.unary<pb.GetVolumeStatusRequest, pb.IVolumeStatus>('getVolumeStatus', async (req) => {
         const volume = volumes.get(volumeId(req.volumeId));
         const { store } = volume;
+        const peers = volumes.peerStates(volume.volumeId);
+        // Degraded: a bad block not repaired, or a peer that is not being streamed to.
+        const degraded = store.stats.checksumErrors > store.stats.repaired || peers.some((p) => p.state !== 'streaming');
         return {
           volume: volumeMessage(volume),
-          health: store.stats.checksumErrors > store.stats.repaired ? 'degraded' : 'healthy',
+          health: degraded ? 'degraded' : 'healthy',
           appliedSeq: Number(store.appliedSeq),
           durableSeq: Number(store.durableSeq),
           usedBytes: store.usedBytes,
           checksumErrors: store.stats.checksumErrors,
           repairedBlocks: store.stats.repaired,
-          peers: [],
+          peers: peers.map((p) => ({ nodeId: p.nodeId, state: p.state, ackedSeq: Number(p.ackedSeq), lagSeq: Number(p.lagSeq) })),
           mountPath: '',
           scrub: scrubMessage(volume.scrubber.progress),
         };

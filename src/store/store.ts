@@ -618,6 +618,16 @@ export class ReplicaStore {
     });
   }
 
+  /**
+   * Run `fn` while no mutation can get a seq, with the highest seq given out so far. Every
+   * seq up to it has already been reported to onMutation (that call happens under the same
+   * mutex), and the next mutation will be lastSeq + 1: the point where replication can
+   * start or stop listening without losing or duplicating a mutation.
+   */
+  atSeqBoundary<T>(fn: (lastSeq: bigint) => T | Promise<T>): Promise<T> {
+    return this.mutex.run(async () => fn(this.wal.lastSeq));
+  }
+
   /** Record a higher generation (fencing). Lower or equal generations are ignored. */
   async raiseGeneration(generation: number): Promise<void> {
     checkInteger('generation', generation, 0);

@@ -42,28 +42,47 @@ export interface VolumeBackend {
 /** Every mutating method of a backend: a read-only one refuses these. */
 const MUTATIONS = ['create', 'mkdir', 'symlink', 'link', 'write', 'truncate', 'unlink', 'rmdir', 'rename', 'setattr'] as const;
 
-/** A backend over one local store (a volume without peers, or a test). */
-export function storeBackend(store: ReplicaStore, options: { readOnly?: boolean } = {}): VolumeBackend {
+export interface StoreBackendOptions {
+  readOnly?: boolean;
+  /**
+   * For a replicated volume: resolves once `seq` (durable on the local replica) is durable
+   * on the write quorum, or rejects (QUORUM_LOST). Every mutation waits for it before it
+   * resolves, and sync() waits for it at the last seq.
+   */
+  replicated?: (seq: bigint) => Promise<void>;
+}
+
+/** A backend over one local store: a volume without peers, or a primary's local replica with `replicated`. */
+export function storeBackend(store: ReplicaStore, options: StoreBackendOptions = {}): VolumeBackend {
+  const quorum = options.replicated;
+  const acked = quorum
+    ? async <T extends { seq: bigint }>(mutation: Promise<T>): Promise<T> => {
+        const result = await mutation;
+        await quorum(result.seq);
+        return result;
+      }
+    : <T>(mutation: Promise<T>) => mutation;
   const backend: VolumeBackend = {
     volumeId: store.volumeId,
-    readOnly: options.readOnly ?? false,
-    create: (p, mode) => store.create(p, mode),
-    mkdir: (p, mode) => store.mkdir(p, mode),
-    symlink: (target, p) => store.symlink(target, p),
-    link: (from, to) => store.link(from, to),
-    write: (file, offset, data) => store.write(file, offset, data),
-    truncate: (file, size) => store.truncate(file, size),
-    unlink: (p) => store.unlink(p),
-    rmdir: (p) => store.rmdir(p),
-    rename: (from, to) => store.rename(from, to),
-    setattr: (p, attrs) => store.setattr(p, attrs),
+    readOnly: false,
+    create: (p, mode) => acked(store.create(p, mode)),
+    mkdir: (p, mode) => acked(store.mkdir(p, mode)),
+    symlink: (target, p) => acked(store.symlink(target, p)),
+    link: (from, to) => acked(store.link(from, to)),
+    write: (file, offset, data) => acked(store.write(file, offset, data)),
+    truncate: (file, size) => acked(store.truncate(file, size)),
+    unlink: (p) => acked(store.unlink(p)),
+    rmdir: (p) => acked(store.rmdir(p)),
+    rename: (from, to) => acked(store.rename(from, to)),
+    setattr: (p, attrs) => acked(store.setattr(p, attrs)),
     read: (file, offset, length) => store.read(file, offset, length),
     stat: (p) => store.stat(p),
     readdir: (p) => store.readdir(p),
     readlink: (p) => store.readlink(p),
     statfs: () => store.statfs(),
     sync: async () => {
-      await store.flush();
+      const seq = await store.flush();
+      await quorum?.(seq);
     },
   };
   return options.readOnly ? readOnlyBackend(backend) : backend;

@@ -2,8 +2,13 @@
 // their settings (generation, role, peers), scrubs, and deleting them.
 //
 // Ownership: this module owns <brick>/volumes/ on every mounted brick and the open
-// ReplicaStores in it. Brick placement and lifecycle belong to BrickManager; replication
-// (later) attaches to the stores this module opens.
+// ReplicaStores in it. Brick placement and lifecycle belong to BrickManager.
+//
+// Replication follows each replica's role (attach/detach): a primary with peers gets a
+// PrimaryReplication (its store's mutations are shipped, its writes wait for the quorum); a
+// replica is served to primaries by the agent's ReplicaServer. Any change of role, peers,
+// write quorum or generation detaches and attaches again, so the server's fencing state and
+// the links' generation always come from the manifest just written.
 //
 // Every mutating method is idempotent in its natural form: creating a replica that exists
 // with the same settings returns it, deleting one that is gone reports deleted: false.
@@ -19,6 +24,10 @@ import type { Logger } from '../log.js';
 import { Scrubber, type ScrubProgress } from '../store/scrub.js';
 import type { Mutation } from '../store/mutations.js';
 import { ReplicaStore, type StoreOptions } from '../store/store.js';
+import type { ReplicaServer } from '../replication/server.js';
+import type { ReplicaLinkOptions } from '../replication/link.js';
+import { readOnlyBackend, storeBackend, type VolumeBackend } from './backend.js';
+import { effectiveWriteQuorum, PrimaryReplication, type ReplicationIdentity } from './replication.js';
 import { readVolumeConfig, writeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_VERSION, type PeerConfig, type VolumeConfig, type VolumeRole } from './config.js';
 
 export interface LocalVolume {
@@ -28,6 +37,19 @@ export interface LocalVolume {
   store: ReplicaStore;
   config: VolumeConfig;
   scrubber: Scrubber;
+  /** Set while this replica is primary with peers. */
+  primary?: PrimaryReplication;
+  /** True while the ReplicaServer serves this replica to primaries. */
+  served: boolean;
+}
+
+/** The agent's replication endpoint and identity; absent when replication is off. */
+export interface VolumeReplicationOptions {
+  identity: ReplicationIdentity;
+  server: ReplicaServer;
+  /** How long a write waits for its quorum before QUORUM_LOST (default 10 s). */
+  quorumTimeoutMs?: number;
+  link?: Partial<ReplicaLinkOptions>;
 }
 
 export interface CreateVolumeOptions {
@@ -56,6 +78,7 @@ export interface VolumeManagerOptions {
   scrubRate?: number;
   /** Told of every durable mutation of every replica, with its latency (the agent's metrics). */
   onMutationDurable?: (volumeId: string, op: Mutation['op'], seconds: number) => void;
+  replication?: VolumeReplicationOptions;
 }
 
 const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -143,6 +166,7 @@ export class VolumeManager {
       }
       checkGeneration(options.generation ?? 0);
       checkWriteQuorum(options.writeQuorum ?? 0, options.peers ?? []);
+      this.checkReplicable(options.role ?? 'replica', options.peers ?? []);
       const existing = this.volumes.get(options.volumeId);
       if (existing) {
         // A retry creates nothing: it must ask for what exists (the generation may have been
@@ -178,6 +202,7 @@ export class VolumeManager {
       };
       await writeVolumeConfig(dir, config);
       const volume = this.add(options.volumeId, brick.brickId, dir, store, config);
+      await this.attach(volume);
       this.options.events.emit({ kind: 'replica-created', volumeId: options.volumeId, brickId: brick.brickId, message: `replica created on brick ${brick.brickId}` });
       this.options.log.info({ volume: options.volumeId, brick: brick.brickId }, 'create replica');
       return volume;
@@ -203,9 +228,17 @@ export class VolumeManager {
       };
       // Checked before anything is written: a refused update must change nothing, generation included.
       checkWriteQuorum(config.writeQuorum, config.peers);
-      await volume.store.raiseGeneration(options.generation);
-      await writeVolumeConfig(volume.dir, config);
-      volume.config = config;
+      this.checkReplicable(config.role, config.peers);
+      // Detached first: no write is acknowledged under the old settings once the new ones
+      // are being written, and the server forgets the generation it had cached.
+      await this.detach(volume);
+      try {
+        await volume.store.raiseGeneration(options.generation);
+        await writeVolumeConfig(volume.dir, config);
+        volume.config = config;
+      } finally {
+        await this.attach(volume);
+      }
       return volume;
     });
   }
@@ -215,6 +248,7 @@ export class VolumeManager {
     return this.mutex.run(async () => {
       const volume = this.volumes.get(volumeId);
       if (!volume) return false;
+      await this.detach(volume);
       await volume.scrubber.stop();
       await volume.store.close();
       this.volumes.delete(volumeId);
@@ -250,11 +284,89 @@ export class VolumeManager {
   async close(): Promise<void> {
     await this.mutex.run(async () => {
       for (const volume of this.volumes.values()) {
+        await this.detach(volume);
         await volume.scrubber.pause();
         await volume.store.close();
       }
       this.volumes.clear();
     });
+  }
+
+  /**
+   * The volume as a frontend sees it. A primary's backend acknowledges a mutation once the
+   * write quorum has it (the quorum object of the moment: settings may change under a long
+   * mount). A replica's backend is read-only: it serves its local data, which may lag.
+   */
+  backend(volumeId: string, options: { readOnly?: boolean } = {}): VolumeBackend {
+    const volume = this.get(volumeId);
+    if (volume.config.role !== 'primary') return storeBackend(volume.store, { readOnly: true });
+    const backend = storeBackend(volume.store, {
+      replicated: async (seq) => {
+        if (volume.config.peers.length === 0) return;
+        if (!volume.primary) throw new BrickdError('QUORUM_LOST', `volume ${volumeId} is not replicating (reconfiguring or closing); the write is not acknowledged`, { volumeId });
+        await volume.primary.waitFor(seq);
+      },
+    });
+    return options.readOnly ? readOnlyBackend(backend) : backend;
+  }
+
+  /** Per-peer replication state of a primary ([] for a replica or a primary without peers). */
+  peerStates(volumeId: string) {
+    return this.get(volumeId).primary?.peers() ?? [];
+  }
+
+  /** A primary with peers needs this agent's replication endpoint (secret and cluster id). */
+  private checkReplicable(role: VolumeRole, peers: readonly PeerConfig[]): void {
+    if (role === 'primary' && peers.length > 0 && !this.options.replication) {
+      throw new BrickdError('INVALID_ARGUMENT', 'a primary with peers needs replication, which is off on this agent (set replicationAddress and replicationSecretFile)');
+    }
+  }
+
+  /** Start replicating `volume` as its role says. Called with the manager's mutex held. */
+  private async attach(volume: LocalVolume): Promise<void> {
+    const replication = this.options.replication;
+    if (!replication) return;
+    const { role, peers, writeQuorum } = volume.config;
+    if (role === 'replica') {
+      replication.server.addVolume(volume.store);
+      volume.served = true;
+    } else if (peers.length > 0) {
+      volume.primary = await volume.store.atSeqBoundary(
+        (lastSeq) =>
+          new PrimaryReplication({
+            identity: replication.identity,
+            volumeId: volume.volumeId,
+            generation: volume.store.manifest.generation,
+            peers,
+            writeQuorum,
+            startSeq: lastSeq,
+            quorumTimeoutMs: replication.quorumTimeoutMs ?? 10_000,
+            log: this.options.log,
+            ...(replication.link ? { link: replication.link } : {}),
+          }),
+      );
+      this.options.log.info(
+        { volume: volume.volumeId, peers: peers.map((p) => p.nodeId), writeQuorum: effectiveWriteQuorum(writeQuorum, peers.length + 1) },
+        'replicate volume as primary',
+      );
+    }
+  }
+
+  /** Stop replicating `volume` (waiting writes fail QUORUM_LOST; the server's applies in flight settle). */
+  private async detach(volume: LocalVolume): Promise<void> {
+    const replication = this.options.replication;
+    if (volume.served && replication) {
+      await replication.server.removeVolume(volume.volumeId);
+      volume.served = false;
+    }
+    const primary = volume.primary;
+    if (primary) {
+      // At a seq boundary: no mutation is between getting its seq and reaching the queue.
+      await volume.store.atSeqBoundary(() => {
+        volume.primary = undefined;
+      });
+      await primary.close();
+    }
   }
 
   private storeOptions(volumeId: string): StoreOptions {
@@ -264,6 +376,8 @@ export class VolumeManager {
       log: this.options.log,
       ...this.options.store,
       ...(onMutationDurable ? { onMutationDurable: (op: Mutation['op'], seconds: number) => onMutationDurable(volumeId, op, seconds) } : {}),
+      // In seq order, under the store's mutex: the primary of the moment ships it.
+      onMutation: (seq, mutation) => this.volumes.get(volumeId)?.primary?.push(seq, mutation),
       onChecksumError: (info) =>
         events.emit({
           kind: info.repaired ? 'checksum-repaired' : 'checksum-error',
@@ -278,13 +392,14 @@ export class VolumeManager {
     const config = await readVolumeConfig(dir);
     const volume = this.add(volumeId, brick.brickId, dir, store, config);
     await volume.scrubber.load();
+    await this.attach(volume);
     this.options.log.info({ volume: volumeId, brick: brick.brickId, durableSeq: String(store.durableSeq) }, 'open replica');
     return volume;
   }
 
   private add(volumeId: string, brickId: string, dir: string, store: ReplicaStore, config: VolumeConfig): LocalVolume {
     const scrubber = new Scrubber(store, { log: this.options.log, ...(this.options.scrubRate ? { rateBytesPerSec: this.options.scrubRate } : {}) });
-    const volume: LocalVolume = { volumeId, brickId, dir, store, config, scrubber };
+    const volume: LocalVolume = { volumeId, brickId, dir, store, config, scrubber, served: false };
     this.volumes.set(volumeId, volume);
     return volume;
   }

@@ -1,5 +1,6 @@
 // The brickd daemon as a real process on the embedded default: loop-file devices under its
 // state dir become mounted bricks; SIGTERM stops it cleanly; a restart finds the same bricks.
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { findLoopFor } from '../../src/brick/loop.js';
@@ -52,6 +53,23 @@ t.test('bad configuration exits 2 with the reason', async (t) => {
   const agent = startAgent(t, ['--fs-type', 'btrfs']);
   t.equal(await agent.exited, 2);
   t.match(agent.stderr.join('\n'), /CONFIG_INVALID: fsType \(from --fs-type\): expected one of xfs, ext4/);
+});
+
+t.test('replication on without a usable secret exits 2 and names the setting', { skip: needsRoot() }, async (t) => {
+  const stateDir = await tempDir(t, 'brickd-secret-state-');
+  cleanupAgentState(t, stateDir);
+  const base = ['--state-dir', stateDir, '--embedded', '--embedded-count', '1', '--embedded-size-bytes', '320MiB', '--control-socket', path.join(stateDir, 'control.sock'), '--unmount-on-exit', '--replication-address', '127.0.0.1:1'];
+  const missing = startAgent(t, base);
+  t.equal(await missing.exited, 2, 'no secret file configured');
+  t.match(missing.stderr.join('\n'), /CONFIG_INVALID: replicationSecretFile: replication is on/);
+  const short = path.join(stateDir, 'short-secret');
+  await writeFile(short, 'too-short\n', { mode: 0o600 });
+  const tooShort = startAgent(t, [...base, '--replication-secret-file', short]);
+  t.equal(await tooShort.exited, 2, 'a secret under 16 bytes');
+  t.match(tooShort.stderr.join('\n'), /holds 9 bytes; the secret must have at least 16/);
+  const absent = startAgent(t, [...base, '--replication-secret-file', path.join(stateDir, 'absent')]);
+  t.equal(await absent.exited, 2, 'a secret file that does not exist');
+  t.match(absent.stderr.join('\n'), /cannot read .*absent/);
 });
 
 t.test('without root it says why and exits 3', { skip: process.getuid?.() === 0 ? false : 'already not root' }, async (t) => {

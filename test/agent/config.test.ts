@@ -42,6 +42,13 @@ t.test('metricsAddress: loopback by default, any IP literal and port, or off', a
   t.equal(parseListenAddress('off'), undefined);
 });
 
+t.test('replication: off by default; address, cluster, secret file and quorum timeout', async (t) => {
+  const defaults = await loadConfig({});
+  t.match(defaults, { replicationAddress: 'off', advertiseAddress: '', clusterId: 'brickd', replicationSecretFile: '', quorumTimeoutMs: 10_000 });
+  const on = await loadConfig({ argv: ['--replication-address', '0.0.0.0:7400', '--advertise-address', '127.0.0.2:7400', '--cluster-id', 'prod-1', '--replication-secret-file', '/etc/brickd/secret', '--quorum-timeout-ms', '2500'] });
+  t.match(on, { replicationAddress: '0.0.0.0:7400', advertiseAddress: '127.0.0.2:7400', clusterId: 'prod-1', replicationSecretFile: '/etc/brickd/secret', quorumTimeoutMs: 2500 });
+});
+
 t.test('every bad value is CONFIG_INVALID naming key and source', async (t) => {
   const dir = await tempDir(t);
   const bad: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
@@ -63,6 +70,11 @@ t.test('every bad value is CONFIG_INVALID naming key and source', async (t) => {
     ['metrics port too big', { argv: ['--metrics-address', '127.0.0.1:65536'] }, /metricsAddress/],
     ['metrics IPv6 without brackets', { argv: ['--metrics-address', '::1:9464'] }, /metricsAddress/],
     ['metrics IPv4 in brackets', { argv: ['--metrics-address', '[127.0.0.1]:9464'] }, /metricsAddress/],
+    ['replication address by name', { argv: ['--replication-address', 'node-1:7400'] }, /replicationAddress \(from --replication-address\): expected "off" or host:port with an IP address/],
+    ['advertise address off', { argv: ['--advertise-address', 'off'] }, /advertiseAddress .*expected host:port/],
+    ['cluster id with a slash', { argv: ['--cluster-id', 'a/b'] }, /clusterId .* A-Z/],
+    ['relative secret file', { env: { BRICKD_REPLICATION_SECRET_FILE: 'secret' } }, /replicationSecretFile \(from BRICKD_REPLICATION_SECRET_FILE\): expected an absolute path/],
+    ['quorum timeout too short', { argv: ['--quorum-timeout-ms', '5'] }, /quorumTimeoutMs .* 100\.\.3600000/],
   ];
   for (const [name, sources, message] of bad) {
     await rejectsWithCode(t, loadConfig(sources), 'CONFIG_INVALID', message, name);

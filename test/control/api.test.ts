@@ -11,7 +11,7 @@ import { readMountInfo } from '../../src/brick/mountinfo.js';
 import { silentLogger } from '../../src/log.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import type { pb } from '../../src/wire/control.js';
-import { startAgent } from '../helpers/agent.js';
+import { startAgent, testSecretFile } from '../helpers/agent.js';
 import {
   callFails,
   grpc,
@@ -86,7 +86,7 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
   // signature, [2] too small. One more device with a signature is NOT on the allowlist.
   const outside = await loopDevice(t, 16);
   await run('mkfs.ext4', ['-q', '-F', '-L', 'outside', outside]);
-  const agent = await startControlAgent(t, { extraDevices: [320, 320, 64] });
+  const agent = await startControlAgent(t, { extraDevices: [320, 320, 64], secretFile: await testSecretFile(t) });
   const [blank, ext4Device, small] = agent.extraDevices as [string, string, string];
   await run('mkfs.ext4', ['-q', '-F', '-L', 'precious', ext4Device]);
   const { api } = agent;
@@ -229,12 +229,12 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
       brickId,
       generation: 1,
       role: 'primary',
-      peers: [{ nodeId: 'node-2', address: '10.0.0.2:7100' }],
+      peers: [{ nodeId: 'node-2', address: '127.0.0.1:9' }],
       writeQuorum: 2,
     };
     const created = await api.createVolume(request);
     t.match(created, { volumeId: 'vol-a', brickId, sizeLimitBytes: 64 * MiB, generation: 1, role: 'primary', writeQuorum: 2 });
-    t.same(created.peers.map((p) => [p.nodeId, p.address]), [['node-2', '10.0.0.2:7100']]);
+    t.same(created.peers.map((p) => [p.nodeId, p.address]), [['node-2', '127.0.0.1:9']]);
     t.ok(created.blockSize > 0);
     t.same(await bricksHolding(agent, 'vol-a'), [brickId], 'the replica is on the brick asked for');
 
@@ -473,7 +473,7 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
 
   await t.test('restart: bricks and volumes recovered; scrub stop and resume on real data', { timeout: 30_000 }, async (t) => {
     const brickId = embedded[0]!.brickId;
-    await api.createVolume({ volumeId: 'keep', sizeLimitBytes: 64 * MiB, brickId, generation: 7, role: 'primary', peers: [{ nodeId: 'n2', address: 'h2:7100' }], writeQuorum: 2 });
+    await api.createVolume({ volumeId: 'keep', sizeLimitBytes: 64 * MiB, brickId, generation: 7, role: 'primary', peers: [{ nodeId: 'n2', address: '127.0.0.1:9' }], writeQuorum: 2 });
     const bricksBefore = (await api.listBricks({})).bricks;
     const volumesBefore = (await api.listVolumes({})).volumes;
     t.equal(await agent.stop('SIGTERM'), 0, 'clean stop');

@@ -2,13 +2,15 @@
 // stop it with a signal. Every process started here is killed (by pid) at teardown, and
 // cleanupAgentState removes what an agent leaves on the machine (mounts, loop devices).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Test } from 'tap';
 import { findLoopFor } from '../../src/brick/loop.js';
 import { readMountInfo } from '../../src/brick/mountinfo.js';
 import { run } from '../../src/exec.js';
+import { freePort } from './http.js';
 
 export const BRICKD = path.resolve(import.meta.dirname, '../../dist/src/cli/brickd.js');
 
@@ -79,4 +81,20 @@ export function cleanupAgentState(t: Test, stateDir: string): void {
       if (loop) await run('losetup', ['-d', loop]).catch(() => {});
     }
   });
+}
+
+/** The cluster secret agents in tests share (a 0600 file in a temp dir) and the cluster id they use. */
+export const TEST_CLUSTER = 'brickd-test';
+
+export async function testSecretFile(t: Test): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'brickd-secret-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'replication-secret');
+  await writeFile(file, 'brickd-test-cluster-secret-0123456789\n', { mode: 0o600 });
+  return file;
+}
+
+/** Daemon flags that turn replication on at a free loopback port with `secretFile`. */
+export async function replicationFlags(secretFile: string): Promise<string[]> {
+  return ['--replication-address', `127.0.0.1:${await freePort()}`, '--replication-secret-file', secretFile, '--cluster-id', TEST_CLUSTER];
 }

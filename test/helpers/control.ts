@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Test } from 'tap';
 import { readMountInfo } from '../../src/brick/mountinfo.js';
 import { controlClient, ControlService, REASON_KEY, type ControlClient, type ControlMethod } from '../../src/wire/control.js';
-import { cleanupAgentState, startAgent, type AgentProcess } from './agent.js';
+import { cleanupAgentState, replicationFlags, startAgent, type AgentProcess } from './agent.js';
 import { loopDevice, tempDir } from './loop.js';
 
 export { grpc };
@@ -136,6 +136,8 @@ export interface ControlAgentOptions {
   extraDevices?: number[];
   /** More daemon flags. */
   args?: string[];
+  /** Turn replication on (a free loopback port) with this secret file. */
+  secretFile?: string;
 }
 
 export interface ControlAgent {
@@ -173,6 +175,7 @@ export async function startControlAgent(t: Test, options: ControlAgentOptions = 
     '--embedded-count', String(options.embeddedCount ?? 2),
     '--embedded-size-bytes', `${options.embeddedSizeMiB ?? 320}MiB`,
     ...extraDevices.flatMap((d) => ['--allow', d]),
+    ...(options.secretFile ? await replicationFlags(options.secretFile) : []),
     ...(options.args ?? []),
   ];
 

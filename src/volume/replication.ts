@@ -1,0 +1,135 @@
+// A primary's replication of one volume: the retained queue fed by the store's onMutation,
+// one ReplicaLink per peer, and the quorum tracker that decides when a mutation may be
+// acknowledged. Built by the volume manager when a replica becomes primary with peers, torn
+// down (close) when its settings change or the volume closes.
+//
+// Ordering: the manager creates and closes this object inside store.atSeqBoundary, so the
+// queue starts exactly at the store's last seq and sees every later mutation once, in order.
+// A write waiting for its quorum when the object closes is rejected with QUORUM_LOST: it was
+// never acknowledged, which is always safe (the caller may retry it).
+import { BrickdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { ReplicaLink, type LinkState, type ReplicaLinkOptions } from '../replication/link.js';
+import { QuorumTracker } from '../replication/quorum.js';
+import { RetainedQueue } from '../replication/retained.js';
+import type { Mutation } from '../store/mutations.js';
+import type { PeerConfig } from './config.js';
+
+/** Who this node is to its peers (from the agent's configuration). */
+export interface ReplicationIdentity {
+  clusterId: string;
+  nodeId: string;
+  secret: Buffer;
+}
+
+export interface PrimaryReplicationOptions {
+  identity: ReplicationIdentity;
+  volumeId: string;
+  generation: number;
+  peers: readonly PeerConfig[];
+  /** Replicas including this one; 0 = a majority of (peers + 1). */
+  writeQuorum: number;
+  /** The store's last seq (store.atSeqBoundary): the queue's first push is startSeq + 1. */
+  startSeq: bigint;
+  /** How long a write may wait for its quorum before QUORUM_LOST. */
+  quorumTimeoutMs: number;
+  log: Logger;
+  /** Test and bench knobs for the links (window sizes, backoff). */
+  link?: Partial<ReplicaLinkOptions>;
+}
+
+export interface PeerState {
+  nodeId: string;
+  address: string;
+  state: LinkState;
+  ackedSeq: bigint;
+  /** Mutations the primary has that this replica does not hold durably. */
+  lagSeq: bigint;
+  reason: string;
+}
+
+/** W for `replicas` replicas when the volume says 0: a strict majority. */
+export function effectiveWriteQuorum(writeQuorum: number, replicas: number): number {
+  return writeQuorum > 0 ? writeQuorum : Math.floor(replicas / 2) + 1;
+}
+
+/** "10.0.0.5:7400" or "[fd00::5]:7400" → host and port (the control API checked the shape). */
+export function splitPeerAddress(address: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : 0;
+  if (!m || port < 1 || port > 65535) throw new BrickdError('INVALID_ARGUMENT', `peer address ${JSON.stringify(address)} is not host:port`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+export class PrimaryReplication {
+  readonly queue: RetainedQueue;
+  readonly quorum: QuorumTracker;
+  private readonly links = new Map<string, { link: ReplicaLink; peer: PeerConfig; reason: string }>();
+  private closed = false;
+
+  constructor(options: PrimaryReplicationOptions) {
+    const log = options.log.child({ volume: options.volumeId });
+    this.queue = new RetainedQueue({ startSeq: options.startSeq, generation: options.generation, log });
+    this.quorum = new QuorumTracker({
+      writeQuorum: effectiveWriteQuorum(options.writeQuorum, options.peers.length + 1),
+      timeoutMs: options.quorumTimeoutMs,
+    });
+    for (const peer of options.peers) {
+      const { host, port } = splitPeerAddress(peer.address);
+      const link = new ReplicaLink({
+        host,
+        port,
+        name: peer.nodeId,
+        replicaNodeId: peer.nodeId,
+        clusterId: options.identity.clusterId,
+        nodeId: options.identity.nodeId,
+        secret: options.identity.secret,
+        volumeId: options.volumeId,
+        queue: this.queue,
+        log,
+        ...options.link,
+      });
+      const entry = { link, peer, reason: '' };
+      link.on('ack', (seq) => this.quorum.setReplica(peer.nodeId, seq));
+      link.on('state', (_state, reason) => {
+        entry.reason = reason;
+      });
+      this.links.set(peer.nodeId, entry);
+      link.start();
+    }
+  }
+
+  /** The store's onMutation: called synchronously in seq order. */
+  push(seq: bigint, mutation: Mutation): void {
+    if (!this.closed) this.queue.push(seq, mutation);
+  }
+
+  /** Resolves once `seq` (durable locally: its store call resolved) is durable on W replicas. */
+  waitFor(seq: bigint): Promise<void> {
+    return this.quorum.waitFor(seq, true);
+  }
+
+  get writeQuorum(): number {
+    return this.quorum.writeQuorum;
+  }
+
+  peers(): PeerState[] {
+    const last = this.queue.lastSeq;
+    return [...this.links.values()].map(({ link, peer, reason }) => ({
+      nodeId: peer.nodeId,
+      address: peer.address,
+      state: link.state,
+      ackedSeq: link.ackedSeq,
+      lagSeq: last > link.ackedSeq ? last - link.ackedSeq : 0n,
+      reason,
+    }));
+  }
+
+  /** Stop shipping: links closed, waiting writes rejected (QUORUM_LOST: not acknowledged). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.quorum.close(new BrickdError('QUORUM_LOST', 'replication of this volume was stopped or reconfigured; the write is not acknowledged'));
+    await Promise.all([...this.links.values()].map(({ link }) => link.close()));
+  }
+}
