@@ -4,7 +4,7 @@
 // Skips without root (loop devices, mkfs, mount, allow_other) or without /dev/fuse.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, chown, link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, stat, statfs, symlink, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, stat, statfs, symlink, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { fuseVolume, needsFuse } from '../helpers/fuse.js';
@@ -181,7 +181,7 @@ t.test('operations through a real mount', { skip: needsFuse() }, async (t) => {
     const b = await open(at('log'), 'a');
     const w = await open(at('log'), 'r+');
     try {
-      await a.write('A', null as unknown as number);
+      await a.write('A');
       await w.write('wxyz', 5); // extends the file behind the appender's back
       await a.write('B', 0); // position ignored with O_APPEND
       await b.write('C');
@@ -192,7 +192,7 @@ t.test('operations through a real mount', { skip: needsFuse() }, async (t) => {
       await w.close();
     }
     const content = await readFile(at('log'), 'utf8');
-    t.equal(content.slice(0, 10), '0123AwxyzB'.slice(0, 5) + 'wxyz' + 'B', 'appends land at the end each time');
+    t.equal(content.slice(0, 10), '0123AwxyzB', 'appends land at the end each time');
     t.equal(content.slice(10, 11), 'C');
     t.same(content.slice(11).split('').sort(), ['D', 'E', 'F'], 'concurrent appends neither overlap nor get lost');
   });
@@ -237,6 +237,7 @@ t.test('operations through a real mount', { skip: needsFuse() }, async (t) => {
   });
 
   t.test('access', async (t) => {
-    await t.resolves(open(at('hello.txt'), constants.O_RDONLY).then((h) => h.close()));
+    await t.resolves(access(at('hello.txt'), constants.R_OK | constants.W_OK));
+    await t.rejects(access(at('nope'), constants.F_OK), { code: 'ENOENT' });
   });
 });
