@@ -27,7 +27,7 @@ export const ErrorCodes = {
   BRICK_MANIFEST_INVALID: 'the brick manifest is unreadable or inconsistent',
   BRICK_FORMAT_TOO_NEW: 'the on-disk format is newer than this agent understands',
   BRICK_FOREIGN: 'the brick belongs to another node',
-  MOUNT_FAILED: 'mounting a brick failed or could not be verified',
+  MOUNT_FAILED: 'mounting a brick or a volume (FUSE) failed or could not be verified',
   // replica store
   NAME_INVALID: 'a path is absolute, has . or .. or NUL, or is too long',
   VOLUME_NOT_FOUND: 'no such volume replica on this brick',
