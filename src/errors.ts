@@ -42,6 +42,9 @@ export const ErrorCodes = {
   GENERATION_STALE: 'the request carries a generation lower than the replica has seen',
   BRICK_IN_USE: 'the brick still holds volume replicas',
   NO_BRICK: 'no mounted brick has room for the replica',
+  VOLUME_MOUNTED: 'the volume is mounted here (unmount it first)',
+  NOT_PRIMARY: 'the replica here is not the primary: it can only be mounted read-only',
+  MOUNT_PATH_INVALID: 'the mount path is not absolute, is /, or lies inside the agent state dir',
   // control API
   INVALID_ARGUMENT: 'a request field is missing, of the wrong type or out of range',
   NOT_IMPLEMENTED: 'the call is part of the API but this agent does not serve it yet',

@@ -3,8 +3,8 @@
 // Lifecycle (AgentState): created → starting → running → stopping → stopped; a failure
 // while starting goes to `failed` with the error. Start order: the HTTP endpoint (metrics
 // and health, so liveness answers during a long recovery), node id, embedded devices,
-// bricks (recovered from the disks), volume replicas (opened, logs replayed), then the
-// control socket; stop runs it backwards. This is the only module that wires everything.
+// bricks (recovered from the disks), volume replicas (opened, logs replayed), the
+// replication endpoint, FUSE mounts (restored), then the control socket; stop runs it backwards. This is the only module that wires everything.
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { BrickManager, type BrickStatus } from '../brick/manager.js';
@@ -16,6 +16,7 @@ import { VERSION } from '../version.js';
 import { ReplicaServer } from '../replication/server.js';
 import { MIN_SECRET_BYTES } from '../replication/session.js';
 import { VolumeManager } from '../volume/manager.js';
+import { VolumeMounts } from '../fuse/table.js';
 import { controlClient, type ControlClient } from '../wire/control.js';
 import { type AgentConfig, embeddedEnabled, parseListenAddress } from './config.js';
 import { attachEmbeddedDevices, detachEmbeddedDevices, type EmbeddedDevice } from './embedded.js';
@@ -31,6 +32,7 @@ export class Agent {
   nodeId = '';
   bricks!: BrickManager;
   volumes!: VolumeManager;
+  mounts!: VolumeMounts;
   readonly events = new EventBus();
   readonly metrics: AgentMetrics;
   private control: ControlServer | undefined;
@@ -110,16 +112,20 @@ export class Agent {
         const { host, port } = parseListenAddress(this.config.replicationAddress)!;
         await this.replicaServer.listen(port, host);
       }
+      // FUSE mounts this agent served before a restart or crash (dead ones are detached first).
+      this.mounts = new VolumeMounts({ stateDir: this.config.stateDir, volumes: this.volumes, log: this.log.child({ node: this.nodeId }) });
+      await this.mounts.restore();
       await this.metrics.refreshDevices();
       this.control = new ControlServer({
         nodeId: this.nodeId,
         version: VERSION,
         zone: this.config.zone,
         labels: {},
-        capabilities: ['xfs', 'ext4', 'scrub', 'checksums', ...(this.replicaServer ? ['replication'] : []), ...(this.embedded.length > 0 ? ['embedded-devices'] : [])],
+        capabilities: ['xfs', 'ext4', 'scrub', 'checksums', 'fuse', ...(this.replicaServer ? ['replication'] : []), ...(this.embedded.length > 0 ? ['embedded-devices'] : [])],
         replicationAddress: this.replicaServer ? this.config.advertiseAddress || this.config.replicationAddress : '',
         bricks: this.bricks,
         volumes: this.volumes,
+        mounts: this.mounts,
         events: this.events,
         log: this.log.child({ node: this.nodeId }),
       });
@@ -132,6 +138,7 @@ export class Agent {
       });
     } catch (err) {
       this.state = 'failed';
+      await this.mounts?.close();
       await this.replicaServer?.close();
       await this.stopHttp();
       await this.releaseStateDir?.();
@@ -144,6 +151,8 @@ export class Agent {
     this.transition('stopping');
     // New calls stop first; then the replicas close (final checkpoint); then the bricks.
     await this.control?.close();
+    // FUSE mounts go first: their ops would otherwise meet closing stores.
+    await this.mounts?.close();
     // Sessions end before the stores close: no apply is cut off by a closing store.
     await this.replicaServer?.close();
     await this.volumes?.close();

@@ -23,6 +23,7 @@ import { Mutex } from '../lock.js';
 import type { Logger } from '../log.js';
 import { REPLICA_VERSION } from '../store/manifest.js';
 import type { ScrubProgress } from '../store/scrub.js';
+import type { VolumeMounts } from '../fuse/table.js';
 import { checkVolumeId, type LocalVolume, type VolumeManager } from '../volume/manager.js';
 import type { PeerConfig, VolumeRole } from '../volume/config.js';
 import { ControlService, pb, UndecodableRequest, type ControlMethod } from '../wire/control.js';
@@ -40,6 +41,7 @@ export interface ControlServerDeps {
   replicationAddress: string;
   bricks: BrickManager;
   volumes: VolumeManager;
+  mounts: VolumeMounts;
   events: EventBus;
   log: Logger;
 }
@@ -449,20 +451,29 @@ export class ControlServer {
           checksumErrors: store.stats.checksumErrors,
           repairedBlocks: store.stats.repaired,
           peers: peers.map((p) => ({ nodeId: p.nodeId, state: p.state, ackedSeq: Number(p.ackedSeq), lagSeq: Number(p.lagSeq) })),
-          mountPath: '',
+          mountPath: this.deps.mounts.get(volume.volumeId)?.mountPath ?? '',
           scrub: scrubMessage(volume.scrubber.progress),
         };
       }),
 
-      mountVolume: this.unary<pb.MountVolumeRequest, pb.IMountVolumeResponse>('mountVolume', async (req) => {
-        volumes.get(volumeId(req.volumeId));
-        throw new BrickdError('NOT_IMPLEMENTED', 'MountVolume: the FUSE frontend is not part of this agent yet');
-      }),
+      mountVolume: this.unary<pb.MountVolumeRequest, pb.IMountVolumeResponse>('mountVolume', (req) =>
+        this.requests.run('mountVolume', req.requestId, async () => {
+          const id = volumeId(req.volumeId);
+          volumes.get(id);
+          const record = await this.deps.mounts.mount(id, requireString(req.hostPath, 'host_path'), req.readOnly === true);
+          return { mountPath: record.mountPath };
+        }),
+      ),
 
-      unmountVolume: this.unary<pb.UnmountVolumeRequest, pb.IUnmountVolumeResponse>('unmountVolume', async (req) => {
-        volumes.get(volumeId(req.volumeId));
-        throw new BrickdError('NOT_IMPLEMENTED', 'UnmountVolume: the FUSE frontend is not part of this agent yet');
-      }),
+      // Naturally idempotent: unmounting a volume that is not mounted succeeds.
+      unmountVolume: this.unary<pb.UnmountVolumeRequest, pb.IUnmountVolumeResponse>('unmountVolume', (req) =>
+        this.requests.run('unmountVolume', req.requestId, async () => {
+          const id = volumeId(req.volumeId);
+          volumes.get(id);
+          await this.deps.mounts.unmount(id);
+          return {};
+        }),
+      ),
 
       startScrub: this.unary<pb.StartScrubRequest, pb.IOperation>('startScrub', async (req) =>
         this.operationMessage(

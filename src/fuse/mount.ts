@@ -65,6 +65,7 @@ export async function clearDeadMount(mountPath: string, log: Logger = silentLogg
     return false;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'ENOENT') return false; // nothing there at all
     if (!DEAD_MOUNT_CODES.has(code)) throw err;
     log.warn({ mountPath, code }, 'detach dead mount');
     await native.umount(mountPath, UmountFlags.MNT_DETACH);

@@ -111,8 +111,15 @@ function checkWriteQuorum(writeQuorum: number, peers: readonly PeerConfig[]): vo
   }
 }
 
+/** A frontend serving a volume (a FUSE mount): the volume cannot be deleted, nor demoted while writable. */
+export interface VolumePin {
+  what: string;
+  writable: boolean;
+}
+
 export class VolumeManager {
   private readonly volumes = new Map<string, LocalVolume>();
+  private readonly pins = new Map<string, VolumePin>();
   private readonly mutex = new Mutex();
 
   constructor(private readonly options: VolumeManagerOptions) {}
@@ -132,6 +139,21 @@ export class VolumeManager {
     return this.list()
       .filter((v) => v.brickId === brickId)
       .map((v) => v.volumeId);
+  }
+
+  /**
+   * Mark `volumeId` as served by a frontend (or clear it with undefined). Under the mutex, so
+   * a delete or a demotion racing a mount sees one or the other, never half of both.
+   */
+  pin(volumeId: string, pin: VolumePin | undefined): Promise<void> {
+    return this.mutex.run(async () => {
+      if (pin) {
+        this.get(volumeId);
+        this.pins.set(volumeId, pin);
+      } else {
+        this.pins.delete(volumeId);
+      }
+    });
   }
 
   /** Open every replica found on the mounted bricks (start-up). A replica that fails to open is logged and skipped. */
@@ -229,6 +251,10 @@ export class VolumeManager {
       // Checked before anything is written: a refused update must change nothing, generation included.
       checkWriteQuorum(config.writeQuorum, config.peers);
       this.checkReplicable(config.role, config.peers);
+      const pin = this.pins.get(volumeId);
+      if (pin?.writable && config.role !== 'primary') {
+        throw new BrickdError('VOLUME_MOUNTED', `volume ${volumeId} is ${pin.what} read-write; unmount it before it stops being primary here`, { volumeId });
+      }
       // Detached first: no write is acknowledged under the old settings once the new ones
       // are being written, and the server forgets the generation it had cached.
       await this.detach(volume);
@@ -248,6 +274,8 @@ export class VolumeManager {
     return this.mutex.run(async () => {
       const volume = this.volumes.get(volumeId);
       if (!volume) return false;
+      const pin = this.pins.get(volumeId);
+      if (pin) throw new BrickdError('VOLUME_MOUNTED', `volume ${volumeId} is ${pin.what}; unmount it before deleting its replica`, { volumeId });
       await this.detach(volume);
       await volume.scrubber.stop();
       await volume.store.close();

@@ -54,6 +54,8 @@ interface Node {
   socket: string;
   extra: string;
   nodeId: string;
+  /** host:port of its replication endpoint. */
+  replication: string;
   agent: AgentProcess;
   /** brickctl --socket <this node> ... */
   ctl: (...args: string[]) => Promise<Result>;
@@ -84,11 +86,12 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
     const stateDir = path.join(base, name);
     const socket = path.join(stateDir, 'control.sock');
     const allow = i === 0 ? ['--allow', extras[i]!, '--allow', signed] : ['--allow', extras[i]!];
+    const replication = await replicationFlags(secretFile);
     const agent = startAgent(t, [
       '--state-dir', stateDir, '--embedded', '--embedded-count', '1', '--embedded-size-bytes', '320MiB',
-      ...allow, '--control-socket', socket, '--zone', String(i + 1), '--unmount-on-exit', ...(await replicationFlags(secretFile)),
+      ...allow, '--control-socket', socket, '--zone', String(i + 1), '--unmount-on-exit', ...replication,
     ]);
-    nodes.push({ name: `node-${name}`, zone: String(i + 1), stateDir, socket, extra: extras[i]!, nodeId: '', agent, ctl: (...args) => brickctl(['--socket', socket, ...args]) });
+    nodes.push({ name: `node-${name}`, zone: String(i + 1), stateDir, socket, extra: extras[i]!, nodeId: '', replication: replication[1]!, agent, ctl: (...args) => brickctl(['--socket', socket, ...args]) });
   }
   // Stop the agents cleanly first (they unmount their bricks and detach their embedded devices).
   t.teardown(async () => {
@@ -221,12 +224,23 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
     t.equal(states.at(-1).state, 'succeeded', 'op watch --json: NDJSON, the last line final');
     t.equal((await a.ctl('scrub', 'stop', 'life')).code, 0);
 
-    const mount = await a.ctl('volume', 'mount', 'life', path.join(base, 'mnt'));
-    t.equal(mount.code, 6, 'mount: unimplemented');
-    t.match(mount.stderr, /NOT_IMPLEMENTED: MountVolume: the FUSE frontend is not part of this agent yet/);
-    const mountJson = await a.ctl('--json', 'volume', 'mount', 'life', path.join(base, 'mnt'));
-    t.match(json(mountJson.stderr).error, { reason: 'NOT_IMPLEMENTED', status: 'UNIMPLEMENTED', exitCode: 6 });
-    t.equal((await a.ctl('volume', 'unmount', 'life')).code, 6);
+    // life is a replica here now: read-write is refused, read-only is served.
+    const mnt = path.join(base, 'mnt');
+    const mount = await a.ctl('volume', 'mount', 'life', mnt);
+    t.equal(mount.code, 4, 'a replica cannot be mounted read-write');
+    t.match(mount.stderr, /NOT_PRIMARY/);
+    const mountJson = await a.ctl('--json', 'volume', 'mount', 'life', mnt, '--read-only');
+    t.equal(mountJson.code, 0, mountJson.stderr);
+    t.same(json(mountJson.stdout), { mountPath: mnt });
+    t.match((await a.ctl('volume', 'status', 'life')).stdout, new RegExp(`^mounted at: +${mnt}$`, 'm'));
+    const fsType = await run('findmnt', ['-n', '-o', 'FSTYPE,OPTIONS', mnt]);
+    t.match(fsType.stdout, /^fuse\.brickd +ro,/, 'a read-only FUSE mount');
+    const busy = await a.ctl('volume', 'delete', 'life');
+    t.equal(busy.code, 4, 'a mounted volume cannot be deleted');
+    t.match(busy.stderr, /VOLUME_MOUNTED/);
+    t.equal((await a.ctl('volume', 'unmount', 'life')).code, 0);
+    t.equal((await a.ctl('volume', 'unmount', 'life')).code, 0, 'unmount again: nothing to do');
+    t.equal((await run('findmnt', ['-n', mnt]).catch(() => ({ stdout: '' }))).stdout, '', 'nothing mounted there any more');
 
     const deleted = await a.ctl('volume', 'delete', 'life');
     t.match(deleted.stdout, 'deleted volume life');
@@ -297,7 +311,7 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
   // ---- provision ----------------------------------------------------------------------
 
   const topologyNode = (n: Node, zone: number | string, devices: unknown[] = [n.extra]) => ({
-    node: { hostnames: { manage: [`unix://${n.socket}`], storage: ['127.0.0.1'] }, zone, name: n.name, replication: `127.0.0.1:74${n.zone.padStart(2, '0')}` },
+    node: { hostnames: { manage: [`unix://${n.socket}`], storage: ['127.0.0.1'] }, zone, name: n.name, replication: n.replication },
     devices,
   });
   const topology = path.join(base, 'topology.json');
@@ -388,17 +402,25 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
     t.match(report.warnings.join('\n'), /agent reports zone "2", the topology says "1"/, 'a zone that differs from the agent\'s is a warning');
   });
 
-  await t.test('provision: mount on a chosen node (the agent answers UNIMPLEMENTED)', async (t) => {
-    const mounted = await provision('--volume', 'pvm', '--size', '32MiB', '--replicas', '2', '--mount-on', b.name, '--path', path.join(base, 'mnt-pvm'), '--json');
-    t.equal(mounted.code, 6, 'exit code of the mount call');
+  await t.test('provision: mount on a chosen node, written through FUSE, replicated', async (t) => {
+    const mnt = path.join(base, 'mnt-pvm');
+    const mounted = await provision('--volume', 'pvm', '--size', '32MiB', '--replicas', '2', '--mount-on', b.name, '--path', mnt, '--json');
+    t.equal(mounted.code, 0, mounted.stderr);
     const report = json(mounted.stdout);
     t.equal(report.placement[0].node, b.name, 'the mount node holds the primary');
     t.equal(report.placement[0].role, 'primary');
     t.not(report.placement[1].zone, report.placement[0].zone);
-    t.match(report.mount, { node: b.name, state: 'failed', reason: 'NOT_IMPLEMENTED' });
-    t.match(json(mounted.stderr).error, { reason: 'NOT_IMPLEMENTED', exitCode: 6 });
-    t.match((await volumesOn(b)).find((v) => v.volumeId === 'pvm'), { role: 'primary' }, 'the volume exists even though the mount failed');
+    t.match(report.mount, { node: b.name, path: mnt, state: 'mounted' });
+    // Written by another process, as a pod would (FUSE ops run in the agent).
+    await run('sh', ['-c', `printf 'hello from a pod' > ${mnt}/greeting && sync ${mnt}/greeting`]);
+    t.equal((await run('cat', [`${mnt}/greeting`])).stdout, 'hello from a pod');
     const other = nodes.find((n) => n.name === report.placement[1].node)!;
+    const replicaStatus = json((await other.ctl('--json', 'volume', 'status', 'pvm')).stdout);
+    const primaryStatus = json((await b.ctl('--json', 'volume', 'status', 'pvm')).stdout);
+    t.equal(primaryStatus.mountPath, mnt);
+    t.equal(primaryStatus.health, 'healthy', 'the primary streams to its replica');
+    t.ok(Number(replicaStatus.durableSeq) >= 1 && replicaStatus.durableSeq === primaryStatus.peers[0].ackedSeq, 'the replica holds what the primary shipped');
+    t.equal((await b.ctl('volume', 'unmount', 'pvm')).code, 0);
     for (const n of [b, other]) t.equal((await n.ctl('volume', 'delete', 'pvm')).code, 0);
     t.equal((await provision('--volume', 'x', '--size', '1MiB', '--replicas', '1', '--mount-on', 'node-z', '--path', '/mnt/x')).code, 2, 'unknown mount node');
     t.equal((await provision('--volume', 'x', '--size', '1MiB', '--replicas', '1', '--mount-on', 'node-a')).code, 2, '--mount-on needs --path');

@@ -18,6 +18,7 @@ import {
   isRunning,
   operationDone,
   readStream,
+  snapshot,
   startControlAgent,
   type ControlAgent,
   type ResponseOf,
@@ -102,8 +103,8 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     t.match(info.nodeId, /^[0-9a-f-]{36}$/);
     t.equal(info.zone, 'default');
     t.match(info.version, /^\d+\.\d+\.\d+/);
-    for (const c of ['xfs', 'ext4', 'scrub', 'embedded-devices']) t.ok(info.capabilities.includes(c), `capability ${c}`);
-    t.notOk(info.capabilities.includes('fuse'), 'no fuse capability: MountVolume is not implemented');
+    for (const c of ['xfs', 'ext4', 'scrub', 'fuse', 'replication', 'embedded-devices']) t.ok(info.capabilities.includes(c), `capability ${c}`);
+    t.match(info.replicationAddress, /^127\.0\.0\.1:\d+$/, 'the replication address peers dial');
     t.equal(info.brickFormatVersion, 1);
     t.equal(info.replicaFormatVersion, 1);
   });
@@ -335,10 +336,47 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     await t.rejects(readStream(agent.client.watchOperation({ operationId: 'no-such-op' }), undefined, 5000), { code: status.NOT_FOUND, reason: 'OPERATION_NOT_FOUND' }, 'WatchOperation of an unknown id');
   });
 
-  await t.test('MountVolume and UnmountVolume are not implemented yet', { timeout: 30_000 }, async (t) => {
-    await callFails(t, api.mountVolume({ requestId: 'm1', volumeId: 'vol-a', hostPath: '/mnt/x' }), status.UNIMPLEMENTED, 'NOT_IMPLEMENTED', 'mount');
-    await callFails(t, api.unmountVolume({ requestId: 'u1', volumeId: 'vol-a' }), status.UNIMPLEMENTED, 'NOT_IMPLEMENTED', 'unmount');
-    await callFails(t, api.mountVolume({ volumeId: 'vol-none', hostPath: '/mnt/x' }), status.NOT_FOUND, 'VOLUME_NOT_FOUND', 'mount of unknown volume');
+  await t.test('MountVolume and UnmountVolume: FUSE at a host path, retries, refusals', { timeout: 60_000 }, async (t) => {
+    await api.createVolume({ volumeId: 'vol-m', sizeLimitBytes: 64 * MiB, role: 'primary', generation: 1 });
+    t.teardown(async () => {
+      await api.unmountVolume({ volumeId: 'vol-m' }).catch(() => {});
+      await api.deleteVolume({ volumeId: 'vol-m' }).catch(() => {});
+    });
+    const base = await tempDir(t, 'brickd-api-mnt-');
+    const mnt = path.join(base, 'vol-m');
+    const before = await snapshot(agent);
+    for (const [request, code, reason, name] of [
+      [{ volumeId: 'vol-m', hostPath: 'relative/path' }, status.INVALID_ARGUMENT, 'MOUNT_PATH_INVALID', 'a relative path'],
+      [{ volumeId: 'vol-m', hostPath: '/' }, status.INVALID_ARGUMENT, 'MOUNT_PATH_INVALID', 'the root'],
+      [{ volumeId: 'vol-m', hostPath: `${base}/../x` }, status.INVALID_ARGUMENT, 'MOUNT_PATH_INVALID', 'a path with ..'],
+      [{ volumeId: 'vol-m', hostPath: path.join(agent.stateDir, 'bricks', 'x') }, status.INVALID_ARGUMENT, 'MOUNT_PATH_INVALID', 'inside the state dir'],
+      [{ volumeId: 'vol-m', hostPath: '' }, status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'no path'],
+      [{ volumeId: 'vol-none', hostPath: mnt }, status.NOT_FOUND, 'VOLUME_NOT_FOUND', 'an unknown volume'],
+      [{ volumeId: '../vol-m', hostPath: mnt }, status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'a volume id with ..'],
+    ] as const) {
+      await callFails(t, api.mountVolume(request), code, reason, name);
+    }
+    t.same(await snapshot(agent), before, 'refused mounts changed nothing');
+    await t.rejects(access(mnt), { code: 'ENOENT' }, 'not even the mount point was made');
+
+    const mounted = await api.mountVolume({ requestId: 'mount-m', volumeId: 'vol-m', hostPath: mnt });
+    t.same(mounted, { mountPath: mnt });
+    t.same(await api.mountVolume({ requestId: 'mount-m', volumeId: 'vol-m', hostPath: mnt }), mounted, 'a retry answers the same');
+    t.same(await api.mountVolume({ volumeId: 'vol-m', hostPath: mnt }), mounted, 'the same mount without a request id too');
+    await callFails(t, api.mountVolume({ volumeId: 'vol-m', hostPath: path.join(base, 'elsewhere') }), status.FAILED_PRECONDITION, 'VOLUME_MOUNTED', 'a second path');
+    const info = (await readMountInfo()).find((m) => m.target === mnt);
+    t.match(info, { fsType: 'fuse.brickd', source: 'brickd:vol-m' }, 'a FUSE mount named after the volume');
+    await run('sh', ['-c', `printf data > ${mnt}/file`]);
+    t.equal((await run('cat', [`${mnt}/file`])).stdout, 'data', 'written and read by other processes');
+    t.equal((await api.getVolumeStatus({ volumeId: 'vol-m' })).mountPath, mnt);
+    await callFails(t, api.deleteVolume({ volumeId: 'vol-m' }), status.FAILED_PRECONDITION, 'VOLUME_MOUNTED', 'delete while mounted');
+    await callFails(t, api.updateVolume({ volumeId: 'vol-m', generation: 1, role: 'replica' }), status.FAILED_PRECONDITION, 'VOLUME_MOUNTED', 'demote while mounted read-write');
+
+    t.same(await api.unmountVolume({ requestId: 'unmount-m', volumeId: 'vol-m' }), {});
+    t.same(await api.unmountVolume({ requestId: 'unmount-m', volumeId: 'vol-m' }), {}, 'a retried unmount');
+    t.same(await api.unmountVolume({ volumeId: 'vol-m' }), {}, 'unmounting what is not mounted succeeds');
+    t.notOk((await readMountInfo()).some((m) => m.target === mnt), 'nothing mounted there any more');
+    t.equal((await api.getVolumeStatus({ volumeId: 'vol-m' })).mountPath, '');
     await callFails(t, api.unmountVolume({ volumeId: '../vol-a' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'unmount with path traversal');
   });
 
