@@ -337,7 +337,7 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
     t.match(first.stderr, /node node-a: adopting/);
 
     const replicas = await Promise.all(nodes.map(async (n) => ({ n, volumes: await volumesOn(n) })));
-    const addressOf = (n: Node) => `127.0.0.1:74${n.zone.padStart(2, '0')}`;
+    const addressOf = (n: Node) => n.replication;
     for (const { n, volumes } of replicas) {
       const pv = volumes.find((v) => v.volumeId === 'pv');
       t.ok(pv, `${n.name} holds a replica`);
