@@ -89,6 +89,15 @@ export interface CreateReplicaOptions {
   generation?: number;
 }
 
+/**
+ * How long a data mutation (write, truncate) makes its caller wait: 'durable' (default) until
+ * it is durable; 'applied' until reads see it, durability following (the returned `durable`
+ * promise, and flush()). The applied mode is a frontend's write-back: fsync is its barrier.
+ */
+export interface MutateOptions {
+  wait?: 'durable' | 'applied';
+}
+
 /** A write's target: a path in the volume or a fid (what a FUSE file handle holds). */
 export type FileRef = string | { fid: string };
 
@@ -139,6 +148,8 @@ export class ReplicaStore {
   private readonly inFlight = new Set<Promise<void>>();
   /** Every accepted mutation until it is durable (what flush waits for). */
   private readonly becomingDurable = new Set<Promise<void>>();
+  /** A mutation acknowledged as applied (not yet durable) failed to become durable: flush() reports it. */
+  private unsyncedError: unknown;
   /** Per file with data mutations in flight: its size once they are applied, and their growth. */
   private readonly pending = new Map<string, { size: number; ops: number }>();
   private pendingGrowth = 0;
@@ -321,7 +332,7 @@ export class ReplicaStore {
    * Write `data` at `offset`. `crc`, if given, is the CRC32C of `data` as it left the client
    * (or came off the wire): it is verified before anything is written.
    */
-  async write(file: FileRef, offset: number, data: Uint8Array, crc?: number): Promise<{ seq: bigint }> {
+  async write(file: FileRef, offset: number, data: Uint8Array, crc?: number, options: MutateOptions = {}): Promise<{ seq: bigint; durable: Promise<void> }> {
     checkInteger('offset', offset, 0);
     if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Buffer or Uint8Array');
     if (data.length > MAX_RECORD_PAYLOAD) throw new RangeError(`data must be at most ${MAX_RECORD_PAYLOAD} bytes, got ${data.length}`);
@@ -340,14 +351,15 @@ export class ReplicaStore {
       // the data file, nor onMutation (replication would ship it).
       if (crc !== undefined && native.crc32c(payload) >>> 0 !== crc) throw badCrc();
       return this.planWriteLocked(fid, offset, payload, label);
-    }, payload);
-    return { seq: result.seq };
+    }, payload, undefined, options.wait);
+    return { seq: result.seq, durable: result.durable };
   }
 
-  async truncate(file: FileRef, size: number): Promise<{ seq: bigint }> {
+  async truncate(file: FileRef, size: number, options: MutateOptions = {}): Promise<{ seq: bigint; durable: Promise<void> }> {
     checkInteger('size', size, 0);
     const label = typeof file === 'string' ? file : file.fid;
-    return this.mutate(async () => this.planTruncateLocked(await this.resolveFile(file, 'truncate'), size, label));
+    const result = await this.mutate(async () => this.planTruncateLocked(await this.resolveFile(file, 'truncate'), size, label), undefined, undefined, options.wait);
+    return { seq: result.seq, durable: result.durable };
   }
 
   async unlink(filePath: string): Promise<{ seq: bigint }> {
@@ -461,13 +473,17 @@ export class ReplicaStore {
     );
   }
 
-  /** Resolves once every mutation that has resolved or is in flight is durable (fsync). */
+  /**
+   * Resolves once every mutation that has resolved or is in flight is durable (fsync), with
+   * the last seq. Rejects if a mutation acknowledged in the applied mode could not be made
+   * durable: that failure stays (an fsync never reports success over lost data).
+   */
   async flush(): Promise<bigint> {
     this.checkOpen();
     const seq = this.wal.lastSeq;
-    // Mutations resolve only once durable: waiting for those in flight is an fsync.
     await Promise.allSettled([...this.becomingDurable]);
     await this.wal.waitDurable(seq);
+    if (this.unsyncedError) throw this.unsyncedError;
     return seq;
   }
 
@@ -683,7 +699,17 @@ export class ReplicaStore {
    * drains the data mutations in flight, then logs and applies under the mutex, so
    * namespace changes are serial and see every earlier write applied.
    */
-  private async mutate(validate: () => Promise<Mutation | undefined>, directData?: Buffer, expectSeq?: bigint): Promise<{ seq: bigint; mutation?: Mutation }> {
+  /**
+   * Validate, number, log and apply one mutation. `wait`: 'durable' (the default) resolves
+   * once the mutation is durable; 'applied' resolves once it is visible to reads, with
+   * `durable` telling when it is durable (a later flush() reports a durability failure).
+   */
+  private async mutate(
+    validate: () => Promise<Mutation | undefined>,
+    directData?: Buffer,
+    expectSeq?: bigint,
+    wait: 'durable' | 'applied' = 'durable',
+  ): Promise<{ seq: bigint; mutation?: Mutation; durable: Promise<void> }> {
     const calledAt = performance.now();
     const started = await this.mutex.run(async () => {
       this.checkOpen();
@@ -719,25 +745,47 @@ export class ReplicaStore {
       void done.catch(() => undefined).finally(() => this.inFlight.delete(done));
       return { seq, mutation, done };
     });
-    if (!started) return { seq: this.wal.lastSeq };
+    if (!started) {
+      // Nothing new (a resent seq, a rename onto itself): durable when what is there is.
+      const durable = this.flush().then(() => undefined);
+      void durable.catch(() => undefined);
+      return { seq: this.wal.lastSeq, durable };
+    }
     const { seq, mutation } = started;
+    // The apply's own failure is the caller's answer; kept apart from a later durability
+    // failure, which only an fsync (flush) can report in the applied mode.
+    let applyError: unknown;
+    const applied = (started.done ?? Promise.resolve()).catch((err: unknown) => {
+      applyError = err;
+      throw err;
+    });
     const durable = (async () => {
-      if (started.done) await started.done;
+      await applied;
       const waits: Array<Promise<void>> = [this.wal.waitDurable(seq)];
       if (mutation.op === 'writeDirect') waits.push(this.syncData(mutation.fid));
       await Promise.all(waits);
     })();
     this.becomingDurable.add(durable);
-    try {
-      await durable;
-    } finally {
-      this.becomingDurable.delete(durable);
+    const whenDurable = durable.then(
+      () => {
+        this.opts.crashPoint?.('mutation.durable');
+        this.opts.onMutationDurable?.(mutation.op, (performance.now() - calledAt) / 1000);
+        if (this.loggedSinceCheckpoint >= this.opts.checkpointBytes) void this.checkpointIfDirty();
+      },
+      (err: unknown) => {
+        if (err !== applyError) this.unsyncedError ??= err;
+        throw err;
+      },
+    );
+    void whenDurable.catch(() => undefined).finally(() => this.becomingDurable.delete(durable));
+    if (wait === 'applied') {
+      await applied;
+      return { ...started, durable: whenDurable };
     }
-    this.opts.crashPoint?.('mutation.durable');
-    this.opts.onMutationDurable?.(mutation.op, (performance.now() - calledAt) / 1000);
-    if (this.loggedSinceCheckpoint >= this.opts.checkpointBytes) void this.checkpointIfDirty();
-    return started;
+    await whenDurable;
+    return { ...started, durable: whenDurable };
   }
+
 
   /** Wait for a mutation's log write and apply; on failure decide between a clean refusal and stopping. */
   private async settleApply(seq: bigint, mutation: Mutation, written: Promise<void>, applying: Promise<void>): Promise<void> {

@@ -3,11 +3,15 @@
 // (VOLUME_FULL carries errno ENOSPC, CHECKSUM_MISMATCH that could not be repaired, QUORUM_LOST).
 //
 // Contract for every mutation: it resolves once it is visible to every later read of this
-// backend and durable where the volume promises it (the local replica for a volume without
-// peers; the write quorum for a replicated one). `sync()` is the fsync barrier: it resolves
-// once every mutation that has resolved (or is in flight) is durable on the write quorum.
-// Today every mutation is already durable when it resolves, so sync() is cheap; a frontend
-// must still call it on fsync, so that a later write-back mode changes nothing above.
+// backend. Namespace operations (create, mkdir, rename, unlink, setattr, ...) are also
+// durable where the volume promises it (the local replica for a volume without peers; the
+// write quorum for a replicated one) when they resolve. Data operations (write, truncate)
+// are too, unless the backend is in write-back mode: then they resolve once applied, and
+// `sync()` is their barrier, as fsync(2) is for a local filesystem. `sync()` resolves once
+// every mutation that has resolved (or is in flight) is durable on the write quorum, and
+// rejects if one could not be made so. Write-back keeps at most `maxUnsyncedBytes` of data
+// not yet durable on the quorum: past it a write waits for the oldest (so replication's
+// retained queue is never outrun by a fast writer).
 //
 // Ownership: a backend borrows its store; closing the store is the volume manager's job.
 import { posixError } from '../store/posix.js';
@@ -50,11 +54,51 @@ export interface StoreBackendOptions {
    * resolves, and sync() waits for it at the last seq.
    */
   replicated?: (seq: bigint) => Promise<void>;
+  /** Data mutations resolve once applied; durability follows (sync() waits for it). */
+  writeBack?: { maxUnsyncedBytes: number };
+}
+
+/**
+ * The data a write-back backend acknowledged that is not yet durable on its quorum, oldest
+ * first. add() returns once the total is back under the limit; if the oldest write it
+ * waited for failed to become durable, add() rejects with that error (the caller's write
+ * fails: the application hears of the loss at once, and sync() will fail too).
+ */
+class UnsyncedWindow {
+  private bytes = 0;
+  private readonly entries: Array<Promise<unknown>> = [];
+
+  constructor(private readonly limit: number) {}
+
+  async add(bytes: number, durable: Promise<void>): Promise<void> {
+    const settled = durable.then(
+      () => undefined,
+      (err: unknown) => err ?? new Error('durability failed'),
+    );
+    this.bytes += bytes;
+    this.entries.push(settled);
+    // Registered first, so it runs before any waiter below resumes.
+    void settled.then(() => {
+      this.bytes -= bytes;
+      this.entries.splice(this.entries.indexOf(settled), 1);
+    });
+    while (this.bytes > this.limit && this.entries.length > 0) {
+      const err = await this.entries[0];
+      if (err) throw err;
+    }
+  }
 }
 
 /** A backend over one local store: a volume without peers, or a primary's local replica with `replicated`. */
 export function storeBackend(store: ReplicaStore, options: StoreBackendOptions = {}): VolumeBackend {
   const quorum = options.replicated;
+  const window = options.writeBack ? new UnsyncedWindow(options.writeBack.maxUnsyncedBytes) : undefined;
+  /** A data mutation in write-back mode: resolves once applied and the window has room. */
+  const applied = async <T extends { seq: bigint; durable: Promise<void> }>(mutation: Promise<T>, bytes: number): Promise<T> => {
+    const result = await mutation;
+    await window!.add(bytes, quorum ? result.durable.then(() => quorum(result.seq)) : result.durable);
+    return result;
+  };
   const acked = quorum
     ? async <T extends { seq: bigint }>(mutation: Promise<T>): Promise<T> => {
         const result = await mutation;
@@ -69,8 +113,9 @@ export function storeBackend(store: ReplicaStore, options: StoreBackendOptions =
     mkdir: (p, mode) => acked(store.mkdir(p, mode)),
     symlink: (target, p) => acked(store.symlink(target, p)),
     link: (from, to) => acked(store.link(from, to)),
-    write: (file, offset, data) => acked(store.write(file, offset, data)),
-    truncate: (file, size) => acked(store.truncate(file, size)),
+    write: (file, offset, data) => (window ? applied(store.write(file, offset, data, undefined, { wait: 'applied' }), data.length) : acked(store.write(file, offset, data))),
+    // A truncate counts as one block against the window: it carries no data.
+    truncate: (file, size) => (window ? applied(store.truncate(file, size, { wait: 'applied' }), 4096) : acked(store.truncate(file, size))),
     unlink: (p) => acked(store.unlink(p)),
     rmdir: (p) => acked(store.rmdir(p)),
     rename: (from, to) => acked(store.rename(from, to)),

@@ -81,6 +81,9 @@ export interface VolumeManagerOptions {
   replication?: VolumeReplicationOptions;
 }
 
+/** Data a frontend may have written that is not yet durable on the write quorum (write-back). */
+const WRITE_BACK_BYTES = 32 * 2 ** 20;
+
 const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /**
@@ -312,6 +315,7 @@ export class VolumeManager {
   async close(): Promise<void> {
     await this.mutex.run(async () => {
       for (const volume of this.volumes.values()) {
+        await this.drain(volume);
         await this.detach(volume);
         await volume.scrubber.pause();
         await volume.store.close();
@@ -321,14 +325,18 @@ export class VolumeManager {
   }
 
   /**
-   * The volume as a frontend sees it. A primary's backend acknowledges a mutation once the
-   * write quorum has it (the quorum object of the moment: settings may change under a long
-   * mount). A replica's backend is read-only: it serves its local data, which may lag.
+   * The volume as a frontend sees it. A primary's backend acknowledges a namespace mutation
+   * once the write quorum has it, and a data mutation once applied (write-back: the
+   * frontend's fsync waits for the quorum). It asks for the quorum object of the moment:
+   * settings may change under a long mount. A replica's backend is read-only: it serves its
+   * local data, which may lag.
    */
   backend(volumeId: string, options: { readOnly?: boolean } = {}): VolumeBackend {
     const volume = this.get(volumeId);
     if (volume.config.role !== 'primary') return storeBackend(volume.store, { readOnly: true });
     const backend = storeBackend(volume.store, {
+      // Below the retained queue's bound (64 MiB): a fast writer cannot outrun replication.
+      writeBack: { maxUnsyncedBytes: WRITE_BACK_BYTES },
       replicated: async (seq) => {
         if (volume.config.peers.length === 0) return;
         if (!volume.primary) throw new BrickdError('QUORUM_LOST', `volume ${volumeId} is not replicating (reconfiguring or closing); the write is not acknowledged`, { volumeId });
@@ -377,6 +385,30 @@ export class VolumeManager {
         { volume: volume.volumeId, peers: peers.map((p) => p.nodeId), writeQuorum: effectiveWriteQuorum(writeQuorum, peers.length + 1) },
         'replicate volume as primary',
       );
+    }
+  }
+
+  /**
+   * Before a clean stop: give the peers of a primary a bounded time to acknowledge what the
+   * store holds (write-back data a frontend has not synced yet included), so a restart or
+   * an upgrade of this agent does not leave its replicas behind. Failing that, it is logged.
+   */
+  private async drain(volume: LocalVolume, timeoutMs = 5000): Promise<void> {
+    const primary = volume.primary;
+    if (!primary) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const seq = await volume.store.flush();
+      await Promise.race([
+        primary.waitFor(seq),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`peers did not acknowledge seq ${seq} within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } catch (err) {
+      this.options.log.warn({ err, volume: volume.volumeId }, 'stop without every peer caught up');
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -68,6 +68,8 @@ t.test('three agents replicate a volume configured through the control API', { s
       if (err.code !== 'EEXIST') throw err;
     });
     await backend.write(name, 0, data);
+    // Data writes are write-back: acknowledged (durable on W replicas) by the fsync.
+    await backend.sync();
     acked.set(name, data);
   };
   for (let i = 0; i < 20; i++) await writeFile_(`dir/f${i}`, i % 3 === 0 ? 1 << 20 : 4096 * (1 + (i % 5)));
@@ -105,10 +107,13 @@ t.test('three agents replicate a volume configured through the control API', { s
   // The primary, still at generation 1, must stop acknowledging.
   for (const r of replicas) await r.api.updateVolume({ volumeId: VOLUME, generation: 2 });
   const t0 = Date.now();
-  const fenced = await backend.write('dir/f0', 0, Buffer.alloc(4096, 1)).then(
-    () => undefined,
-    (err: Error & { code?: string }) => err,
-  );
+  const fenced = await backend
+    .write('dir/f0', 0, Buffer.alloc(4096, 1))
+    .then(() => backend.sync())
+    .then(
+      () => undefined,
+      (err: Error & { code?: string }) => err,
+    );
   t.equal(fenced?.code, 'QUORUM_LOST', 'a fenced primary does not acknowledge');
   t.ok(Date.now() - t0 < 10_000, 'within the quorum timeout');
   await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.state === 'failed'), 'both links failed (fenced)');

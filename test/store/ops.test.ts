@@ -216,3 +216,31 @@ t.test('concurrent overlapping writes to one file apply in call order; reads nev
   t.ok((await store.read('f', 0, 400_000)).equals(model.subarray(0, size)), 'final content is the writes applied in order');
   t.equal(store.appliedSeq, store.durableSeq);
 });
+
+t.test('applied mode: a write is readable at once, durable later; flush waits for it; reopen keeps it', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick);
+  await store.create('wb');
+  const small = Buffer.alloc(10_000, 7); // through the log
+  const large = Buffer.alloc(256 * 1024, 9); // direct to the data file
+  const a = await store.write('wb', 0, small, undefined, { wait: 'applied' });
+  const b = await store.write('wb', 64 * 1024, large, undefined, { wait: 'applied' });
+  const c = await store.truncate('wb', 64 * 1024 + large.length - 100, { wait: 'applied' });
+  const read = await store.read('wb', 0, 64 * 1024 + large.length);
+  t.ok(read.subarray(0, small.length).equals(small) && read.subarray(64 * 1024).equals(large.subarray(0, large.length - 100)), 'reads see every applied write and the truncate');
+  t.equal(read.length, 64 * 1024 + large.length - 100);
+  await Promise.all([a.durable, b.durable, c.durable]);
+  t.ok(store.durableSeq >= c.seq, 'each durable promise resolves once its seq is durable');
+  await store.write('wb', 0, Buffer.from('tail'), undefined, { wait: 'applied' });
+  const flushed = await store.flush();
+  t.ok(store.durableSeq >= flushed, 'flush resolves once the applied writes are durable');
+  const expected = await store.read('wb', 0, 1 << 20);
+  await store.close();
+  const reopened = await ReplicaStore.open(replicaDir(brick));
+  t.teardown(() => reopened.close());
+  t.ok((await reopened.read('wb', 0, 1 << 20)).equals(expected), 'reopened: the same bytes, checksums verified');
+  const refused = await reopened.write('missing', 0, small, undefined, { wait: 'applied' }).catch((err: NodeJS.ErrnoException) => err);
+  t.equal((refused as NodeJS.ErrnoException).code, 'ENOENT', 'a refused write fails at once in the applied mode too');
+  await reopened.flush();
+  t.pass('a refused write does not make a later flush fail');
+});
