@@ -728,14 +728,16 @@ export class ReplicaStore {
       const isData = mutation.op === 'write' || mutation.op === 'writeDirect' || mutation.op === 'truncate';
       if (!isData) await Promise.all(this.inFlight);
       const { type, body, payload } = encodeMutation(mutation);
-      const { seq, written } = await this.wal.appendStart(type, body, payload);
+      const { seq, written } = await this.wal.appendStart(type, body, payload, wait === 'applied');
       this.loggedSinceCheckpoint += body.length + (payload?.length ?? 0) + 32;
       // Replication hears of every mutation here, in seq order, with the data of a write.
       this.opts.onMutation?.(seq, mutation.op === 'writeDirect' ? { op: 'write', fid: mutation.fid, offset: mutation.offset, data: directData! } : mutation);
       if (mutation.op === 'write' || mutation.op === 'truncate') this.loggedDataSince.set(mutation.fid, seq);
       this.opts.crashPoint?.('apply.before');
       // Called synchronously here, so the file lock is queued in seq order.
-      const applying = mutation.op === 'writeDirect' ? this.applyDirect(mutation, directData!) : applyMutation(this.applyContext, mutation, false);
+      // In the applied mode a direct write goes through the page cache (its fdatasync follows
+      // in the background); a caller waiting for durability gets O_DIRECT, which skips the copy.
+      const applying = mutation.op === 'writeDirect' ? this.applyDirect(mutation, directData!, wait === 'applied') : applyMutation(this.applyContext, mutation, false);
       const done = this.settleApply(seq, mutation, written, applying);
       if (!isData) {
         await done;
@@ -816,12 +818,12 @@ export class ReplicaStore {
   }
 
   /** Apply a direct write: the file lock is requested synchronously (seq order), see mutate(). */
-  private async applyDirect(m: Extract<Mutation, { op: 'writeDirect' }>, data: Buffer): Promise<void> {
+  private async applyDirect(m: Extract<Mutation, { op: 'writeDirect' }>, data: Buffer, buffered: boolean): Promise<void> {
     await this.locks.withWrite(m.fid, () =>
       this.files.use(m.fid, async (file) => {
         const before = file.size;
-        const direct = await this.files.directHandle(file);
-        await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, undefined, direct.fd);
+        const direct = buffered ? undefined : await this.files.directHandle(file);
+        await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, undefined, direct?.fd);
         file.size = Math.max(file.size, m.offset + data.length);
         this.usedBytesValue += file.size - before;
         this.dirtyFids.add(m.fid);

@@ -227,8 +227,10 @@ export class WriteLog {
    * promise resolves once the place is reserved (after a segment rollover, if one was
    * needed): callers that reserve one after another get ascending seqs in that order.
    * `written` resolves when the record is written (not yet durable: see waitDurable).
+   * `lazy`: the caller does not wait for durability now (write-back), so the record is never
+   * written with RWF_DSYNC; a later sync round makes it durable.
    */
-  async appendStart(type: number, body: Uint8Array, payload: Uint8Array = Buffer.alloc(0)): Promise<{ seq: bigint; written: Promise<void> }> {
+  async appendStart(type: number, body: Uint8Array, payload: Uint8Array = Buffer.alloc(0), lazy = false): Promise<{ seq: bigint; written: Promise<void> }> {
     if (this.failed) throw this.failed;
     if (body.length > MAX_RECORD_BODY || payload.length > MAX_RECORD_PAYLOAD) {
       throw new RangeError(`record too large: body ${body.length} (max ${MAX_RECORD_BODY}), payload ${payload.length} (max ${MAX_RECORD_PAYLOAD})`);
@@ -267,7 +269,7 @@ export class WriteLog {
     // RWF_DSYNC: write and flush in one syscall, the common case of a lone synchronous
     // writer. Records that arrive while others are in flight are flushed together by a
     // sync round instead (group commit).
-    const dsync = this.durableSeqValue === seq - 1n && !this.syncing;
+    const dsync = !lazy && this.durableSeqValue === seq - 1n && !this.syncing;
     const written = native.writev(fd, payload.length ? [header, body, payload] : [header, body], offset, dsync).then(
       () => {
         this.options.crashPoint?.('wal.appended');
