@@ -94,7 +94,7 @@ export async function testSecretFile(t: Test): Promise<string> {
   return file;
 }
 
-/** Daemon flags that turn replication on at a free loopback port with `secretFile`. */
-export async function replicationFlags(secretFile: string): Promise<string[]> {
-  return ['--replication-address', `127.0.0.1:${await freePort()}`, '--replication-secret-file', secretFile, '--cluster-id', TEST_CLUSTER];
+/** Daemon flags that turn replication on at `address` (default: a free loopback port) with `secretFile`. */
+export async function replicationFlags(secretFile: string, address?: string): Promise<string[]> {
+  return ['--replication-address', address ?? `127.0.0.1:${await freePort()}`, '--replication-secret-file', secretFile, '--cluster-id', TEST_CLUSTER];
 }

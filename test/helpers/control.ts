@@ -138,6 +138,10 @@ export interface ControlAgentOptions {
   args?: string[];
   /** Turn replication on (a free loopback port) with this secret file. */
   secretFile?: string;
+  /** Run the daemon under this command prefix (e.g. nsenter into a network namespace). */
+  command?: string[];
+  /** Replication listen address instead of a free loopback port (with secretFile). */
+  replicationAddress?: string;
 }
 
 export interface ControlAgent {
@@ -175,7 +179,7 @@ export async function startControlAgent(t: Test, options: ControlAgentOptions = 
     '--embedded-count', String(options.embeddedCount ?? 2),
     '--embedded-size-bytes', `${options.embeddedSizeMiB ?? 320}MiB`,
     ...extraDevices.flatMap((d) => ['--allow', d]),
-    ...(options.secretFile ? await replicationFlags(options.secretFile) : []),
+    ...(options.secretFile ? await replicationFlags(options.secretFile, options.replicationAddress) : []),
     ...(options.args ?? []),
   ];
 
@@ -197,7 +201,7 @@ export async function startControlAgent(t: Test, options: ControlAgentOptions = 
     },
   };
   const launch = async () => {
-    agent.proc = startAgent(t, args);
+    agent.proc = startAgent(t, args, options.command ? { command: options.command } : {});
     await agent.proc.waitFor(isRunning);
     agent.client = controlClient(socketPath);
     agent.api = promisify(agent.client);
