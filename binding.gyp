@@ -13,7 +13,8 @@
         "native/mount/mount.cc",
         "native/mount/mount_napi.cc",
         "native/brickio/brickio.cc",
-        "native/brickio/brickio_napi.cc"
+        "native/brickio/brickio_napi.cc",
+        "native/socket/socket_napi.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

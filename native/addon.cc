@@ -10,6 +10,7 @@ void InitChecksum(Napi::Env env, Napi::Object exports);  // crc32c*
 void InitDevice(Napi::Env env, Napi::Object exports);    // probeDevice, wipeSignatures, discard
 void InitMount(Napi::Env env, Napi::Object exports);     // mount, umount
 void InitBrickio(Napi::Env env, Napi::Object exports);   // writev, readInto, *Blocks, xattrs
+void InitSocket(Napi::Env env, Napi::Object exports);    // peerCredentials
 }  // namespace brickd
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -17,6 +18,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   brickd::InitDevice(env, exports);
   brickd::InitMount(env, exports);
   brickd::InitBrickio(env, exports);
+  brickd::InitSocket(env, exports);
   return exports;
 }
 

@@ -157,6 +157,14 @@ export interface NativeAddon {
   mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;
   /** umount2(2) with MNT_* flags (see UmountFlags). Errors carry syscall 'umount2', path = target. */
   umount(target: string, flags: number): Promise<void>;
+
+  // ── socket ──────────────────────────────────────────────────────────────────────────
+  /**
+   * The credentials of the process at the other end of the connected Unix socket `fd`, as
+   * the kernel recorded them at connect (SO_PEERCRED). Synchronous: it does not block.
+   * Errors carry syscall 'getsockopt(SO_PEERCRED)' (ENOTSOCK, EBADF, ...).
+   */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
 }
 
 /** mount(2) flag bits used by brickd (values from <sys/mount.h>). */

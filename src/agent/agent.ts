@@ -129,7 +129,7 @@ export class Agent {
         events: this.events,
         log: this.log.child({ node: this.nodeId }),
       });
-      await this.control.listen(this.config.controlSocket);
+      await this.control.listen(this.config.controlSocket, await resolveGroup(this.config.controlSocketGroup));
       this.transition('running', {
         nodeId: this.nodeId,
         controlSocket: this.config.controlSocket,
@@ -222,6 +222,16 @@ export class Agent {
       client.getNodeInfo({}, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err) => (err ? reject(err) : resolve()));
     });
   }
+}
+
+/** A group name or numeric gid → gid (undefined for ''); CONFIG_INVALID if /etc/group does not know the name. */
+async function resolveGroup(group: string): Promise<number | undefined> {
+  if (group === '') return undefined;
+  if (/^\d+$/.test(group)) return Number(group);
+  const line = (await readFile('/etc/group', 'utf8').catch(() => '')).split('\n').find((l) => l.split(':')[0] === group);
+  const gid = line ? Number(line.split(':')[2]) : NaN;
+  if (!Number.isInteger(gid)) throw new BrickdError('CONFIG_INVALID', `controlSocketGroup: no group ${JSON.stringify(group)} in /etc/group`, { key: 'controlSocketGroup' });
+  return gid;
 }
 
 function summary(b: BrickStatus) {

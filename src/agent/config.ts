@@ -29,6 +29,11 @@ export interface AgentConfig {
   logLevel: LogLevel;
   controlSocket: string;
   /**
+   * Group (name or numeric gid) allowed to use the control socket besides root: the socket
+   * becomes mode 0660 owned by it. Empty: mode 0600, root only.
+   */
+  controlSocketGroup: string;
+  /**
    * host:port of the HTTP endpoint serving /metrics, /healthz and /readyz, or "off".
    * Loopback by default: in the DaemonSet (host network) the kubelet probes it there.
    */
@@ -60,6 +65,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   unmountOnExit: false,
   logLevel: 'info',
   controlSocket: '/run/brickd/control.sock',
+  controlSocketGroup: '',
   metricsAddress: '127.0.0.1:9464',
   replicationAddress: 'off',
   advertiseAddress: '',
@@ -152,6 +158,12 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
       return oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const);
     case 'unmountOnExit':
       return bool();
+    case 'controlSocketGroup': {
+      if (raw === '') return raw;
+      const g = typeof raw === 'number' ? String(raw) : str();
+      if (!/^(\d{1,10}|[a-z_][a-z0-9_-]{0,31})$/.test(g)) throw invalid(key, source, `expected a group name or a numeric gid, got ${JSON.stringify(raw)}`);
+      return g;
+    }
     case 'clusterId': {
       const id = str();
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id)) throw invalid(key, source, 'expected 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit');

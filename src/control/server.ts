@@ -11,7 +11,7 @@
 // idempotency.ts, and the natural idempotency of the managers); long calls return
 // operations (operations.ts). Unknown fields are ignored, as protobuf's compatibility
 // rules intend, so orchestrators built against a newer API keep working.
-import { chmod, mkdir, realpath, unlink } from 'node:fs/promises';
+import { chmod, chown, mkdir, realpath, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -24,6 +24,7 @@ import type { Logger } from '../log.js';
 import { REPLICA_VERSION } from '../store/manifest.js';
 import type { ScrubProgress } from '../store/scrub.js';
 import type { VolumeMounts } from '../fuse/table.js';
+import { native } from '../native.js';
 import { checkVolumeId, type LocalVolume, type VolumeManager } from '../volume/manager.js';
 import type { PeerConfig, VolumeRole } from '../volume/config.js';
 import { ControlService, pb, UndecodableRequest, type ControlMethod } from '../wire/control.js';
@@ -173,13 +174,17 @@ export class ControlServer {
   private readonly adoptionLock = new Mutex();
   private watchers = 0;
   private socketPath: string | undefined;
+  private listener: net.Server | undefined;
 
   constructor(private readonly deps: ControlServerDeps) {
     this.server.addService(ControlService as unknown as grpc.ServiceDefinition, this.handlers() as unknown as grpc.UntypedServiceImplementation);
   }
 
-  /** Serve on a Unix socket (mode 0600). A stale socket from a dead agent is replaced; a live one is refused. */
-  async listen(socketPath: string): Promise<void> {
+  /**
+   * Serve on a Unix socket: mode 0600 (root only), or 0660 owned by `gid` when given. A stale
+   * socket from a dead agent is replaced; a live one is refused.
+   */
+  async listen(socketPath: string, gid?: number): Promise<void> {
     await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 });
     if (await socketAnswers(socketPath)) {
       throw new BrickdError('CONTROL_SOCKET_IN_USE', `another agent serves ${socketPath}`, { socketPath });
@@ -187,21 +192,61 @@ export class ControlServer {
     await unlink(socketPath).catch((err) => {
       if (!isSystemError(err, 'ENOENT')) throw err;
     });
+    // The agent accepts the connections itself, to learn who is calling (SO_PEERCRED),
+    // and hands each one to the gRPC server (a connection injector: same HTTP/2 settings,
+    // keepalives and shutdown as a bound port).
+    const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const listener = net.createServer((socket) => this.accept(socket, injector));
     const oldMask = process.umask(0o077);
     try {
-      await new Promise<void>((resolve, reject) =>
-        this.server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-      );
+      await new Promise<void>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen(socketPath, () => {
+          listener.off('error', reject);
+          resolve();
+        });
+      });
     } finally {
       process.umask(oldMask);
     }
-    await chmod(socketPath, 0o600);
+    this.listener = listener;
+    if (gid === undefined) {
+      await chmod(socketPath, 0o600);
+    } else {
+      await chown(socketPath, 0, gid);
+      await chmod(socketPath, 0o660);
+    }
     this.socketPath = socketPath;
     this.deps.log.info({ socket: socketPath }, 'control socket serving');
   }
 
+  /**
+   * One accepted connection: its peer's credentials become its peer string, which every
+   * call's log line carries (call.getPeer() reads the socket's remoteAddress, which a Unix
+   * socket does not have). A peer whose credentials cannot be read is still served (the
+   * socket's mode already decided who may connect) and logged as unknown.
+   */
+  private accept(socket: net.Socket, injector: grpc.ConnectionInjector): void {
+    let peer = 'unix:unknown-peer';
+    try {
+      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      if (fd !== undefined && fd >= 0) {
+        const c = native.peerCredentials(fd);
+        peer = `unix:pid=${c.pid},uid=${c.uid},gid=${c.gid}`;
+      }
+    } catch (err) {
+      this.deps.log.warn({ err }, 'control socket: cannot read the peer credentials');
+    }
+    Object.defineProperty(socket, 'remoteAddress', { value: peer });
+    this.deps.log.debug({ peer }, 'control connection');
+    injector.injectConnection(socket);
+  }
+
   /** Stop taking calls, let calls in flight finish for up to `graceMs`, remove the socket. */
   async close(graceMs = 5000): Promise<void> {
+    // No new connections; the listener's callback comes once the gRPC shutdown below has
+    // closed the connections it was handed.
+    const listenerClosed = new Promise<void>((resolve) => (this.listener ? this.listener.close(() => resolve()) : resolve()));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
@@ -212,6 +257,7 @@ export class ControlServer {
         resolve();
       });
     });
+    await Promise.race([listenerClosed, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
     if (this.socketPath) await unlink(this.socketPath).catch(() => {});
   }
 
@@ -225,7 +271,9 @@ export class ControlServer {
           : Promise.resolve().then(() => fn(call.request));
       result.then(
         (response) => {
-          this.deps.log.debug({ method, peer: call.getPeer(), ms: Date.now() - started }, 'control call');
+          // The audit trail: who changed what is logged at info, reads at debug.
+          const level = /^(get|list|watch)/.test(method) ? 'debug' : 'info';
+          this.deps.log[level]({ method, peer: call.getPeer(), ms: Date.now() - started }, 'control call');
           callback(null, response);
         },
         (err: unknown) => {

@@ -109,6 +109,15 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     t.equal(info.replicaFormatVersion, 1);
   });
 
+  await t.test('every mutating call is logged with the caller\'s credentials (SO_PEERCRED)', { timeout: 30_000 }, async (t) => {
+    await api.createVolume({ requestId: 'audit-1', volumeId: 'vol-audit', sizeLimitBytes: MiB });
+    await api.deleteVolume({ volumeId: 'vol-audit' });
+    const peer = `unix:pid=${process.pid},uid=${process.getuid!()},gid=${process.getgid!()}`;
+    for (const method of ['createVolume', 'deleteVolume']) {
+      t.ok(agent.proc.lines.some((l) => l.msg === 'control call' && l.method === method && l.peer === peer), `${method} logged with ${peer}`);
+    }
+  });
+
   await t.test('ListDevices: eligibility and its reasons', { timeout: 30_000 }, async (t) => {
     const { devices } = await api.listDevices({});
     const byPath = new Map(devices.map((d) => [d.path, d]));
@@ -587,4 +596,19 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     await agent.restart();
     t.same((await agent.api.listBricks({})).bricks.map((b) => b.brickId), bricks, 'the restarted agent serves, with every brick');
   });
+});
+
+t.test('controlSocketGroup: 0660 owned by the group; its members call and are logged as themselves', { skip: needsRoot() }, async (t) => {
+  const agent = await startControlAgent(t, { embeddedCount: 1, args: ['--control-socket-group', '65534'] });
+  const s = await stat(agent.socketPath);
+  t.equal((s.mode & 0o7777).toString(8), '660', 'mode 0660');
+  t.same([s.uid, s.gid], [0, 65534], 'owned by root and the group');
+  const wire = JSON.stringify(path.resolve(import.meta.dirname, '../../dist/src/wire/control.js'));
+  const out = await runAsNobody(`
+    const { controlClient } = await import(${wire});
+    const client = controlClient(${JSON.stringify(agent.socketPath)});
+    client.createVolume({ volumeId: 'by-nobody', sizeLimitBytes: 1048576 }, (err, res) => { console.log(err ? err.message : res.volumeId); client.close(); });
+  `);
+  t.equal(out, 'by-nobody', 'a member of the group (uid 65534) made a call');
+  t.ok(agent.proc.lines.some((l) => l.msg === 'control call' && l.method === 'createVolume' && /^unix:pid=\d+,uid=65534,gid=65534$/.test(String(l.peer))), 'logged with its uid and gid');
 });
