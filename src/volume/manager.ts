@@ -389,26 +389,21 @@ export class VolumeManager {
   }
 
   /**
-   * Before a clean stop: give the peers of a primary a bounded time to acknowledge what the
-   * store holds (write-back data a frontend has not synced yet included), so a restart or
-   * an upgrade of this agent does not leave its replicas behind. Failing that, it is logged.
+   * Before a clean stop: give every connected peer of a primary a bounded time to hold what
+   * the store holds (write-back data a frontend has not synced yet included, and beyond the
+   * write quorum: a slow replica too), so a restart or an upgrade of this agent leaves no
+   * replica behind. Failing that, it is logged.
    */
   private async drain(volume: LocalVolume, timeoutMs = 5000): Promise<void> {
     const primary = volume.primary;
     if (!primary) return;
-    let timer: NodeJS.Timeout | undefined;
     try {
       const seq = await volume.store.flush();
-      await Promise.race([
-        primary.waitFor(seq),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`peers did not acknowledge seq ${seq} within ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
+      if (!(await primary.peersCaughtUp(seq, timeoutMs))) {
+        this.options.log.warn({ volume: volume.volumeId, seq: String(seq), peers: primary.peers().map((p) => `${p.nodeId}:${p.state}@${p.ackedSeq}`) }, 'stop without every peer caught up');
+      }
     } catch (err) {
       this.options.log.warn({ err, volume: volume.volumeId }, 'stop without every peer caught up');
-    } finally {
-      clearTimeout(timer);
     }
   }
 

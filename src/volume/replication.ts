@@ -109,6 +109,21 @@ export class PrimaryReplication {
     return this.quorum.waitFor(seq, true);
   }
 
+  /**
+   * Resolves true once every peer whose link is up (handshake or streaming) holds `seq`
+   * durably, false at `timeoutMs`. For a clean stop: a peer that is down cannot be waited
+   * for, one that is merely slow can be.
+   */
+  async peersCaughtUp(seq: bigint, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const pending = () => [...this.links.values()].filter(({ link }) => (link.state === 'streaming' || link.state === 'handshake') && link.ackedSeq < seq);
+    while (pending().length > 0) {
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return true;
+  }
+
   get writeQuorum(): number {
     return this.quorum.writeQuorum;
   }
