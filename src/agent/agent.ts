@@ -51,6 +51,8 @@ export class Agent {
     this.metrics = new AgentMetrics({
       bricks: () => this.bricks,
       volumes: () => this.volumes,
+      replicaServer: () => this.replicaServer,
+      mounts: () => this.mounts?.list() ?? [],
       info: () => ({ nodeId: this.nodeId, version: VERSION, zone: config.zone }),
       events: this.events,
       log,

@@ -20,6 +20,8 @@ import type { BrickManager, BrickState } from '../brick/manager.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Mutation } from '../store/mutations.js';
+import type { LinkState } from '../replication/link.js';
+import type { ReplicaServer } from '../replication/server.js';
 import type { VolumeManager } from '../volume/manager.js';
 
 /** Every brick state, so brickd_brick_state has a 0/1 series for each (the Prometheus enum pattern). */
@@ -36,12 +38,26 @@ const BRICK_STATES = Object.keys({
 /** Durable-mutation latency: from a fast RWF_DSYNC append (~100 µs) to a flush stalled by a sick disk. */
 const MUTATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
+/** Every state of a primary's link to a replica (the enum pattern again). */
+const LINK_STATES = Object.keys({
+  connecting: true,
+  handshake: true,
+  streaming: true,
+  behind: true,
+  failed: true,
+  closed: true,
+} satisfies Record<LinkState, true>) as LinkState[];
+
 const DATA_OPS: ReadonlySet<Mutation['op']> = new Set(['write', 'writeDirect', 'truncate']);
 
 export interface AgentMetricsOptions {
   /** The agent's managers; undefined until start-up has made them. */
   bricks: () => BrickManager | undefined;
   volumes: () => VolumeManager | undefined;
+  /** The agent's replication endpoint, when replication is on. */
+  replicaServer?: () => ReplicaServer | undefined;
+  /** Volumes served through FUSE here, with their mount paths. */
+  mounts?: () => Array<{ volumeId: string; mountPath: string; readOnly: boolean }>;
   info: () => { nodeId: string; version: string; zone: string };
   events: EventBus;
   log: Logger;
@@ -297,11 +313,88 @@ export class AgentMetrics {
       }
     });
 
-    // Replication plugs in here: per volume and peer, brickd_replication_lag_seqs{volume,peer}
-    // (primary's last seq minus the peer's acked durable seq), brickd_replication_peer_up
-    // {volume,peer}, and brickd_volume_write_quorum_ok{volume} (0 while the primary cannot
-    // reach W replicas and so stops acking), read from the replication sessions the same
-    // way the series above read the stores.
+    // ── replication (primaries: per peer; every agent: its replica server) ──────────
+    const peerRows = () => (volumes()?.list() ?? []).flatMap((v) => (v.primary?.peers() ?? []).map((p) => ({ volume: v.volumeId, ...p })));
+    new Gauge({
+      name: 'brickd_replication_peer_state',
+      help: 'Per primary volume and peer: 1 for the state of the link to the peer, 0 for the others (streaming is healthy; behind needs a resync; failed is fenced or refused)',
+      labelNames: ['volume', 'peer', 'state'],
+      registers,
+      collect() {
+        const rows = peerRows();
+        this.reset();
+        for (const r of rows) for (const state of LINK_STATES) this.set({ volume: r.volume, peer: r.nodeId, state }, r.state === state ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_replication_peer_lag_seqs',
+      help: "Per primary volume and peer: the primary's last seq minus the peer's acknowledged durable seq",
+      labelNames: ['volume', 'peer'],
+      registers,
+      collect() {
+        const rows = peerRows();
+        this.reset();
+        for (const r of rows) this.set({ volume: r.volume, peer: r.nodeId }, Number(r.lagSeq));
+      },
+    });
+
+    new Counter({
+      name: 'brickd_replication_sent_bytes_total',
+      help: 'Per primary volume and peer: bytes of mutation frames sent since the volume became primary here',
+      labelNames: ['volume', 'peer'],
+      registers,
+      collect() {
+        const rows = peerRows();
+        this.reset();
+        for (const r of rows) this.inc({ volume: r.volume, peer: r.nodeId }, r.bytesSent);
+      },
+    });
+
+    new Counter({
+      name: 'brickd_replication_quorum_lost_total',
+      help: 'Per primary volume: writes that did not reach their write quorum in time and were not acknowledged',
+      labelNames: ['volume'],
+      registers,
+      collect() {
+        const list = (volumes()?.list() ?? []).filter((v) => v.primary);
+        this.reset();
+        for (const v of list) this.inc({ volume: v.volumeId }, v.primary!.quorumLost);
+      },
+    });
+
+    new Counter({
+      name: 'brickd_replication_refused_total',
+      help: 'Replication connections and frames this agent refused, by the error code it answered (UNAUTHENTICATED, BAD_FRAME, GENERATION_STALE, ...)',
+      labelNames: ['code'],
+      registers,
+      collect() {
+        const refused = options.replicaServer?.()?.stats.refused ?? {};
+        this.reset();
+        for (const [code, n] of Object.entries(refused)) this.inc({ code }, n ?? 0);
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_replication_sessions',
+      help: "Primaries' connections this agent's replica server holds open",
+      registers,
+      collect() {
+        this.set(options.replicaServer?.()?.stats.activeConnections ?? 0);
+      },
+    });
+
+    new Gauge({
+      name: 'brickd_volume_mounted',
+      help: 'Constant 1 per volume served through FUSE here, labelled with its path and mode',
+      labelNames: ['volume', 'path', 'mode'],
+      registers,
+      collect() {
+        const list = options.mounts?.() ?? [];
+        this.reset();
+        for (const m of list) this.set({ volume: m.volumeId, path: m.mountPath, mode: m.readOnly ? 'ro' : 'rw' }, 1);
+      },
+    });
   }
 
   /** Record one durable mutation's latency (VolumeManager's onMutationDurable). */

@@ -46,6 +46,9 @@ export interface PeerState {
   /** Mutations the primary has that this replica does not hold durably. */
   lagSeq: bigint;
   reason: string;
+  /** Mutation frames and their bytes sent on this link since the primary attached. */
+  mutationsSent: number;
+  bytesSent: number;
 }
 
 /** W for `replicas` replicas when the volume says 0: a strict majority. */
@@ -64,6 +67,8 @@ export function splitPeerAddress(address: string): { host: string; port: number 
 export class PrimaryReplication {
   readonly queue: RetainedQueue;
   readonly quorum: QuorumTracker;
+  /** Writes that waited past the quorum timeout (QUORUM_LOST), since this object was made. */
+  quorumLost = 0;
   private readonly links = new Map<string, { link: ReplicaLink; peer: PeerConfig; reason: string }>();
   private closed = false;
 
@@ -106,7 +111,10 @@ export class PrimaryReplication {
 
   /** Resolves once `seq` (durable locally: its store call resolved) is durable on W replicas. */
   waitFor(seq: bigint): Promise<void> {
-    return this.quorum.waitFor(seq, true);
+    return this.quorum.waitFor(seq, true).catch((err: unknown) => {
+      if (!this.closed) this.quorumLost++;
+      throw err;
+    });
   }
 
   /**
@@ -137,6 +145,8 @@ export class PrimaryReplication {
       ackedSeq: link.ackedSeq,
       lagSeq: last > link.ackedSeq ? last - link.ackedSeq : 0n,
       reason,
+      mutationsSent: link.stats.mutationsSent,
+      bytesSent: link.stats.bytesSent,
     }));
   }
 

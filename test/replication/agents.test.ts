@@ -18,6 +18,7 @@ import { controlClient } from '../../src/wire/control.js';
 import { startControlAgent, promisify, type ControlAgent } from '../helpers/control.js';
 import { cleanupAgentState, replicationFlags, testSecretFile } from '../helpers/agent.js';
 import { needsRoot, tempDir } from '../helpers/loop.js';
+import { sample } from '../helpers/http.js';
 import { xorshift } from '../helpers/random.js';
 import { treeOf, until } from '../helpers/replication.js';
 
@@ -82,6 +83,13 @@ t.test('three agents replicate a volume configured through the control API', { s
   t.equal(status.health, 'healthy');
   t.same(status.peers.map((p) => p.state).sort(), ['streaming', 'streaming'], 'status shows both links streaming');
   t.ok(status.peers.every((p) => p.lagSeq === 0 && p.ackedSeq === status.appliedSeq), 'and no lag');
+  const scrape = async () => (await primary.metrics.render()).body;
+  let text = await scrape();
+  for (const { nodeId } of peers) {
+    t.equal(sample(text, 'brickd_replication_peer_state', { volume: VOLUME, peer: nodeId, state: 'streaming' }), 1, `metrics: ${nodeId} streaming`);
+    t.equal(sample(text, 'brickd_replication_peer_lag_seqs', { volume: VOLUME, peer: nodeId }), 0, 'metrics: no lag');
+    t.ok(sample(text, 'brickd_replication_sent_bytes_total', { volume: VOLUME, peer: nodeId })! > 20 * 4096, 'metrics: bytes sent');
+  }
 
   // SIGKILL a replica while writers run: W=2 of 3 keeps acknowledging.
   let stop = false;
@@ -117,6 +125,9 @@ t.test('three agents replicate a volume configured through the control API', { s
   t.equal(fenced?.code, 'QUORUM_LOST', 'a fenced primary does not acknowledge');
   t.ok(Date.now() - t0 < 10_000, 'within the quorum timeout');
   await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.state === 'failed'), 'both links failed (fenced)');
+  text = await scrape();
+  t.equal(sample(text, 'brickd_replication_peer_state', { volume: VOLUME, peer: peers[0]!.nodeId, state: 'failed' }), 1, 'metrics: the link is failed');
+  t.ok(sample(text, 'brickd_replication_quorum_lost_total', { volume: VOLUME })! >= 1, 'metrics: the unacknowledged write is counted');
 
   // Every replica holds exactly the acknowledged data (the fenced write aside: it was never
   // acknowledged and never reached a replica), with valid checksums.
