@@ -14,6 +14,8 @@ import { fileURLToPath } from 'node:url';
 export interface ChildStats {
   /** CPU seconds (user + system) since the child started. */
   cpuSeconds: number;
+  /** The system (kernel) part of cpuSeconds. */
+  cpuSystemSeconds: number;
   /** Peak resident set size since the child started, in bytes. */
   maxRssBytes: number;
   /** The child's own counters. */

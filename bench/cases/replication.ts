@@ -32,7 +32,7 @@ import { QuorumTracker } from '../../src/replication/quorum.js';
 import { RetainedQueue } from '../../src/replication/retained.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { tempBrickUnavailable, trimBrick, withTempBricks, withTmpfs, type TempBrick } from '../brick.js';
-import { row, target, type BenchCase, type BenchContext, type CaseResult, type ResultRow } from '../case.js';
+import { median, row, target, type BenchCase, type BenchContext, type CaseResult, type ResultRow } from '../case.js';
 import { BenchChild, startChildren, stopChildren } from '../child.js';
 import { inParallel, timedLoops, type Latencies } from '../workload.js';
 
@@ -65,6 +65,8 @@ interface WorkloadRound {
   seqWriteMiBps: number;
   /** CPU seconds of the process running the store (the primary) per GiB written. */
   cpuSecondsPerGiB: number;
+  /** The system (kernel) part of it. */
+  cpuSystemSecondsPerGiB: number;
   qd1Iops: number;
   qd1: Latencies;
   qd16Iops: number;
@@ -75,6 +77,10 @@ interface ReplicatedRound extends WorkloadRound {
   writeQuorum: number;
   /** Both replica children together, per GiB the client wrote. */
   replicaCpuSecondsPerGiB: number;
+  replicaCpuSystemSecondsPerGiB: number;
+  /** Per 1 MiB write, medians: until the primary's store.write resolved, then until the quorum. */
+  seqLocalWriteMs: number;
+  seqQuorumWaitMs: number;
 }
 
 interface SetupRounds {
@@ -85,28 +91,39 @@ interface SetupRounds {
   replicaMaxRssBytes: number[];
 }
 
-function cpuSeconds(): number {
-  const cpu = process.cpuUsage();
-  return (cpu.user + cpu.system) / 1e6;
+interface CpuTime {
+  seconds: number;
+  systemSeconds: number;
 }
+
+function cpuTime(): CpuTime {
+  const cpu = process.cpuUsage();
+  return { seconds: (cpu.user + cpu.system) / 1e6, systemSeconds: cpu.system / 1e6 };
+}
+
+function perGiB(after: CpuTime, before: CpuTime, gib: number): CpuTime {
+  return { seconds: (after.seconds - before.seconds) / gib, systemSeconds: (after.systemSeconds - before.systemSeconds) / gib };
+}
+
+const NO_CPU: CpuTime = { seconds: 0, systemSeconds: 0 };
 
 /** The three workloads on one file through `write` (local, or replicated and awaited on quorum). */
 async function runWorkloads(
   write: (offset: number, data: Buffer) => Promise<void>,
   plan: Plan,
-  otherCpuSeconds: () => Promise<number>,
-): Promise<WorkloadRound & { otherCpuSecondsPerGiB: number }> {
+  otherCpuTime: () => Promise<CpuTime>,
+): Promise<WorkloadRound & { otherCpuPerGiB: CpuTime }> {
   const pattern = randomFillSync(Buffer.alloc(SEQ_BLOCK));
   const writes = plan.seqBytes / SEQ_BLOCK;
-  const otherBefore = await otherCpuSeconds();
-  const cpuBefore = cpuSeconds();
+  const otherBefore = await otherCpuTime();
+  const cpuBefore = cpuTime();
   const start = performance.now();
   // The retained queue keeps a reference to each write's buffer: `pattern` never changes.
   await inParallel(SEQ_IN_FLIGHT, writes, (i) => write(i * SEQ_BLOCK, pattern));
   const seconds = (performance.now() - start) / 1000;
   const gib = plan.seqBytes / GiB;
-  const cpuSecondsPerGiB = (cpuSeconds() - cpuBefore) / gib;
-  const otherCpuSecondsPerGiB = ((await otherCpuSeconds()) - otherBefore) / gib;
+  const cpu = perGiB(cpuTime(), cpuBefore, gib);
+  const otherCpuPerGiB = perGiB(await otherCpuTime(), otherBefore, gib);
 
   const small = randomFillSync(Buffer.alloc(SMALL_BLOCK));
   const blocks = plan.seqBytes / SMALL_BLOCK;
@@ -115,8 +132,9 @@ async function runWorkloads(
   const qd16 = await timedLoops(QD16, plan.randomSeconds, randomWrite);
   return {
     seqWriteMiBps: plan.seqBytes / MiB / seconds,
-    cpuSecondsPerGiB,
-    otherCpuSecondsPerGiB,
+    cpuSecondsPerGiB: cpu.seconds,
+    cpuSystemSecondsPerGiB: cpu.systemSeconds,
+    otherCpuPerGiB,
     qd1Iops: qd1.iops,
     qd1: qd1.latency,
     qd16Iops: qd16.iops,
@@ -130,7 +148,7 @@ async function measureLocal(brick: TempBrick, plan: Plan, round: number): Promis
   const store = await ReplicaStore.create(dir, { volumeId, sizeLimitBytes: 2 * plan.seqBytes });
   try {
     const { fid } = await store.create('seq.dat');
-    const { otherCpuSecondsPerGiB: _, ...result } = await runWorkloads(async (offset, data) => void (await store.write({ fid }, offset, data)), plan, async () => 0);
+    const { otherCpuPerGiB: _, ...result } = await runWorkloads(async (offset, data) => void (await store.write({ fid }, offset, data)), plan, async () => NO_CPU);
     return result;
   } finally {
     await store.close();
@@ -174,7 +192,10 @@ async function measureReplicated(bricks: TempBrick[], plan: Plan, round: number)
       return link.start();
     });
     await waitUntil(() => links.every((l) => l.state === 'streaming'), 'every replica link streaming');
-    const childrenCpu = async () => (await Promise.all(children.map((c) => c.stats()))).reduce((sum, s) => sum + s.cpuSeconds, 0);
+    const childrenCpu = async (): Promise<CpuTime> => {
+      const stats = await Promise.all(children.map((c) => c.stats()));
+      return { seconds: stats.reduce((sum, s) => sum + s.cpuSeconds, 0), systemSeconds: stats.reduce((sum, s) => sum + s.cpuSystemSeconds, 0) };
+    };
 
     const rounds: ReplicatedRound[] = [];
     for (const [writeQuorum, tracker] of trackers) {
@@ -185,10 +206,30 @@ async function measureReplicated(bricks: TempBrick[], plan: Plan, round: number)
       };
       const file = `seq-w${writeQuorum}.dat`;
       const { fid } = await replicated(store.create(file));
-      const { otherCpuSecondsPerGiB, ...result } = await runWorkloads(async (offset, data) => void (await replicated(store.write({ fid }, offset, data))), plan, childrenCpu);
+      // Where a 1 MiB write's time goes: the primary's own durable write, then the wait for W.
+      const localMs: number[] = [];
+      const quorumMs: number[] = [];
+      const write = async (offset: number, data: Buffer) => {
+        const t0 = performance.now();
+        const { seq } = await store.write({ fid }, offset, data);
+        const t1 = performance.now();
+        await tracker.waitFor(seq, true);
+        if (data.length === SEQ_BLOCK) {
+          localMs.push(t1 - t0);
+          quorumMs.push(performance.now() - t1);
+        }
+      };
+      const { otherCpuPerGiB, ...result } = await runWorkloads(write, plan, childrenCpu);
       const stuck = links.filter((l) => l.state !== 'streaming');
       if (stuck.length > 0) throw new Error(`W=${writeQuorum}: replica links left streaming: ${stuck.map((l) => `${l.name} ${l.state}`).join(', ')}`);
-      rounds.push({ writeQuorum, ...result, replicaCpuSecondsPerGiB: otherCpuSecondsPerGiB });
+      rounds.push({
+        writeQuorum,
+        ...result,
+        replicaCpuSecondsPerGiB: otherCpuPerGiB.seconds,
+        replicaCpuSystemSecondsPerGiB: otherCpuPerGiB.systemSeconds,
+        seqLocalWriteMs: median(localMs),
+        seqQuorumWaitMs: median(quorumMs),
+      });
       // The next W starts on a fresh file with the same free space, as the first did.
       await replicated(store.unlink(file));
       await waitUntil(() => links.every((l) => l.ackedSeq >= queue.lastSeq), 'every replica durable at the unlink');
@@ -317,6 +358,7 @@ function setupRows(setup: Setup, r: SetupRounds): { rows: ResultRow[]; byName: M
   const tcp = { label: 'loopback TCP to a child', samples: r.tcpChildMiBps };
   add('local seq', row(`[${setup}] local store: seq write 1 MiB, ${SEQ_IN_FLIGHT} in flight, durable`, 'MiB/s', r.local.map((l) => l.seqWriteMiBps)));
   add('local cpu', row(`[${setup}] local store: CPU per GiB written`, 's/GiB', r.local.map((l) => l.cpuSecondsPerGiB)));
+  add('local sys', row(`[${setup}] local store: of which system`, 's/GiB', r.local.map((l) => l.cpuSystemSecondsPerGiB)));
   for (const w of new Set(r.replicated.map((x) => x.writeQuorum))) {
     const rs = r.replicated.filter((x) => x.writeQuorum === w);
     const pick = (f: (x: ReplicatedRound) => number) => rs.map(f);
@@ -333,7 +375,11 @@ function setupRows(setup: Setup, r: SetupRounds): { rows: ResultRow[]; byName: M
     add(`${w} qd16 p50`, row(`[${setup}] ${q}: 4 KiB QD${QD16} latency p50`, 'µs', pick((x) => x.qd16.p50Us), local(`QD${QD16} p50`, (l) => l.qd16.p50Us)));
     add(`${w} qd16 p99`, row(`[${setup}] ${q}: 4 KiB QD${QD16} latency p99`, 'µs', pick((x) => x.qd16.p99Us), local(`QD${QD16} p99`, (l) => l.qd16.p99Us)));
     add(`${w} cpu`, row(`[${setup}] ${q}: primary CPU per GiB written (seq write)`, 's/GiB', pick((x) => x.cpuSecondsPerGiB), local('CPU per GiB', (l) => l.cpuSecondsPerGiB)));
+    add(`${w} sys`, row(`[${setup}] ${q}: primary CPU per GiB, of which system`, 's/GiB', pick((x) => x.cpuSystemSecondsPerGiB), local('system CPU per GiB', (l) => l.cpuSystemSecondsPerGiB)));
     add(`${w} replica cpu`, row(`[${setup}] ${q}: both replica children's CPU per GiB written (seq write)`, 's/GiB', pick((x) => x.replicaCpuSecondsPerGiB)));
+    add(`${w} replica sys`, row(`[${setup}] ${q}: both replica children's CPU per GiB, of which system`, 's/GiB', pick((x) => x.replicaCpuSystemSecondsPerGiB)));
+    add(`${w} local ms`, row(`[${setup}] ${q}: 1 MiB write, median time until the primary's store.write resolved`, 'ms', pick((x) => x.seqLocalWriteMs)));
+    add(`${w} quorum ms`, row(`[${setup}] ${q}: 1 MiB write, median time from there until W replicas hold it`, 'ms', pick((x) => x.seqQuorumWaitMs)));
   }
   add('replica rss', row(`[${setup}] peak RSS of a replica child (largest)`, 'MiB', r.replicaMaxRssBytes.map((b) => b / MiB)));
   return { rows, byName };

@@ -39,6 +39,7 @@ export async function serveChild(setup: () => Promise<Served>): Promise<void> {
       const cpu = process.cpuUsage();
       const stats: ChildStats = {
         cpuSeconds: (cpu.user + cpu.system) / 1e6,
+        cpuSystemSeconds: cpu.system / 1e6,
         maxRssBytes: process.resourceUsage().maxRSS * 1024,
         counters: served.counters?.() ?? {},
       };
