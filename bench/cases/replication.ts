@@ -15,8 +15,9 @@
 //   local:      one store, no replication, on the primary's brick: 1 MiB sequential
 //               writes, 4 in flight, each durable when it resolves; 4 KiB random durable
 //               writes over that file at QD1 and QD16.
-//   replicated: the same workloads through the primary with W=2 of 3, then with W=3 on
-//               a fresh file (the W=2 file unlinked, the bricks trimmed).
+//   replicated: the same workloads through the primary with W=2 of 3 and with W=3, each
+//               on a fresh file (the previous one unlinked, the bricks trimmed), which
+//               goes first alternating with the round.
 //   tcp:        loopback TCP, one writer here pushing 1 MiB buffers to a child that
 //               discards them (the topology of a link), and the same within this process.
 // CPU: this process's and the children's process.cpuUsage() across each sequential write,
@@ -198,7 +199,9 @@ async function measureReplicated(bricks: TempBrick[], plan: Plan, round: number)
     };
 
     const rounds: ReplicatedRound[] = [];
-    for (const [writeQuorum, tracker] of trackers) {
+    // Which W goes first alternates with the round, as local and replicated do.
+    const order = round % 2 === 0 ? [...trackers] : [...trackers].reverse();
+    for (const [writeQuorum, tracker] of order) {
       const replicated = async <T extends { seq: bigint }>(op: Promise<T>): Promise<T> => {
         const result = await op;
         await tracker.waitFor(result.seq, true);
