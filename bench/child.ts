@@ -7,7 +7,10 @@
 // counters, may send `event` messages, and ends itself on `stop` (closing what it serves
 // first) or as soon as the channel closes (the bench process died: nothing is left
 // running). The parent stops every child it started by its pid: `stop` first, SIGKILL if
-// it has not exited within a few seconds.
+// it has not exited within a few seconds. As a safety net, every child still running is
+// known here: bench/run.ts stops them after the cases (a case that failed in between
+// would otherwise leave one holding a brick, and its IPC channel would keep the bench
+// process from exiting), and any left at exit are SIGKILLed by pid.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -31,6 +34,19 @@ type ChildMessage =
 
 const STOP_GRACE_MS = 5000;
 
+/** Children started and not yet exited. */
+const live = new Set<BenchChild>();
+process.on('exit', () => {
+  for (const child of live) child.kill();
+});
+
+/** Stop every child still running; resolves with how many there were. */
+export async function stopLeftoverChildren(): Promise<string[]> {
+  const leftovers = [...live];
+  await stopChildren(leftovers);
+  return leftovers.map((c) => `${c.name} (pid ${c.pid})`);
+}
+
 export class BenchChild {
   private readonly listeners = new Set<(message: ChildMessage) => void>();
   private readonly exited: Promise<void>;
@@ -45,7 +61,11 @@ export class BenchChild {
       if (child.exitCode !== null || child.signalCode !== null) resolve();
       else child.once('exit', () => resolve());
     });
-    void this.exited.then(() => (this.exitedFlag = true));
+    live.add(this);
+    void this.exited.then(() => {
+      this.exitedFlag = true;
+      live.delete(this);
+    });
     child.on('message', (message: ChildMessage) => {
       for (const listener of this.listeners) listener(message);
     });
@@ -97,6 +117,11 @@ export class BenchChild {
 
   stats(): Promise<ChildStats> {
     return this.request({ type: 'stats' }, (m) => (m.type === 'stats' ? m.stats : undefined), 10_000);
+  }
+
+  /** SIGKILL, by pid (from the exit handler, where nothing can be awaited). */
+  kill(): void {
+    if (!this.exitedFlag) this.child.kill('SIGKILL');
   }
 
   /** Ask the child to stop; SIGKILL it (by pid) if it has not exited after a grace period. */
