@@ -1,5 +1,6 @@
 // A throwaway XFS brick for benchmarks that need a real filesystem on a real block device:
-// a sparse file under the temp dir, attached as a loop device, adopted by a BrickManager
+// a sparse file under the temp dir (or under `parentDir`, e.g. a tmpfs from `withTmpfs`),
+// attached as a loop device, adopted by a BrickManager
 // whose allowlist is exactly that device. `withTempBrick` always tears it down (unmount,
 // detach the loop device it attached, remove the temp dir), whatever the body did.
 //
@@ -15,6 +16,7 @@ import { attachLoop, createSparseFile, detachLoop } from '../src/brick/loop.js';
 import { BrickManager } from '../src/brick/manager.js';
 import { run } from '../src/exec.js';
 import { silentLogger } from '../src/log.js';
+import { native, UmountFlags } from '../src/native.js';
 
 export interface TempBrick {
   /** Where the brick's filesystem is mounted. */
@@ -29,8 +31,12 @@ export function tempBrickUnavailable(): string | undefined {
   return undefined;
 }
 
-export async function withTempBrick<T>(sizeBytes: number, body: (brick: TempBrick) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'brickd-bench-'));
+export async function withTempBrick<T>(
+  sizeBytes: number,
+  body: (brick: TempBrick) => Promise<T>,
+  options: { parentDir?: string } = {},
+): Promise<T> {
+  const dir = await mkdtemp(path.join(options.parentDir ?? os.tmpdir(), 'brickd-bench-'));
   let device: string | undefined;
   let mountPath: string | undefined;
   let bodyFailed = true;
@@ -77,4 +83,48 @@ export async function withTempBrick<T>(sizeBytes: number, body: (brick: TempBric
 export async function dropCaches(): Promise<void> {
   await run('sync', []);
   await writeFile('/proc/sys/vm/drop_caches', '3');
+}
+
+/** `count` temp bricks at once (nested, so each is torn down whatever happens to the others). */
+export async function withTempBricks<T>(
+  count: number,
+  sizeBytes: number,
+  body: (bricks: TempBrick[]) => Promise<T>,
+  options: { parentDir?: string } = {},
+): Promise<T> {
+  const made: TempBrick[] = [];
+  const next = (): Promise<T> =>
+    made.length === count
+      ? body([...made])
+      : withTempBrick(sizeBytes, (brick) => {
+          made.push(brick);
+          return next();
+        }, options);
+  return next();
+}
+
+/**
+ * A tmpfs of `sizeBytes` mounted on a fresh temp dir for the body's lifetime: backing files
+ * of loop devices there take the disk out of a measurement. Unmounted (lazily if still
+ * busy) and its dir removed whatever the body did.
+ */
+export async function withTmpfs<T>(sizeBytes: number, body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'brickd-bench-tmpfs-'));
+  let mounted = false;
+  try {
+    await native.mount('tmpfs', dir, 'tmpfs', 0, `size=${sizeBytes},mode=0700`);
+    mounted = true;
+    return await body(dir);
+  } finally {
+    if (mounted) await native.umount(dir, 0).catch(() => native.umount(dir, UmountFlags.MNT_DETACH));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Give a brick's free blocks back to its loop device's backing file (fstrim): on a tmpfs
+ * the freed blocks of deleted files would otherwise keep using memory.
+ */
+export async function trimBrick(brick: TempBrick): Promise<void> {
+  await run('fstrim', [brick.root]);
 }

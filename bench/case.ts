@@ -63,3 +63,15 @@ export function target(description: string, ratio: number, comparison: '>=' | '<
   const pass = comparison === '>=' ? ratio >= required : ratio <= required;
   return { description, ratio, comparison, required, pass };
 }
+
+/** A row whose value is the median of `samples`, beside the median of its baseline's. */
+export function row(metric: string, unit: string, samples: number[], baseline?: { label: string; samples: number[] }): ResultRow {
+  const value = median(samples);
+  const out: ResultRow = { metric, value, unit, samples };
+  if (baseline) {
+    const base = median(baseline.samples);
+    out.baseline = { label: baseline.label, value: base };
+    out.ratio = value / base;
+  }
+  return out;
+}

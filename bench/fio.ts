@@ -3,6 +3,7 @@
 //
 // Latency: fio's completion latency (clat) of a write does not include the fdatasync that
 // `fdatasync=1` issues after it; fio reports those separately (the job's `sync` section).
+import path from 'node:path';
 import { BrickdError } from '../src/errors.js';
 import { run } from '../src/exec.js';
 
@@ -22,6 +23,13 @@ export interface FioJob {
   endFsync?: boolean;
   /** Run for this long, wrapping around `size` (time_based); else do `size` bytes once. */
   runtimeSeconds?: number;
+  /**
+   * Parallel jobs, each on its own file `<filename>.<jobnum>` of `size` bytes in the same
+   * directory; the figures are their sum (group_reporting). Default 1.
+   */
+  numjobs?: number;
+  /** How fio preallocates a file it writes (fio's default is native fallocate). */
+  fallocate?: 'none' | 'native';
 }
 
 export interface FioLatency {
@@ -51,18 +59,24 @@ export async function fioVersion(): Promise<string | undefined> {
 
 /** The command line of a job (exported so a report can quote exactly what ran). */
 export function fioArgs(job: FioJob): string[] {
+  const numjobs = job.numjobs ?? 1;
+  const files =
+    numjobs === 1
+      ? [`--filename=${job.filename}`]
+      : [`--directory=${path.dirname(job.filename)}`, `--filename_format=${path.basename(job.filename)}.$jobnum`, '--group_reporting'];
   const args = [
     `--name=${job.name}`,
-    `--filename=${job.filename}`,
+    ...files,
     `--rw=${job.rw}`,
     `--bs=${job.blockSize}`,
     `--size=${job.size}`,
     `--ioengine=${job.ioengine}`,
     `--iodepth=${job.iodepth ?? 1}`,
-    '--numjobs=1',
+    `--numjobs=${numjobs}`,
     '--direct=1',
     '--output-format=json',
   ];
+  if (job.fallocate !== undefined) args.push(`--fallocate=${job.fallocate}`);
   if (job.fdatasync !== undefined) args.push(`--fdatasync=${job.fdatasync}`);
   if (job.endFsync) args.push('--end_fsync=1');
   if (job.runtimeSeconds !== undefined) args.push(`--runtime=${job.runtimeSeconds}`, '--time_based=1');

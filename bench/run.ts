@@ -9,12 +9,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BenchCase } from './case.js';
+import { stopLeftoverChildren } from './child.js';
 import { crc32cCase } from './cases/crc32c.js';
+import { fuseNullCase } from './cases/fuse-null.js';
+import { replicationCase } from './cases/replication.js';
 import { storeCase } from './cases/store.js';
 import { describeMachine } from './machine.js';
 import { writeReport, type CaseRecord } from './report.js';
 
-const CASES: BenchCase[] = [crc32cCase, storeCase];
+const CASES: BenchCase[] = [crc32cCase, storeCase, replicationCase, fuseNullCase];
 
 const USAGE = `usage: npm run bench -- [--quick] [--case NAME]... [--out DIR]
   --quick       short smoke run (fewer, shorter rounds)
@@ -87,6 +90,8 @@ async function main(): Promise<number> {
       record.error = err instanceof Error ? err.message : String(err);
       progress(`case ${benchCase.name}: failed: ${record.error}`);
     }
+    const leftovers = await stopLeftoverChildren();
+    if (leftovers.length > 0) progress(`case ${benchCase.name}: stopped child processes it left running: ${leftovers.join(', ')}`);
     record.durationMs = Date.now() - caseStart;
     progress(`case ${benchCase.name}: done in ${(record.durationMs / 1000).toFixed(1)} s`);
     records.push(record);

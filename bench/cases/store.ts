@@ -18,8 +18,9 @@ import { performance } from 'node:perf_hooks';
 import { randomFillSync } from 'node:crypto';
 import { ReplicaStore, type StoreOptions } from '../../src/store/store.js';
 import { dropCaches, tempBrickUnavailable, withTempBrick, type TempBrick } from '../brick.js';
-import { median, target, type BenchCase, type BenchContext, type CaseResult, type ResultRow } from '../case.js';
+import { row, target, type BenchCase, type BenchContext, type CaseResult, type ResultRow } from '../case.js';
 import { fioArgs, fioVersion, runFio, type FioJob } from '../fio.js';
+import { inParallel, timedLoops, type Latencies } from '../workload.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -35,11 +36,6 @@ interface Plan {
   rounds: number;
   seqBytes: number;
   randomSeconds: number;
-}
-
-interface Latencies {
-  p50Us: number;
-  p99Us: number;
 }
 
 interface BaselineRound {
@@ -61,21 +57,6 @@ interface StoreRound {
   qd16: Latencies;
 }
 
-function percentiles(samplesUs: number[]): Latencies {
-  const sorted = Float64Array.from(samplesUs).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  return { p50Us: at(0.5), p99Us: at(0.99) };
-}
-
-/** `count` operations from `workers` concurrent loops, each taking the next index. */
-async function inParallel(workers: number, count: number, op: (index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const loop = async () => {
-    while (next < count) await op(next++);
-  };
-  await Promise.all(Array.from({ length: workers }, loop));
-}
-
 /** Random 4 KiB writes from `workers` loops until `seconds` pass; IOPS and latencies. */
 async function randomWrites(
   store: ReplicaStore,
@@ -86,20 +67,9 @@ async function randomWrites(
 ): Promise<{ iops: number; latency: Latencies }> {
   const blocks = fileBytes / SMALL_BLOCK;
   const data = randomFillSync(Buffer.alloc(SMALL_BLOCK));
-  const latenciesUs: number[] = [];
-  const start = performance.now();
-  const deadline = start + seconds * 1000;
-  const loop = async () => {
-    while (performance.now() < deadline) {
-      const offset = Math.floor(Math.random() * blocks) * SMALL_BLOCK;
-      const t0 = performance.now();
-      await store.write({ fid }, offset, data);
-      latenciesUs.push((performance.now() - t0) * 1000);
-    }
-  };
-  await Promise.all(Array.from({ length: workers }, loop));
-  const elapsedSeconds = (performance.now() - start) / 1000;
-  return { iops: latenciesUs.length / elapsedSeconds, latency: percentiles(latenciesUs) };
+  return timedLoops(workers, seconds, async () => {
+    await store.write({ fid }, Math.floor(Math.random() * blocks) * SMALL_BLOCK, data);
+  });
 }
 
 function fioJobs(dir: string, plan: Plan): { seqWrite: FioJob; seqRead: FioJob; syncWrite: FioJob; seqWriteDurable: FioJob } {
@@ -184,17 +154,6 @@ async function measureStore(brick: TempBrick, plan: Plan, round: number): Promis
     await store.close();
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-function row(metric: string, unit: string, samples: number[], baseline?: { label: string; samples: number[] }): ResultRow {
-  const value = median(samples);
-  const out: ResultRow = { metric, value, unit, samples };
-  if (baseline) {
-    const base = median(baseline.samples);
-    out.baseline = { label: baseline.label, value: base };
-    out.ratio = value / base;
-  }
-  return out;
 }
 
 async function run(ctx: BenchContext): Promise<CaseResult> {
