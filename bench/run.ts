@@ -11,13 +11,14 @@ import { parseArgs } from 'node:util';
 import type { BenchCase } from './case.js';
 import { stopLeftoverChildren } from './child.js';
 import { crc32cCase } from './cases/crc32c.js';
+import { fuseCase } from './cases/fuse.js';
 import { fuseNullCase } from './cases/fuse-null.js';
 import { replicationCase } from './cases/replication.js';
 import { storeCase } from './cases/store.js';
 import { describeMachine } from './machine.js';
 import { writeReport, type CaseRecord } from './report.js';
 
-const CASES: BenchCase[] = [crc32cCase, storeCase, replicationCase, fuseNullCase];
+const CASES: BenchCase[] = [crc32cCase, storeCase, replicationCase, fuseNullCase, fuseCase];
 
 const USAGE = `usage: npm run bench -- [--quick] [--case NAME]... [--out DIR]
   --quick       short smoke run (fewer, shorter rounds)

@@ -35,7 +35,7 @@ async function isMounted(mountpoint: string): Promise<boolean> {
  * child unmounts when stopped; if the mount is still there afterwards (the child was
  * killed), it is detached with `fusermount -uz`, and the dir removed.
  */
-async function withNullFuse<T>(body: (mountpoint: string) => Promise<T>): Promise<T> {
+export async function withNullFuse<T>(body: (mountpoint: string) => Promise<T>): Promise<T> {
   const mountpoint = await mkdtemp(path.join(os.tmpdir(), 'brickd-bench-nullfuse-'));
   let child: BenchChild | undefined;
   try {

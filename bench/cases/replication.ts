@@ -434,6 +434,19 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
   };
 }
 
+/**
+ * brickd's own 3-replica figures without a frontend, for other cases' baselines: one round
+ * of the disk setup with W=2 (1 MiB sequential writes, 4 in flight; 4 KiB durable QD1).
+ */
+export async function replicatedBaseline(quick: boolean): Promise<{ seqWriteMiBps: number; qd1Iops: number }> {
+  const plan: Plan = quick
+    ? { rounds: 1, seqBytes: 32 * MiB, randomSeconds: 1, tcpBytes: 0, tcpSeconds: 0, writeQuorums: [2] }
+    : { rounds: 1, seqBytes: 512 * MiB, randomSeconds: 5, tcpBytes: 0, tcpSeconds: 0, writeQuorums: [2] };
+  const { rounds } = await withSetupBricks('disk', (bricks) => measureReplicated(bricks, plan, 0));
+  const w2 = rounds[0]!;
+  return { seqWriteMiBps: w2.seqWriteMiBps, qd1Iops: w2.qd1Iops };
+}
+
 export const replicationCase: BenchCase = {
   name: 'replication',
   family: 'replication',
