@@ -52,6 +52,11 @@ export function fuseJobs(dir: string, quick: boolean): FuseJob[] {
   ];
 }
 
+/** The figure a job is quoted by: IOPS for the 4 KiB sync job, MiB/s for the others. */
+export function figure(key: FuseJobKey, r: FioResult): number {
+  return key === 'syncWrite4k' ? r.iops : r.bytesPerSecond / MiB;
+}
+
 /** Every file a job set may leave behind (the parallel job's per-writer files included). */
 function jobFiles(jobs: FuseJob[]): string[] {
   return jobs.flatMap(({ job }) =>

@@ -16,10 +16,9 @@ import { dropCaches, tempBrickUnavailable, withTempBrick } from '../brick.js';
 import { row, type BenchCase, type BenchContext, type CaseResult, type ResultRow } from '../case.js';
 import { BenchChild } from '../child.js';
 import { fioArgs, fioVersion, type FioResult } from '../fio.js';
-import { fuseJobs, runFuseJobs, type FuseJobKey } from '../fusejobs.js';
+import { figure, fuseJobs, runFuseJobs, type FuseJobKey } from '../fusejobs.js';
 
 const GiB = 2 ** 30;
-const MiB = 2 ** 20;
 /** Room for the jobs' files (1 GiB sequential, 1 GiB sync, 4 × 256 MiB parallel) and XFS. */
 const BRICK_BYTES = 4 * GiB;
 
@@ -47,10 +46,6 @@ export async function withNullFuse<T>(body: (mountpoint: string) => Promise<T>):
     if (await isMounted(mountpoint)) await runTool('fusermount', ['-uz', mountpoint]);
     await rm(mountpoint, { recursive: true, force: true });
   }
-}
-
-function figure(key: FuseJobKey, r: FioResult): number {
-  return key === 'syncWrite4k' ? r.iops : r.bytesPerSecond / MiB;
 }
 
 async function run(ctx: BenchContext): Promise<CaseResult> {

@@ -25,21 +25,16 @@ import { controlClient, type ControlClient } from '../../src/wire/control.js';
 import { dropCaches, tempBrickUnavailable, withTempBrick } from '../brick.js';
 import { row, target, type BenchCase, type BenchContext, type CaseResult, type ResultRow } from '../case.js';
 import { fioVersion, type FioResult } from '../fio.js';
-import { fuseJobs, runFuseJobs, type FuseJobKey } from '../fusejobs.js';
+import { figure, fuseJobs, runFuseJobs, type FuseJobKey } from '../fusejobs.js';
 import { withNullFuse } from './fuse-null.js';
 import { replicatedBaseline } from './replication.js';
 
 const GiB = 2 ** 30;
-const MiB = 2 ** 20;
 const BRICK_BYTES = 5 * GiB;
 const VOLUME = 'bench-fuse';
 const BRICKD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/brickd.js');
 
 type Round = Record<FuseJobKey, FioResult>;
-
-function figure(key: FuseJobKey, r: FioResult): number {
-  return key === 'syncWrite4k' ? r.iops : r.bytesPerSecond / MiB;
-}
 
 async function freePort(): Promise<number> {
   const server = net.createServer();
