@@ -130,6 +130,7 @@ function volumeText(v: pb.IVolume): string {
     ['size limit', formatBytes(Number(v.sizeLimitBytes))],
     ['brick', v.brickId ?? ''],
     ['write quorum', v.writeQuorum ? Number(v.writeQuorum) : 'majority'],
+    ['replication', v.replicationMode || 'sync'],
     ['peers', (v.peers ?? []).map((p) => `${p.nodeId}=${p.address}`).join(', ')],
     ['block size', v.blockSize ? formatBytes(Number(v.blockSize)) : ''],
   ]);
@@ -283,6 +284,7 @@ export const COMMANDS: Command[] = [
       role: { type: 'string', value: 'primary|replica', help: 'role of this replica (default replica)' },
       peer: { type: 'string', multiple: true, value: 'NODE=HOST:PORT', help: 'another replica: node id and replication address' },
       quorum: { type: 'string', value: 'N', help: 'write quorum including this replica (default: a majority)' },
+      mode: { type: 'string', value: 'sync|async', help: 'acknowledge on the write quorum (sync, default) or on this replica alone (async)' },
     },
     summary: "Create this node's replica of a volume. Idempotent: the same settings again return it.",
     run: async (ctx, [volumeId], values) => {
@@ -297,6 +299,7 @@ export const COMMANDS: Command[] = [
           role: oneOf(str(values, 'role'), '--role', ['primary', 'replica'] as const) ?? '',
           peers: peers(values),
           writeQuorum: integer(str(values, 'quorum'), '--quorum') ?? 0,
+          replicationMode: oneOf(str(values, 'mode'), '--mode', ['sync', 'async'] as const) ?? '',
         },
         volumeId,
       );
@@ -313,6 +316,7 @@ export const COMMANDS: Command[] = [
       peer: { type: 'string', multiple: true, value: 'NODE=HOST:PORT', help: 'replace the peers with these' },
       'clear-peers': { type: 'boolean', help: 'set the peers to none' },
       quorum: { type: 'string', value: 'N', help: 'new write quorum (default: unchanged)' },
+      mode: { type: 'string', value: 'sync|async', help: 'new replication mode (default: unchanged)' },
     },
     summary: "Change the generation, role, peers or write quorum of this node's replica (fencing: the generation never goes down).",
     run: async (ctx, [volumeId], values) => {
@@ -328,6 +332,7 @@ export const COMMANDS: Command[] = [
           peers: newPeers,
           setPeers: newPeers.length > 0 || Boolean(values['clear-peers']),
           writeQuorum: integer(str(values, 'quorum'), '--quorum') ?? 0,
+          replicationMode: oneOf(str(values, 'mode'), '--mode', ['sync', 'async'] as const) ?? '',
         },
         volumeId,
       );

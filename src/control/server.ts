@@ -26,7 +26,7 @@ import type { ScrubProgress } from '../store/scrub.js';
 import type { VolumeMounts } from '../fuse/table.js';
 import { native } from '../native.js';
 import { checkVolumeId, type LocalVolume, type VolumeManager } from '../volume/manager.js';
-import type { PeerConfig, VolumeRole } from '../volume/config.js';
+import type { PeerConfig, ReplicationMode, VolumeRole } from '../volume/config.js';
 import { ControlService, pb, UndecodableRequest, type ControlMethod } from '../wire/control.js';
 import { toServiceError } from './errors.js';
 import { RequestLog } from './idempotency.js';
@@ -75,6 +75,12 @@ function volumeId(value: string | null | undefined): string {
   const id = requireString(value, 'volume_id');
   checkVolumeId(id);
   return id;
+}
+
+function replicationMode(value: string | null | undefined): ReplicationMode | undefined {
+  if (!value) return undefined;
+  if (value !== 'sync' && value !== 'async') throw new BrickdError('INVALID_ARGUMENT', `replication_mode must be "sync" or "async", got ${JSON.stringify(value)}`);
+  return value;
 }
 
 function role(value: string | null | undefined): VolumeRole | undefined {
@@ -141,6 +147,7 @@ function volumeMessage(v: LocalVolume): pb.IVolume {
     peers: v.config.peers,
     writeQuorum: v.config.writeQuorum,
     blockSize: v.store.manifest.blockSize,
+    replicationMode: v.config.replicationMode ?? 'sync',
   };
 }
 
@@ -455,6 +462,7 @@ export class ControlServer {
             ...(role(req.role) ? { role: role(req.role)! } : {}),
             peers: peers(req.peers),
             writeQuorum: req.writeQuorum,
+            ...(replicationMode(req.replicationMode) ? { replicationMode: replicationMode(req.replicationMode)! } : {}),
           });
           return volumeMessage(volume);
         }),
@@ -468,6 +476,7 @@ export class ControlServer {
             ...(r ? { role: r } : {}),
             ...(req.setPeers ? { peers: peers(req.peers) } : {}),
             ...(req.writeQuorum ? { writeQuorum: req.writeQuorum } : {}),
+            ...(replicationMode(req.replicationMode) ? { replicationMode: replicationMode(req.replicationMode)! } : {}),
           });
           return volumeMessage(volume);
         }),

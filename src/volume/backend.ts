@@ -56,6 +56,11 @@ export interface StoreBackendOptions {
   replicated?: (seq: bigint) => Promise<void>;
   /** Data mutations resolve once applied; durability follows (sync() waits for it). */
   writeBack?: { maxUnsyncedBytes: number };
+  /**
+   * Protocol A, asked at each call: when true, mutations and sync() wait for the local
+   * replica only; `replicated` then only paces the write-back window (the peers' lag).
+   */
+  acknowledgeLocally?: () => boolean;
 }
 
 /**
@@ -91,12 +96,16 @@ class UnsyncedWindow {
 
 /** A backend over one local store: a volume without peers, or a primary's local replica with `replicated`. */
 export function storeBackend(store: ReplicaStore, options: StoreBackendOptions = {}): VolumeBackend {
-  const quorum = options.replicated;
+  const replicated = options.replicated;
+  const local = options.acknowledgeLocally ?? (() => false);
+  /** The quorum wait an acknowledgement needs now: none in async mode. */
+  const quorum = replicated && ((seq: bigint) => (local() ? Promise.resolve() : replicated(seq)));
   const window = options.writeBack ? new UnsyncedWindow(options.writeBack.maxUnsyncedBytes) : undefined;
   /** A data mutation in write-back mode: resolves once applied and the window has room. */
   const applied = async <T extends { seq: bigint; durable: Promise<void> }>(mutation: Promise<T>, bytes: number): Promise<T> => {
     const result = await mutation;
-    await window!.add(bytes, quorum ? result.durable.then(() => quorum(result.seq)) : result.durable);
+    // The window always waits for the peers (in async mode too): it bounds their lag.
+    await window!.add(bytes, replicated ? result.durable.then(() => replicated(result.seq)) : result.durable);
     return result;
   };
   const acked = quorum

@@ -11,6 +11,14 @@ export const VOLUME_CONFIG_VERSION = 1;
 
 export type VolumeRole = 'primary' | 'replica';
 
+/**
+ * When a primary acknowledges a mutation: 'sync' (protocol C) once the write quorum holds it
+ * durably; 'async' (protocol A) once this replica does, the peers following within a
+ * bounded lag. Async trades the acknowledged writes of the last moments before a primary
+ * is lost for the latency of one local disk.
+ */
+export type ReplicationMode = 'sync' | 'async';
+
 export interface PeerConfig {
   nodeId: string;
   /** host:port of the peer's replication endpoint. */
@@ -24,6 +32,8 @@ export interface VolumeConfig {
   peers: PeerConfig[];
   /** Replicas (this one included) that must hold a write before it is acknowledged; 0 = majority. */
   writeQuorum: number;
+  /** Absent in version-1 files written before it existed: sync. */
+  replicationMode?: ReplicationMode;
 }
 
 const file = (replicaDir: string) => path.join(replicaDir, '.brickd', 'volume.json');

@@ -28,7 +28,7 @@ import type { ReplicaServer } from '../replication/server.js';
 import type { ReplicaLinkOptions } from '../replication/link.js';
 import { readOnlyBackend, storeBackend, type VolumeBackend } from './backend.js';
 import { effectiveWriteQuorum, PrimaryReplication, type ReplicationIdentity } from './replication.js';
-import { readVolumeConfig, writeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_VERSION, type PeerConfig, type VolumeConfig, type VolumeRole } from './config.js';
+import { readVolumeConfig, writeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_VERSION, type PeerConfig, type ReplicationMode, type VolumeConfig, type VolumeRole } from './config.js';
 
 export interface LocalVolume {
   volumeId: string;
@@ -60,6 +60,7 @@ export interface CreateVolumeOptions {
   role?: VolumeRole;
   peers?: PeerConfig[];
   writeQuorum?: number;
+  replicationMode?: ReplicationMode;
 }
 
 export interface UpdateVolumeOptions {
@@ -67,6 +68,7 @@ export interface UpdateVolumeOptions {
   role?: VolumeRole;
   peers?: PeerConfig[];
   writeQuorum?: number;
+  replicationMode?: ReplicationMode;
 }
 
 export interface VolumeManagerOptions {
@@ -203,6 +205,7 @@ export class VolumeManager {
           (!options.role || options.role === existing.config.role) &&
           (!options.peers?.length || peersOf(options.peers) === peersOf(existing.config.peers)) &&
           (!options.writeQuorum || options.writeQuorum === existing.config.writeQuorum) &&
+          (!options.replicationMode || options.replicationMode === (existing.config.replicationMode ?? 'sync')) &&
           (options.generation ?? 0) <= existing.store.manifest.generation;
         if (!same) {
           throw new BrickdError('VOLUME_EXISTS', `volume ${options.volumeId} already has a replica here with other settings (brick ${existing.brickId}, size limit ${existing.store.manifest.sizeLimitBytes}, role ${existing.config.role}, generation ${existing.store.manifest.generation})`, {
@@ -224,6 +227,7 @@ export class VolumeManager {
         role: options.role ?? 'replica',
         peers: options.peers ?? [],
         writeQuorum: options.writeQuorum ?? 0,
+        replicationMode: options.replicationMode ?? 'sync',
       };
       await writeVolumeConfig(dir, config);
       const volume = this.add(options.volumeId, brick.brickId, dir, store, config);
@@ -250,6 +254,7 @@ export class VolumeManager {
         ...(options.role ? { role: options.role } : {}),
         ...(options.peers ? { peers: options.peers } : {}),
         ...(options.writeQuorum !== undefined ? { writeQuorum: options.writeQuorum } : {}),
+        ...(options.replicationMode ? { replicationMode: options.replicationMode } : {}),
       };
       // Checked before anything is written: a refused update must change nothing, generation included.
       checkWriteQuorum(config.writeQuorum, config.peers);
@@ -327,7 +332,8 @@ export class VolumeManager {
   /**
    * The volume as a frontend sees it. A primary's backend acknowledges a namespace mutation
    * once the write quorum has it, and a data mutation once applied (write-back: the
-   * frontend's fsync waits for the quorum). It asks for the quorum object of the moment:
+   * frontend's fsync waits for the quorum). In async mode (protocol A) the local replica
+   * alone acknowledges; the write-back window still bounds how far the peers may lag. It asks for the quorum object of the moment:
    * settings may change under a long mount. A replica's backend is read-only: it serves its
    * local data, which may lag.
    */
@@ -337,6 +343,8 @@ export class VolumeManager {
     const backend = storeBackend(volume.store, {
       // Below the retained queue's bound (64 MiB): a fast writer cannot outrun replication.
       writeBack: { maxUnsyncedBytes: WRITE_BACK_BYTES },
+      // Read at each call: UpdateVolume may switch the mode under a long mount.
+      acknowledgeLocally: () => volume.config.replicationMode === 'async',
       replicated: async (seq) => {
         if (volume.config.peers.length === 0) return;
         if (!volume.primary) throw new BrickdError('QUORUM_LOST', `volume ${volumeId} is not replicating (reconfiguring or closing); the write is not acknowledged`, { volumeId });

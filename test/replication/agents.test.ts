@@ -111,6 +111,25 @@ t.test('three agents replicate a volume configured through the control API', { s
   await writer;
   await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.lagSeq === 0n), 'both replicas caught up');
 
+  // Protocol A: an async volume's primary acknowledges on its own durability, even with
+  // both replicas stalled (SIGSTOP), and the replicas catch up once they run again.
+  const ASYNC = 'pv-async';
+  for (const r of replicas) await r.api.createVolume({ volumeId: ASYNC, sizeLimitBytes: 64 * 2 ** 20, role: 'replica', generation: 1 });
+  const asyncVolume = await api.createVolume({ volumeId: ASYNC, sizeLimitBytes: 64 * 2 ** 20, role: 'primary', generation: 1, peers, writeQuorum: 2, replicationMode: 'async' });
+  t.equal(asyncVolume.replicationMode, 'async');
+  t.equal((await api.getVolumeStatus({ volumeId: VOLUME })).volume?.replicationMode, 'sync', 'sync is the default');
+  const asyncBackend = primary.volumes.backend(ASYNC);
+  await until(() => primary.volumes.peerStates(ASYNC).every((p) => p.state === 'streaming'), 'async links streaming');
+  for (const r of replicas) r.proc.child.kill('SIGSTOP');
+  const asyncStart = Date.now();
+  await asyncBackend.create('a');
+  await asyncBackend.write('a', 0, Buffer.alloc(200_000, 7));
+  await asyncBackend.sync();
+  t.ok(Date.now() - asyncStart < 2500, `acknowledged with both replicas stalled, in ${Date.now() - asyncStart} ms (the quorum timeout is 3000)`);
+  t.ok(primary.volumes.peerStates(ASYNC).every((p) => p.lagSeq > 0n), 'the replicas lag behind');
+  for (const r of replicas) r.proc.child.kill('SIGCONT');
+  await until(() => primary.volumes.peerStates(ASYNC).every((p) => p.lagSeq === 0n), 'the replicas caught up');
+
   // Fencing: the orchestrator raises the generation on the replicas (promoting elsewhere).
   // The primary, still at generation 1, must stop acknowledging.
   for (const r of replicas) await r.api.updateVolume({ volumeId: VOLUME, generation: 2 });
@@ -135,7 +154,7 @@ t.test('three agents replicate a volume configured through the control API', { s
   const trees = [];
   for (const r of replicas) {
     await r.stop('SIGTERM');
-    const dir = await replicaDirOf(r.stateDir);
+    const dir = await replicaDirOf(r.stateDir, VOLUME);
     const store = await ReplicaStore.open(dir);
     for (const [name, data] of acked) {
       const read = await store.read(name, 0, data.length);
@@ -146,13 +165,18 @@ t.test('three agents replicate a volume configured through the control API', { s
   }
   t.same(trees[0], trees[1], 'both replicas hold the same tree');
   t.ok(trees[0]!.length > 20, 'with the workload in it');
+  for (const r of replicas) {
+    const store = await ReplicaStore.open(await replicaDirOf(r.stateDir, ASYNC));
+    t.ok((await store.read('a', 0, 200_000)).equals(Buffer.alloc(200_000, 7)), 'the async write reached the replica');
+    await store.close();
+  }
 });
 
-/** <stateDir>/bricks/<brick>/volumes/<VOLUME>: the replica's directory on the agent's one brick. */
-async function replicaDirOf(stateDir: string): Promise<string> {
+/** <stateDir>/bricks/<brick>/volumes/<volumeId>: the replica's directory on the agent's one brick. */
+async function replicaDirOf(stateDir: string, volumeId: string): Promise<string> {
   const bricksDir = path.join(stateDir, 'bricks');
   for (const b of await readdir(bricksDir)) {
-    const dir = path.join(bricksDir, b, 'volumes', VOLUME);
+    const dir = path.join(bricksDir, b, 'volumes', volumeId);
     try {
       await readdir(dir);
       return dir;
@@ -160,5 +184,5 @@ async function replicaDirOf(stateDir: string): Promise<string> {
       /* not on this brick */
     }
   }
-  throw new Error(`no replica of ${VOLUME} under ${bricksDir}`);
+  throw new Error(`no replica of ${volumeId} under ${bricksDir}`);
 }
