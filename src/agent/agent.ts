@@ -132,6 +132,10 @@ export class Agent {
         log: this.log.child({ node: this.nodeId }),
       });
       await this.control.listen(this.config.controlSocket, await resolveGroup(this.config.controlSocketGroup));
+      if (this.config.controlTcpAddress !== 'off') {
+        const { host, port } = parseListenAddress(this.config.controlTcpAddress)!;
+        await this.control.listenTls(host, port, await this.controlTls());
+      }
       this.transition('running', {
         nodeId: this.nodeId,
         controlSocket: this.config.controlSocket,
@@ -165,6 +169,20 @@ export class Agent {
     await this.stopHttp();
     await this.releaseStateDir?.();
     this.transition('stopped');
+  }
+
+  /** The TLS material of the TCP control listener (all three files required). */
+  private async controlTls(): Promise<{ cert: Buffer; key: Buffer; ca: Buffer }> {
+    const read = async (key: 'controlTlsCert' | 'controlTlsKey' | 'controlTlsCa'): Promise<Buffer> => {
+      const file = this.config[key];
+      if (!file) throw new BrickdError('CONFIG_INVALID', `${key}: the TCP control listener (controlTcpAddress) needs it`, { key });
+      try {
+        return await readFile(file);
+      } catch (err) {
+        throw new BrickdError('CONFIG_INVALID', `${key}: cannot read ${file}: ${(err as Error).message}`, { key }, err);
+      }
+    };
+    return { cert: await read('controlTlsCert'), key: await read('controlTlsKey'), ca: await read('controlTlsCa') };
   }
 
   /** The replication endpoint and identity, from replicationAddress, clusterId and the secret file. */

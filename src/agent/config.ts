@@ -34,6 +34,15 @@ export interface AgentConfig {
    */
   controlSocketGroup: string;
   /**
+   * host:port of an optional TCP listener for remote orchestrators, or "off". Mutual TLS
+   * only: the agent presents controlTlsCert/Key and accepts clients whose certificate is
+   * signed by controlTlsCa.
+   */
+  controlTcpAddress: string;
+  controlTlsCert: string;
+  controlTlsKey: string;
+  controlTlsCa: string;
+  /**
    * host:port of the HTTP endpoint serving /metrics, /healthz and /readyz, or "off".
    * Loopback by default: in the DaemonSet (host network) the kubelet probes it there.
    */
@@ -66,6 +75,10 @@ export const DEFAULT_CONFIG: AgentConfig = {
   logLevel: 'info',
   controlSocket: '/run/brickd/control.sock',
   controlSocketGroup: '',
+  controlTcpAddress: 'off',
+  controlTlsCert: '',
+  controlTlsKey: '',
+  controlTlsCa: '',
   metricsAddress: '127.0.0.1:9464',
   replicationAddress: 'off',
   advertiseAddress: '',
@@ -104,6 +117,11 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
     if (!values.includes(raw as T)) throw invalid(key, source, `expected one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
     return raw as T;
   };
+  const absolutePath = (): string => {
+    const p = str();
+    if (!path.isAbsolute(p)) throw invalid(key, source, `expected an absolute path, got ${JSON.stringify(p)}`);
+    return path.normalize(p);
+  };
   const address = (allowOff: boolean): string => {
     const a = str();
     if (allowOff && a === 'off') return a;
@@ -119,13 +137,15 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
     throw invalid(key, source, `expected true or false, got ${JSON.stringify(raw)}`);
   };
   switch (key) {
+    case 'controlTlsCert':
+    case 'controlTlsKey':
+    case 'controlTlsCa':
+      if (raw === '') return raw;
+      return absolutePath();
     case 'stateDir':
     case 'replicationSecretFile':
-    case 'controlSocket': {
-      const p = str();
-      if (!path.isAbsolute(p)) throw invalid(key, source, `expected an absolute path, got ${JSON.stringify(p)}`);
-      return path.normalize(p);
-    }
+    case 'controlSocket':
+      return absolutePath();
     case 'zone': {
       const z = str();
       if (!/^[A-Za-z0-9._-]{1,63}$/.test(z)) throw invalid(key, source, 'expected 1-63 characters of A-Z a-z 0-9 . _ -');
@@ -178,6 +198,7 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
       if (raw === '') return raw;
       return address(false);
     case 'replicationAddress':
+    case 'controlTcpAddress':
     case 'metricsAddress':
       return address(true);
   }

@@ -228,6 +228,19 @@ export class ControlServer {
   }
 
   /**
+   * Also serve on TCP at `host:port`, mutual TLS only: the agent presents `cert`/`key`, and a
+   * client must present a certificate signed by `ca` (grpc-js refuses the handshake
+   * otherwise). Each call's log line carries the client's address and certificate subject.
+   */
+  async listenTls(host: string, port: number, tls: { cert: Buffer; key: Buffer; ca: Buffer }): Promise<number> {
+    const credentials = grpc.ServerCredentials.createSsl(tls.ca, [{ cert_chain: tls.cert, private_key: tls.key }], true);
+    const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    const bound = await new Promise<number>((resolve, reject) => this.server.bindAsync(target, credentials, (err, p) => (err ? reject(err) : resolve(p))));
+    this.deps.log.info({ address: target }, 'control API serving on TCP (mutual TLS)');
+    return bound;
+  }
+
+  /**
    * One accepted connection: its peer's credentials become its peer string, which every
    * call's log line carries (call.getPeer() reads the socket's remoteAddress, which a Unix
    * socket does not have). A peer whose credentials cannot be read is still served (the
@@ -280,13 +293,13 @@ export class ControlServer {
         (response) => {
           // The audit trail: who changed what is logged at info, reads at debug.
           const level = /^(get|list|watch)/.test(method) ? 'debug' : 'info';
-          this.deps.log[level]({ method, peer: call.getPeer(), ms: Date.now() - started }, 'control call');
+          this.deps.log[level]({ method, peer: peerOf(call), ms: Date.now() - started }, 'control call');
           callback(null, response);
         },
         (err: unknown) => {
           const serviceError = toServiceError(err);
           const reason = serviceError.metadata?.get('brickd-reason')[0];
-          this.deps.log.info({ method, peer: call.getPeer(), reason, msg2: serviceError.details }, 'control call refused');
+          this.deps.log.info({ method, peer: peerOf(call), reason, msg2: serviceError.details }, 'control call refused');
           callback(serviceError as grpc.ServiceError);
         },
       );
@@ -610,6 +623,16 @@ export class ControlServer {
       },
     };
   }
+}
+
+/**
+ * Who made a call: "unix:pid=…,uid=…,gid=…" on the socket (see accept), or the TCP address
+ * and the subject of the client's certificate ("10.0.0.5:51234 CN=orchestrator").
+ */
+function peerOf(call: { getPeer(): string; getAuthContext?(): ReturnType<grpc.ServerUnaryCall<unknown, unknown>['getAuthContext']> }): string {
+  const peer = call.getPeer();
+  const cert = call.getAuthContext?.()?.sslPeerCertificate;
+  return cert?.subject?.CN ? `${peer} CN=${cert.subject.CN}` : peer;
 }
 
 /** Whether something accepts connections on a Unix socket (a live agent). */

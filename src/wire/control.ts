@@ -96,8 +96,12 @@ export type ControlClient = grpc.Client & ClientMethods;
 
 const ClientConstructor = grpc.makeGenericClientConstructor(ControlService as unknown as grpc.ServiceDefinition, 'Control');
 
-/** Connect to an agent: `unix:///run/brickd/control.sock` or a path (taken as a Unix socket). */
-export function controlClient(target: string): ControlClient {
+/**
+ * Connect to an agent: `unix:///run/brickd/control.sock` or a path (taken as a Unix socket);
+ * or, with TLS credentials (the agent's controlTcpAddress, mutual TLS), `host:port`.
+ */
+export function controlClient(target: string, tls?: grpc.ChannelCredentials): ControlClient {
+  if (tls) return new ClientConstructor(target, tls) as unknown as ControlClient;
   const address = target.includes('://') || target.startsWith('unix:') ? target : `unix://${target}`;
   return new ClientConstructor(address, grpc.credentials.createInsecure()) as unknown as ControlClient;
 }
