@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import { ReplicaLink, type LinkState, type ReplicaLinkOptions } from '../replication/link.js';
 import { QuorumTracker } from '../replication/quorum.js';
 import { RetainedQueue } from '../replication/retained.js';
+import type { ResyncProgress, ResyncSourceStore } from '../replication/resync-source.js';
 import type { Mutation } from '../store/mutations.js';
 import type { PeerConfig } from './config.js';
 
@@ -36,6 +37,8 @@ export interface PrimaryReplicationOptions {
   log: Logger;
   /** Test and bench knobs for the links (window sizes, backoff). */
   link?: Partial<ReplicaLinkOptions>;
+  /** The primary's store: replicas the queue cannot catch up are resynced from it. */
+  resync?: ResyncSourceStore;
 }
 
 export interface PeerState {
@@ -46,6 +49,8 @@ export interface PeerState {
   /** Mutations the primary has that this replica does not hold durably. */
   lagSeq: bigint;
   reason: string;
+  /** The current or last resync of this replica, if any. */
+  resync?: Readonly<ResyncProgress>;
 }
 
 /** W for `replicas` replicas when the volume says 0: a strict majority. */
@@ -87,6 +92,7 @@ export class PrimaryReplication {
         volumeId: options.volumeId,
         queue: this.queue,
         log,
+        ...(options.resync ? { resync: options.resync } : {}),
         ...options.link,
       });
       const entry = { link, peer, reason: '' };
@@ -122,6 +128,7 @@ export class PrimaryReplication {
       ackedSeq: link.ackedSeq,
       lagSeq: last > link.ackedSeq ? last - link.ackedSeq : 0n,
       reason,
+      ...(link.resyncProgress ? { resync: link.resyncProgress } : {}),
     }));
   }
 
