@@ -9,10 +9,10 @@ import { QuorumTracker } from '../../src/replication/quorum.js';
 import { RetainedQueue, type RetainedQueueOptions } from '../../src/replication/retained.js';
 import { ReplicaServer, type ReplicaServerOptions } from '../../src/replication/server.js';
 import { sessionMac } from '../../src/replication/session.js';
-import type { ReplicaStore, StoreOptions } from '../../src/store/store.js';
+import { ReplicaStore, type StoreOptions } from '../../src/store/store.js';
 import { FrameDecoder } from '../../src/wire/frames.js';
 import { decodeMessage, encodeMessage, type ReplicationMessage } from '../../src/wire/replication.js';
-import { testBrick, testStore, type TestBrick } from './store.js';
+import { replicaDir, testBrick, testStore, type TestBrick } from './store.js';
 
 export const CLUSTER = 'test-cluster';
 export const SECRET = Buffer.from('brickd-test-replication-secret-0123456789');
@@ -61,15 +61,32 @@ export async function startPrimary(
     queue?: Partial<RetainedQueueOptions>;
     link?: Partial<ReplicaLinkOptions>;
     store?: StoreOptions;
+    /** Resync replicas the queue cannot catch up (the links get the store). */
+    resync?: boolean;
+    /** Size limit of a new store (default 256 MiB). */
+    sizeLimitBytes?: number;
+    /**
+     * Open the store already on `brick` instead of creating one: a primary restart. The
+     * queue then starts at the store's last seq, as PrimaryReplication's does.
+     */
+    reopen?: boolean;
   },
 ): Promise<PrimaryNode> {
   const brick = options.brick ?? (await testBrick(t, 1024)); // sparse: room for the workloads and their write logs
   const volumeId = options.volumeId ?? VOLUME;
-  const queue = new RetainedQueue({ startSeq: 0n, generation: options.generation ?? 1, ...options.queue });
-  const store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1 }, { directWriteBytes: 64 * 1024, ...options.store, onMutation: (seq, m) => queue.push(seq, m) });
+  let queue: RetainedQueue | undefined;
+  const storeOptions: StoreOptions = { directWriteBytes: 64 * 1024, ...options.store, onMutation: (seq, m) => queue!.push(seq, m) };
+  let store: ReplicaStore;
+  if (options.reopen) {
+    store = await ReplicaStore.open(replicaDir(brick, volumeId), { segmentBytes: 4 * 2 ** 20, checkpointIntervalMs: 0, ...storeOptions });
+    t.teardown(() => store.close().catch(() => {}));
+  } else {
+    store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1, ...(options.sizeLimitBytes ? { sizeLimitBytes: options.sizeLimitBytes } : {}) }, storeOptions);
+  }
+  queue = new RetainedQueue({ startSeq: store.appliedSeq, generation: options.generation ?? 1, ...options.queue });
   const quorum = new QuorumTracker({ writeQuorum: options.writeQuorum, timeoutMs: options.timeoutMs ?? 10_000 });
   const links = options.replicas.map(({ port, name }) => {
-    const link = new ReplicaLink({ host: '127.0.0.1', port, name, clusterId: CLUSTER, nodeId: 'primary', volumeId, secret: SECRET, queue, reconnectMaxMs: 200, ...options.link });
+    const link = new ReplicaLink({ host: '127.0.0.1', port, name, clusterId: CLUSTER, nodeId: 'primary', volumeId, secret: SECRET, queue: queue!, reconnectMaxMs: 200, ...(options.resync ? { resync: store } : {}), ...options.link });
     link.on('ack', (seq) => quorum.setReplica(name, seq));
     return link.start();
   });
@@ -79,7 +96,7 @@ export async function startPrimary(
   });
   return {
     store,
-    queue,
+    queue: queue!,
     links,
     quorum,
     async replicated(op) {
