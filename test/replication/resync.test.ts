@@ -109,3 +109,151 @@ t.test('a replica down while the primary outruns a small retained queue is resyn
   await caughtUp(p);
   t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 follows the stream after the resync');
 });
+
+t.test('a replica holding another primary\'s mutations (same seqs, other changes) is brought back to exactly this tree', { skip: needsRoot() }, async (t) => {
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const p = await startPrimary(t, { replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true });
+  const states: Array<[string, string]> = [];
+  p.links[0]!.on('state', (s, reason) => states.push([s, reason]));
+  await p.replicated(p.store.mkdir('dir'));
+  const { fid: aFid } = await p.replicated(p.store.create('dir/a'));
+  await p.replicated(p.store.write('dir/a', 0, pattern(100_000, 1)));
+  const { fid: bFid } = await p.replicated(p.store.create('b'));
+  await p.replicated(p.store.write('b', 0, pattern(20_000, 2)));
+  await caughtUp(p);
+  const n = p.queue.lastSeq;
+  await stopReplica(r1);
+
+  // What a dead primary shipped to r1 and never got acknowledged: seqs n+1.. on r1 only.
+  const diverged = await ReplicaStore.open(replicaDir(r1.brick, 'vol1'), { checkpointIntervalMs: 0 });
+  const rogue = 'eeeeeeeeeeeeeeee';
+  const rogueMutations = [
+    { op: 'create', path: 'rogue', fid: rogue, mode: 0o600 },
+    { op: 'write', fid: rogue, offset: 0, data: pattern(50_000, 9) },
+    { op: 'write', fid: aFid, offset: 4096, data: pattern(8192, 10) },
+    { op: 'unlink', path: 'b', fid: bFid },
+    { op: 'mkdir', path: 'rogue-dir', fid: 'dddddddddddddddd', mode: 0o700 },
+    { op: 'rename', from: 'dir/a', to: 'rogue-dir/a', fid: aFid },
+  ] as const;
+  let seq = n;
+  for (const m of rogueMutations) await diverged.applyReplicated(++seq, m as never);
+  await diverged.close();
+
+  // This primary goes on past those seqs with its own mutations.
+  for (let i = 0; i < 10; i++) await p.replicated(p.store.write('b', i * 1000, pattern(1000, 20 + i)));
+  t.ok(p.queue.lastSeq > seq, `the primary (at ${p.queue.lastSeq}) is past r1's diverged seq ${seq}`);
+  t.ok(p.queue.firstSeq <= n + 1n, 'the queue still holds everything after what r1 acknowledged: only the seq check can tell');
+
+  r1 = await restartReplica(t, r1);
+  await caughtUp(p);
+  const resync = states.find(([s]) => s === 'resyncing');
+  t.ok(resync, 'the link resynced');
+  t.match(resync?.[1] ?? '', /another primary/, `reason: ${resync?.[1]}`);
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 holds exactly the primary tree: rogue entries gone, changes undone');
+  t.equal(r1.server.stats.mutations, Number(p.queue.lastSeq - p.links[0]!.resyncProgress!.s0), 'after the resync r1 took in only the mutations after s0');
+});
+
+t.test('writes go on during a resync: the fuzzy copy plus replay from s0 + 1 ends equal', { skip: needsRoot() }, async (t) => {
+  const { testBrick } = await import('../helpers/store.js');
+  const primaryBrick = await testBrick(t, 1024);
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const p1 = await startPrimary(t, { brick: primaryBrick, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1 });
+  for (let i = 0; i < 12; i++) {
+    await p1.replicated(p1.store.create(`f${i}`));
+    await p1.replicated(p1.store.write(`f${i}`, 0, pattern(2 * 2 ** 20, i + 1)));
+  }
+  await caughtUp(p1);
+  await stopReplica(r1);
+  // While r1 is away: rewrite most of the data, so the resync has ~20 MiB to send.
+  for (let i = 0; i < 12; i++) await p1.replicated(p1.store.write(`f${i}`, 2 ** 20, pattern(2 ** 20, 50 + i)));
+  // The primary restarts: a new queue starting at its last seq.
+  await Promise.all(p1.links.map((l) => l.close()));
+  p1.quorum.close();
+  await p1.store.close();
+  r1 = await restartReplica(t, r1);
+  const p = await startPrimary(t, { brick: primaryBrick, reopen: true, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true, link: { resyncRateBytesPerSec: 16 * 2 ** 20 } });
+  const link = p.links[0]!;
+
+  // A writer runs the whole time: data and namespace mutations on files being compared.
+  let during = 0;
+  let ops = 0;
+  let stop = false;
+  const writer = (async () => {
+    for (let i = 0; !stop; i++) {
+      const f = `f${i % 12}`;
+      const resyncing = link.state === 'resyncing';
+      switch (i % 7) {
+        case 0:
+          await p.replicated(p.store.write(f, (i * 7919) % (3 * 2 ** 20), pattern(5000 + (i % 3) * 70_000, 1000 + i)));
+          break;
+        case 1:
+          await p.replicated(p.store.create(`w${i}`));
+          await p.replicated(p.store.write(`w${i}`, 0, pattern(3000, i)));
+          break;
+        case 2:
+          if (i > 20) await p.replicated(p.store.rename(`w${i - 15}`, `renamed${i}`)).catch(() => undefined);
+          break;
+        case 3:
+          await p.replicated(p.store.truncate(f, 2 ** 20 + (i % 5) * 4000));
+          break;
+        case 4:
+          if (i > 30) await p.replicated(p.store.unlink(`renamed${i - 2 - 7}`)).catch(() => undefined);
+          break;
+        case 5:
+          await p.replicated(p.store.setattr(f, { mode: 0o600 + (i % 8) }));
+          break;
+        case 6:
+          await p.replicated(p.store.mkdir(`d${i}`));
+          break;
+      }
+      ops++;
+      if (resyncing) during++;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  })();
+  await until(() => link.stats.resyncsCompleted === 1, 'the resync completed', 60_000);
+  await until(() => ops > during + 20, 'some writes after the resync too', 30_000);
+  stop = true;
+  await writer;
+  await caughtUp(p);
+  t.ok(during >= 20, `${during} of ${ops} mutations were made while the resync ran`);
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 equals the primary');
+  t.equal(link.stats.resyncs, 1, 'one resync, no restart (the queue held every mutation after s0)');
+  t.same(r1.server.stats.refused, {});
+});
+
+t.test('a resync cut by a lost connection and then by a replica crash resumes and completes', { skip: needsRoot() }, async (t) => {
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const p = await startPrimary(t, { replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true, queue: { maxBytes: 2 ** 20 }, link: { resyncRateBytesPerSec: 24 * 2 ** 20 } });
+  const link = p.links[0]!;
+  for (let i = 0; i < 8; i++) await p.replicated(p.store.create(`f${i}`));
+  await caughtUp(p);
+  await stopReplica(r1);
+  for (let i = 0; i < 8; i++) await p.replicated(p.store.write(`f${i}`, 0, pattern(4 * 2 ** 20, i + 1)));
+  const changed = 32 * 2 ** 20;
+
+  // 1. The connection goes (the replica's server stops and comes back; its store stays open).
+  r1 = await restartReplica(t, r1);
+  await until(() => (link.resyncProgress?.dataBytesSent ?? 0) > 6 * 2 ** 20, 'the resync is under way');
+  const firstSent = link.resyncProgress!.dataBytesSent;
+  await r1.server.close();
+  t.equal(r1.store.resyncing, true, 'r1 is flagged while its resync is incomplete');
+  r1 = await startReplica(t, { nodeId: 'r1', brick: r1.brick, store: r1.store, port: r1.port });
+  await until(() => link.stats.resyncs === 2 && (link.resyncProgress?.dataBytesSent ?? 0) > 4 * 2 ** 20, 'the second resync is under way');
+  const secondStartData = link.stats.resyncDataBytes;
+
+  // 2. The replica crashes mid-resync (server and store closed), and reopens.
+  await stopReplica(r1);
+  const reopened = await ReplicaStore.open(replicaDir(r1.brick, 'vol1'), { directWriteBytes: 64 * 1024, checkpointIntervalMs: 0 });
+  t.equal(reopened.resyncing, true, 'reopened mid-resync: still flagged');
+  t.teardown(() => reopened.close().catch(() => {}));
+  r1 = await startReplica(t, { nodeId: 'r1', brick: r1.brick, store: reopened, port: r1.port });
+  await caughtUp(p, 60_000);
+  t.equal(link.stats.resyncs, 3, 'three attempts');
+  t.equal(link.stats.resyncsCompleted, 1);
+  const lastSent = link.resyncProgress!.dataBytesSent;
+  t.ok(lastSent < changed - firstSent / 2, `the last attempt sent ${lastSent} data bytes of ${changed} changed: what earlier attempts wrote matched`);
+  t.ok(link.stats.resyncDataBytes < changed * 1.5, `all attempts together sent ${link.stats.resyncDataBytes} data bytes for ${changed} changed (second attempt started at ${secondStartData})`);
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 equals the primary');
+  t.equal(r1.store.resyncing, false);
+});
