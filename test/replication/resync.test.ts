@@ -257,3 +257,63 @@ t.test('a resync cut by a lost connection and then by a replica crash resumes an
   t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 equals the primary');
   t.equal(r1.store.resyncing, false);
 });
+
+t.test('hostile resync frames inside a resync are refused before anything of theirs is applied', { skip: needsRoot() }, async (t) => {
+  const { RawPeer } = await import('../helpers/replication.js');
+  const { existsSync, readdirSync } = await import('node:fs');
+  const path = await import('node:path');
+  const r = await startReplica(t, { nodeId: 'r1' });
+  const dir = replicaDir(r.brick, 'vol1');
+  const entry = (fields: Record<string, unknown>) => ({ type: 'RESYNC_ENTRY' as const, path: 'x', entryType: 'directory' as const, fid: 'aaaaaaaaaaaaaaaa', mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '', ...fields });
+  const cases: Array<[string, string, (peer: Awaited<ReturnType<typeof RawPeer.connect>>) => void]> = [
+    ['an entry path escaping the volume', 'BAD_FRAME', (peer) => peer.send(entry({ path: '../escape' }))],
+    ['an absolute entry path', 'BAD_FRAME', (peer) => peer.send(entry({ path: '/etc/escape' }))],
+    ['a symlink target with NUL', 'BAD_FRAME', (peer) => peer.send(entry({ entryType: 'symlink', target: 'a\0b' }))],
+    ['a child before its parent directory', 'PROTOCOL_VIOLATION', (peer) => peer.send(entry({ path: 'nodir/x' }))],
+    ['a path listed twice', 'PROTOCOL_VIOLATION', (peer) => {
+      peer.send(entry({ path: 'twice', fid: 'bbbbbbbbbbbbbbbb' }));
+      peer.send(entry({ path: 'twice', fid: 'cccccccccccccccc' }));
+    }],
+    ['a directory fid listed as a file too', 'PROTOCOL_VIOLATION', (peer) => {
+      peer.send(entry({ path: 'dd' }));
+      peer.send(entry({ path: 'ff', entryType: 'file' }));
+    }],
+    ['SUMS for a fid never listed', 'PROTOCOL_VIOLATION', (peer) => peer.send({ type: 'RESYNC_SUMS', fid: '1111111111111111', firstBlock: 0, sums: Buffer.alloc(8) })],
+    ['DATA past the listed size', 'PROTOCOL_VIOLATION', (peer) => {
+      peer.send(entry({ path: 'small', entryType: 'file', fid: '2222222222222222', size: 10 }));
+      peer.send({ type: 'RESYNC_DATA', fid: '2222222222222222', offset: 0, data: Buffer.alloc(100, 1) });
+    }],
+    ['an END with the wrong entry count', 'PROTOCOL_VIOLATION', (peer) => peer.send({ type: 'RESYNC_END', entries: 7 })],
+    ['a MUTATION during a resync', 'PROTOCOL_VIOLATION', (peer) => peer.send({ type: 'MUTATION', seq: 1n, generation: 1, mutation: { op: 'mkdir', path: 'm', fid: '3333333333333333', mode: 0o755 } })],
+  ];
+  for (const [name, code, attack] of cases) {
+    const peer = await RawPeer.connect(r.port);
+    await peer.authenticate({ generation: 1 });
+    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 100)); // let the BEGIN itself run
+    attack(peer);
+    const error = await peer.next('ERROR');
+    t.equal(error.code, code, `${name}: ${code} (${error.message})`);
+    await peer.closed;
+    t.notOk(existsSync(path.join(dir, 'escape')) || existsSync(path.join(dir, 'data', '..', 'escape')), `${name}: nothing outside data/`);
+  }
+  // Only entries accepted before a refusal were placed ('twice' once, 'dd', 'small'): never the refused ones.
+  const names = readdirSync(path.join(dir, 'data')).sort();
+  t.notOk(names.includes('escape') || names.includes('ff') || names.includes('m') || names.includes('nodir'), `data/ holds only accepted entries: ${names.join(', ')}`);
+  t.equal(r.store.resyncing, true, 'the authenticated RESYNC_BEGINs flagged the replica');
+  const welcome = await (async () => {
+    const peer = await RawPeer.connect(r.port);
+    const w = await peer.authenticate({ generation: 1 });
+    peer.destroy();
+    return w;
+  })();
+  if (r.store.resyncing) t.same([welcome.resyncing, welcome.appliedSeq, welcome.durableSeq], [true, 0n, 0n], 'WELCOME says resyncing, seqs 0');
+  else t.same([welcome.resyncing, welcome.appliedSeq], [undefined, 0n], 'not flagged: WELCOME as before, nothing applied');
+
+  // An honest primary then rebuilds it to its own tree.
+  const p = await startPrimary(t, { replicas: [{ port: r.port, name: 'r1' }], writeQuorum: 1, resync: true });
+  await p.replicated(p.store.mkdir('honest'));
+  await caughtUp(p);
+  t.same(await treeOf(r.store), await treeOf(p.store), 'the replica equals the honest primary');
+  t.equal(r.store.resyncing, false);
+});
