@@ -28,6 +28,10 @@
 //             mutations taken in but not yet durable; beyond that it stops reading the
 //             socket until half has drained, which stalls the primary through TCP.
 //
+//   resync    RESYNC_BEGIN (only while streaming) hands the session to a ResyncTarget
+//             (resync-target.ts) until it answers RESYNC_DONE; no MUTATION meanwhile. A
+//             store flagged resyncing says so in WELCOME (seqs 0) and refuses MUTATION.
+//
 // Every refusal sends ERROR with a code, is counted in stats.refused, is logged once and
 // closes only that connection. A refused mutation changes nothing in the store.
 //
