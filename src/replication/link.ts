@@ -382,6 +382,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
             conn.destroy();
             return;
           }
+          // The replica now holds this primary's history up to s0, as if this link had sent it.
+          if (s0 > this.highestSent) this.highestSent = s0;
           this.setAcked(s0);
           this.startStreaming(conn, s0, s0);
         },

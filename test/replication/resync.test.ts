@@ -252,6 +252,9 @@ t.test('a resync cut by a lost connection and then by a replica crash resumes an
   t.equal(link.stats.resyncs, 3, 'three attempts');
   t.equal(link.stats.resyncsCompleted, 1);
   const lastSent = link.resyncProgress!.dataBytesSent;
+  const last = link.resyncProgress!;
+  const rate = last.dataBytesSent / (((last.finishedAt ?? Date.now()) - last.startedAt) / 1000);
+  t.ok(rate <= 24 * 2 ** 20 * 1.1, `the throttle held: the last attempt sent data at ${(rate / 2 ** 20).toFixed(1)} MiB/s (limit 24)`);
   t.ok(lastSent < changed - firstSent / 2, `the last attempt sent ${lastSent} data bytes of ${changed} changed: what earlier attempts wrote matched`);
   t.ok(link.stats.resyncDataBytes < changed * 1.5, `all attempts together sent ${link.stats.resyncDataBytes} data bytes for ${changed} changed (second attempt started at ${secondStartData})`);
   t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 equals the primary');
