@@ -130,7 +130,7 @@ export class ResyncSource {
     await this.send({ type: 'RESYNC_BEGIN', s0, generation });
     const blockSize = this.store.manifest.blockSize;
     for (const e of entries) {
-      await this.send({ type: 'RESYNC_ENTRY', path: e.path, entryType: e.type, fid: e.fid, mode: e.mode, uid: e.uid, gid: e.gid, mtimeMs: e.mtimeMs, size: e.size, target: e.target });
+      await this.send({ type: 'RESYNC_ENTRY', entry: e });
       this.progress.entriesSent++;
       if (e.type !== 'file') continue;
       const blocks = Math.ceil(e.size / blockSize);

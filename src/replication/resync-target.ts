@@ -106,10 +106,11 @@ export class ResyncTarget {
     }
   }
 
-  private onEntry(m: ResyncEntryMessage): void {
+  private onEntry({ entry }: ResyncEntryMessage): void {
+    const m = entry;
     try {
       validatePath(m.path);
-      if (m.entryType === 'symlink') validateSymlinkTarget(m.target);
+      if (m.type === 'symlink') validateSymlinkTarget(m.target);
     } catch (err) {
       return this.port.refuse('BAD_FRAME', `RESYNC_ENTRY ${(err as Error).message}`);
     }
@@ -119,14 +120,13 @@ export class ResyncTarget {
       return this.port.refuse('PROTOCOL_VIOLATION', `RESYNC_ENTRY ${JSON.stringify(m.path)} before its parent directory`);
     }
     const seen = this.fids.get(m.fid);
-    if (seen && (m.entryType === 'directory' || seen.type !== m.entryType || seen.size !== m.size || seen.target !== m.target)) {
+    if (seen && (m.type === 'directory' || seen.type !== m.type || seen.size !== m.size || seen.target !== m.target)) {
       return this.port.refuse('PROTOCOL_VIOLATION', `RESYNC_ENTRY fid ${m.fid} listed again as another entry`);
     }
-    this.fids.set(m.fid, { type: m.entryType, size: m.size, target: m.target });
+    this.fids.set(m.fid, { type: m.type, size: m.size, target: m.target });
     this.listed.set(m.path, { fid: m.fid, mtimeMs: m.mtimeMs });
-    if (m.entryType === 'directory') this.directories.add(m.path);
+    if (m.type === 'directory') this.directories.add(m.path);
     this.stats.entries++;
-    const entry: ResyncEntry = { path: m.path, type: m.entryType, fid: m.fid, mode: m.mode, uid: m.uid, gid: m.gid, mtimeMs: m.mtimeMs, size: m.size, target: m.target };
     this.enqueue(0, () => this.store.resyncEntry(entry));
   }
 

@@ -16,6 +16,7 @@
 // code decodes uint64 as a JS number (see protobuf.ts), which is exact below 2^53.
 import { protobuf } from './protobuf.js';
 import type { Mutation } from '../store/mutations.js';
+import type { ResyncEntry } from '../store/resync-apply.js';
 import { badFrame, encodeFrame, FrameType, frameTypeName, type Frame, type FrameTypeName } from './frames.js';
 import { brickd } from './gen/replication.js';
 
@@ -96,21 +97,10 @@ export interface ResyncBeginMessage {
   s0: bigint;
   generation: number;
 }
-export type ResyncEntryType = 'file' | 'directory' | 'symlink';
 export interface ResyncEntryMessage {
   type: 'RESYNC_ENTRY';
-  /** Relative to the volume root, never empty; the replica validates it as a store path. */
-  path: string;
-  entryType: ResyncEntryType;
-  fid: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtimeMs: number;
-  /** A file's size at s0 (0 for others). */
-  size: number;
-  /** A symlink's target ('' for others). */
-  target: string;
+  /** Its path is relative to the volume root, never empty; the replica validates it as a store path. */
+  entry: ResyncEntry;
 }
 export interface ResyncSumsMessage {
   type: 'RESYNC_SUMS';
@@ -205,20 +195,7 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
     case 'RESYNC_BEGIN':
       return frame('RESYNC_BEGIN', pb.ResyncBegin.encode({ s0: seqNumber(message.s0), generation: message.generation }).finish());
     case 'RESYNC_ENTRY':
-      return frame(
-        'RESYNC_ENTRY',
-        pb.ResyncEntry.encode({
-          path: message.path,
-          type: message.entryType,
-          fid: message.fid,
-          mode: message.mode,
-          uid: message.uid,
-          gid: message.gid,
-          mtimeMs: message.mtimeMs,
-          size: message.size,
-          target: message.target,
-        }).finish(),
-      );
+      return frame('RESYNC_ENTRY', pb.ResyncEntry.encode(message.entry).finish());
     case 'RESYNC_SUMS':
       if (message.sums.length === 0 || message.sums.length % 4 !== 0 || message.sums.length / 4 > MAX_RESYNC_SUMS_BLOCKS) {
         throw new RangeError(`sums must hold 1 to ${MAX_RESYNC_SUMS_BLOCKS} CRCs of 4 bytes, got ${message.sums.length} bytes`);
@@ -429,14 +406,13 @@ function decodeMutation(f: Frame): MutationMessage {
 function decodeResyncEntry(f: Frame): ResyncEntryMessage {
   const m = strict(pb.ResyncEntry.decode(reader(f.body)));
   if (!RESYNC_ENTRY_TYPES.has(m.type)) throw invalid('type', `${JSON.stringify(m.type.slice(0, 32))} is not file, directory or symlink`);
-  const entryType = m.type as ResyncEntryType;
+  const type = m.type as ResyncEntry['type'];
   if (m.path === '') throw invalid('path', 'is empty');
-  if (entryType !== 'file' && m.size !== 0) throw invalid('size', `is not used by a ${entryType}`);
-  if ((entryType === 'symlink') !== (m.target !== '')) throw invalid('target', entryType === 'symlink' ? 'is empty' : `is not used by a ${entryType}`);
-  return {
-    type: 'RESYNC_ENTRY',
+  if (type !== 'file' && m.size !== 0) throw invalid('size', `is not used by a ${type}`);
+  if ((type === 'symlink') !== (m.target !== '')) throw invalid('target', type === 'symlink' ? 'is empty' : `is not used by a ${type}`);
+  const entry: ResyncEntry = {
     path: m.path,
-    entryType,
+    type,
     fid: fileId('fid', m.fid),
     mode: mode(m.mode),
     uid: m.uid,
@@ -445,6 +421,7 @@ function decodeResyncEntry(f: Frame): ResyncEntryMessage {
     size: safe('size', m.size),
     target: m.target,
   };
+  return { type: 'RESYNC_ENTRY', entry };
 }
 
 type WireOp = Exclude<Mutation['op'], 'writeDirect'>;

@@ -170,7 +170,7 @@ t.test('hostile peers are refused with the right code, counted, and change nothi
   });
   await expectRefusal('a RESYNC_ENTRY without RESYNC_BEGIN', 'PROTOCOL_VIOLATION', async (peer) => {
     await peer.authenticate({ generation: 5 });
-    peer.send({ type: 'RESYNC_ENTRY', path: 'x', entryType: 'directory', fid: 'aaaaaaaaaaaaaaaa', mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '' });
+    peer.send({ type: 'RESYNC_ENTRY', entry: { path: 'x', type: 'directory', fid: 'aaaaaaaaaaaaaaaa', mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '' } });
   });
   await expectRefusal('a RESYNC_END without RESYNC_BEGIN', 'PROTOCOL_VIOLATION', async (peer) => {
     await peer.authenticate({ generation: 5 });
@@ -186,7 +186,7 @@ t.test('hostile peers are refused with the right code, counted, and change nothi
   });
   await expectRefusal('a RESYNC_ENTRY whose file id walks out of the metadata tree', 'BAD_FRAME', async (peer) => {
     await peer.authenticate({ generation: 5 });
-    const body = Buffer.from(encodeMessage({ type: 'RESYNC_ENTRY', path: 'x', entryType: 'file', fid: 'aaaaaaaaaaaaaaaa', mode: 0o644, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '' })[1]!);
+    const body = Buffer.from(encodeMessage({ type: 'RESYNC_ENTRY', entry: { path: 'x', type: 'file', fid: 'aaaaaaaaaaaaaaaa', mode: 0o644, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '' } })[1]!);
     const evil = Buffer.from(body.toString('latin1').replace('aaaaaaaaaaaaaaaa', '../../../../etc/'), 'latin1');
     peer.write(encodeFrame(FrameType.RESYNC_ENTRY, evil));
   });

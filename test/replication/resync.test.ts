@@ -3,21 +3,13 @@
 // resynced while writes go on, and one whose resync is cut (connection, crash) and resumed.
 import t, { type Test } from 'tap';
 import { native } from '../../src/native.js';
+import type { ResyncEntry } from '../../src/store/resync-apply.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { needsRoot } from '../helpers/loop.js';
+import { pattern } from '../helpers/random.js';
 import { startPrimary, startReplica, treeOf, until, type PrimaryNode, type ReplicaNode } from '../helpers/replication.js';
 import { replicaDir } from '../helpers/store.js';
 
-/** Deterministic bytes. */
-function pattern(length: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(length);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    b[i] = s >>> 24;
-  }
-  return b;
-}
 
 /** A replica agent stops: server closed, store closed. Returns what is needed to bring it back. */
 async function stopReplica(r: ReplicaNode): Promise<void> {
@@ -267,11 +259,11 @@ t.test('hostile resync frames inside a resync are refused before anything of the
   const path = await import('node:path');
   const r = await startReplica(t, { nodeId: 'r1' });
   const dir = replicaDir(r.brick, 'vol1');
-  const entry = (fields: Record<string, unknown>) => ({ type: 'RESYNC_ENTRY' as const, path: 'x', entryType: 'directory' as const, fid: 'aaaaaaaaaaaaaaaa', mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '', ...fields });
+  const entry = (fields: Partial<ResyncEntry>) => ({ type: 'RESYNC_ENTRY' as const, entry: { path: 'x', type: 'directory' as const, fid: 'aaaaaaaaaaaaaaaa', mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '', ...fields } });
   const cases: Array<[string, string, (peer: Awaited<ReturnType<typeof RawPeer.connect>>) => void]> = [
     ['an entry path escaping the volume', 'BAD_FRAME', (peer) => peer.send(entry({ path: '../escape' }))],
     ['an absolute entry path', 'BAD_FRAME', (peer) => peer.send(entry({ path: '/etc/escape' }))],
-    ['a symlink target with NUL', 'BAD_FRAME', (peer) => peer.send(entry({ entryType: 'symlink', target: 'a\0b' }))],
+    ['a symlink target with NUL', 'BAD_FRAME', (peer) => peer.send(entry({ type: 'symlink', target: 'a\0b' }))],
     ['a child before its parent directory', 'PROTOCOL_VIOLATION', (peer) => peer.send(entry({ path: 'nodir/x' }))],
     ['a path listed twice', 'PROTOCOL_VIOLATION', (peer) => {
       peer.send(entry({ path: 'twice', fid: 'bbbbbbbbbbbbbbbb' }));
@@ -279,11 +271,11 @@ t.test('hostile resync frames inside a resync are refused before anything of the
     }],
     ['a directory fid listed as a file too', 'PROTOCOL_VIOLATION', (peer) => {
       peer.send(entry({ path: 'dd' }));
-      peer.send(entry({ path: 'ff', entryType: 'file' }));
+      peer.send(entry({ path: 'ff', type: 'file' }));
     }],
     ['SUMS for a fid never listed', 'PROTOCOL_VIOLATION', (peer) => peer.send({ type: 'RESYNC_SUMS', fid: '1111111111111111', firstBlock: 0, sums: Buffer.alloc(8) })],
     ['DATA past the listed size', 'PROTOCOL_VIOLATION', (peer) => {
-      peer.send(entry({ path: 'small', entryType: 'file', fid: '2222222222222222', size: 10 }));
+      peer.send(entry({ path: 'small', type: 'file', fid: '2222222222222222', size: 10 }));
       peer.send({ type: 'RESYNC_DATA', fid: '2222222222222222', offset: 0, data: Buffer.alloc(100, 1) });
     }],
     ['an END with the wrong entry count', 'PROTOCOL_VIOLATION', (peer) => peer.send({ type: 'RESYNC_END', entries: 7 })],
