@@ -1,8 +1,11 @@
 // Replication test rigs on loopback: replica agents (a ReplicaServer over a store on its own
 // brick) and a primary (a store whose onMutation feeds a RetainedQueue, links to the
 // replicas, a QuorumTracker), plus a hostile raw-socket client and tree comparison.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import path from 'node:path';
+import readline from 'node:readline';
 import type { Test } from 'tap';
 import { ReplicaLink, type ReplicaLinkOptions } from '../../src/replication/link.js';
 import { QuorumTracker } from '../../src/replication/quorum.js';
@@ -105,6 +108,37 @@ export async function startPrimary(
       return result;
     },
   };
+}
+
+const REPLICA_AGENT = path.join(import.meta.dirname, '..', 'replication', 'children', 'replica-agent.mjs');
+
+export interface ReplicaProcess {
+  child: ChildProcess;
+  port: number;
+  /** What the agent's store recovered to (durable seq after replay). */
+  durableSeq: bigint;
+  exited: Promise<void>;
+}
+
+/** A replica agent in its own process (children/replica-agent.mjs) on a store dir, to SIGKILL. */
+export function startReplicaProcess(t: Test, dir: string, nodeId: string, port: number): Promise<ReplicaProcess> {
+  const child = spawn(process.execPath, [REPLICA_AGENT, dir, 'vol1', nodeId, String(port)], {
+    env: { ...process.env, BRICKD_TEST_SECRET: SECRET.toString('utf8') },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    return exited;
+  });
+  return new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.once('line', (line) => {
+      const ready = JSON.parse(line) as { listening: number; durableSeq: string };
+      resolve({ child, port: ready.listening, durableSeq: BigInt(ready.durableSeq), exited });
+    });
+    void exited.then(() => reject(new Error(`replica agent ${nodeId} exited before listening`)));
+  });
 }
 
 /** Poll `condition` until true; fail after `timeoutMs`. */

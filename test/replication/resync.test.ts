@@ -312,3 +312,42 @@ t.test('hostile resync frames inside a resync are refused before anything of the
   t.same(await treeOf(r.store), await treeOf(p.store), 'the replica equals the honest primary');
   t.equal(r.store.resyncing, false);
 });
+
+t.test('a replica agent SIGKILLed mid-resync comes back flagged and the next resync completes', { skip: needsRoot(), timeout: 120_000 }, async (t) => {
+  const { startReplicaProcess } = await import('../helpers/replication.js');
+  const { testBrick } = await import('../helpers/store.js');
+  const brick = await testBrick(t, 1024);
+  const dir = replicaDir(brick, 'vol1');
+  let agent = await startReplicaProcess(t, dir, 'r1', 0);
+  const port = agent.port;
+  const p = await startPrimary(t, { replicas: [{ port, name: 'r1' }], writeQuorum: 1, resync: true, queue: { maxBytes: 2 ** 20 }, link: { resyncRateBytesPerSec: 16 * 2 ** 20 } });
+  const link = p.links[0]!;
+  const reasons: string[] = [];
+  link.on('state', (s, reason) => {
+    if (s === 'resyncing') reasons.push(reason);
+  });
+  for (let i = 0; i < 6; i++) {
+    await p.replicated(p.store.create(`f${i}`));
+    await p.replicated(p.store.write(`f${i}`, 0, pattern(2 ** 20, i + 1)));
+  }
+  await caughtUp(p);
+  agent.child.kill('SIGKILL');
+  await agent.exited;
+  for (let i = 0; i < 6; i++) await p.replicated(p.store.write(`f${i}`, 0, pattern(4 * 2 ** 20, 10 + i)));
+
+  agent = await startReplicaProcess(t, dir, 'r1', port);
+  await until(() => (link.resyncProgress?.dataBytesSent ?? 0) > 6 * 2 ** 20, 'the resync is under way');
+  agent.child.kill('SIGKILL');
+  await agent.exited;
+  agent = await startReplicaProcess(t, dir, 'r1', port);
+  t.equal(agent.durableSeq, link.resyncProgress!.s0, 'the killed replica reopened at the resync s0 (its old log gone)');
+  await caughtUp(p, 60_000);
+  t.equal(reasons.length, 2, `two resyncs: ${reasons.join(' | ')}`);
+  t.match(reasons[1] ?? '', /in the middle of a resync/, 'the second because the replica said it was mid-resync');
+  agent.child.kill('SIGTERM');
+  await agent.exited;
+  const store = await ReplicaStore.open(dir, { checkpointIntervalMs: 0 });
+  t.teardown(() => store.close().catch(() => {}));
+  t.equal(store.resyncing, false, 'not flagged after the completed resync');
+  t.same(await treeOf(store), await treeOf(p.store), 'the replica equals the primary');
+});
