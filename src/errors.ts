@@ -64,6 +64,7 @@ export const ErrorCodes = {
   REPLICA_REFUSED: 'the replica ended the session with an error of its own',
   LINK_CLOSED: 'the replication link is closed or failed',
   QUORUM_LOST: 'the write did not reach its write quorum in time: it is not acknowledged',
+  RESYNC_OVERRUN: 'the mutations made during a resync outgrew the retained queue: the resync starts over',
   // metrics and health endpoint
   METRICS_ADDRESS_UNAVAILABLE: 'the metrics/health HTTP address cannot be listened on (in use, not local, or not permitted)',
   TOO_MANY_WATCHERS: 'the agent already serves as many event watchers as it allows',

@@ -42,6 +42,7 @@ const MUTATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0
 const LINK_STATES = Object.keys({
   connecting: true,
   handshake: true,
+  resyncing: true,
   streaming: true,
   behind: true,
   failed: true,
@@ -317,7 +318,7 @@ export class AgentMetrics {
     const peerRows = () => (volumes()?.list() ?? []).flatMap((v) => (v.primary?.peers() ?? []).map((p) => ({ volume: v.volumeId, ...p })));
     new Gauge({
       name: 'brickd_replication_peer_state',
-      help: 'Per primary volume and peer: 1 for the state of the link to the peer, 0 for the others (streaming is healthy; behind needs a resync; failed is fenced or refused)',
+      help: 'Per primary volume and peer: 1 for the state of the link to the peer, 0 for the others (streaming is healthy; resyncing is catching up by checksum comparison; failed is fenced or refused)',
       labelNames: ['volume', 'peer', 'state'],
       registers,
       collect() {

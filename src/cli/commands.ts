@@ -122,6 +122,10 @@ function scrubText(s: pb.IScrubProgress): string {
   return `${s.state}, ${formatBytes(Number(s.bytesScanned))} of ${formatBytes(Number(s.bytesTotal))} in ${Number(s.filesScanned)} files, ${findings.length} bad blocks (${repaired} repaired)`;
 }
 
+function resyncText(r: pb.IResyncStatus): string {
+  return `resync ${r.phase} from seq ${Number(r.s0)}: ${formatBytes(Number(r.bytesCompared))} compared, ${formatBytes(Number(r.dataBytesSent))} of data sent`;
+}
+
 function volumeText(v: pb.IVolume): string {
   return keyValues([
     ['volume', v.volumeId ?? ''],
@@ -393,7 +397,7 @@ export const COMMANDS: Command[] = [
           ['durable seq', Number(s.durableSeq)],
           ['checksum errors', Number(s.checksumErrors)],
           ['repaired blocks', Number(s.repairedBlocks)],
-          ['peers', s.peers.map((p) => `${p.nodeId} ${p.state} acked ${Number(p.ackedSeq)} lag ${Number(p.lagSeq)}`).join('; ')],
+          ['peers', s.peers.map((p) => `${p.nodeId} ${p.state} acked ${Number(p.ackedSeq)} lag ${Number(p.lagSeq)}${p.resync ? ` (${resyncText(p.resync)})` : ''}`).join('; ')],
           ['mounted at', s.mountPath],
           ['scrub', s.scrub ? scrubText(s.scrub) : ''],
         ]),

@@ -520,7 +520,28 @@ export class ControlServer {
           usedBytes: store.usedBytes,
           checksumErrors: store.stats.checksumErrors,
           repairedBlocks: store.stats.repaired,
-          peers: peers.map((p) => ({ nodeId: p.nodeId, state: p.state, ackedSeq: Number(p.ackedSeq), lagSeq: Number(p.lagSeq) })),
+          peers: peers.map((p) => ({
+            nodeId: p.nodeId,
+            state: p.state,
+            ackedSeq: Number(p.ackedSeq),
+            lagSeq: Number(p.lagSeq),
+            ...(p.resync
+              ? {
+                  resync: {
+                    phase: p.resync.phase,
+                    s0: Number(p.resync.s0),
+                    entries: p.resync.entries,
+                    entriesSent: p.resync.entriesSent,
+                    bytesCompared: p.resync.bytesCompared,
+                    blocksWanted: p.resync.blocksWanted,
+                    dataBytesSent: p.resync.dataBytesSent,
+                    bytesSent: p.resync.bytesSent,
+                    startedAtMs: p.resync.startedAt,
+                    finishedAtMs: p.resync.finishedAt ?? 0,
+                  },
+                }
+              : {}),
+          })),
           mountPath: this.deps.mounts.get(volume.volumeId)?.mountPath ?? '',
           scrub: scrubMessage(volume.scrubber.progress),
         };

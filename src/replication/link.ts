@@ -7,8 +7,13 @@
 //   connecting ──connect──▶ handshake ──WELCOME ok──▶ streaming
 //       ▲                       │                        │
 //       └── lost, refused for a passing reason, timeout ─┘    (after a backoff delay)
-//   behind   the replica needs mutations the queue no longer holds, is ahead of the
-//            primary, or could not apply one: only a resync (not this module) helps
+//   resyncing  the replica needs mutations the queue no longer holds, is ahead of the
+//            primary, says it is mid-resync, or lost what it acknowledged: with a `resync`
+//            store, a ResyncSource (resync-source.ts) rebuilds it on this connection, then
+//            streaming resumes at s0 + 1. A connection lost meanwhile starts a new resync on
+//            the next one (cheap: most blocks then match).
+//   behind   the same without a `resync` store, or the replica could not apply a mutation:
+//            only an operator or a new attach helps
 //   failed   fenced (GENERATION_STALE), wrong cluster or secret, superseded, or the
 //            replica failed to prove itself: retrying cannot help
 //   closed   close() was called
@@ -23,13 +28,14 @@
 // frame at all for idleTimeoutMs means the connection is dead and is replaced.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { BrickdError, ErrorCodes, type ErrorCode } from '../errors.js';
+import { BrickdError, ErrorCodes, isBrickdError, type ErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { ChallengeMessage, ErrorMessage, ReplicationMessage, WelcomeMessage } from '../wire/replication.js';
+import { encodeMessage, type ChallengeMessage, type ErrorMessage, type ReplicationMessage, type WelcomeMessage } from '../wire/replication.js';
+import { ResyncSource, type ResyncProgress, type ResyncSourceStore } from './resync-source.js';
 import type { RetainedConsumer, RetainedQueue } from './retained.js';
 import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type Transcript, type WireErrorCode } from './session.js';
 
-export type LinkState = 'connecting' | 'handshake' | 'streaming' | 'behind' | 'failed' | 'closed';
+export type LinkState = 'connecting' | 'handshake' | 'resyncing' | 'streaming' | 'behind' | 'failed' | 'closed';
 
 export interface ReplicaLinkOptions {
   host: string;
@@ -51,6 +57,13 @@ export interface ReplicaLinkOptions {
   handshakeTimeoutMs?: number;
   pingIntervalMs?: number;
   idleTimeoutMs?: number;
+  /**
+   * The primary's store: with it, a replica the queue cannot catch up is resynced instead
+   * of left `behind`.
+   */
+  resync?: ResyncSourceStore;
+  /** Resync data bytes per second (default 0: unthrottled). */
+  resyncRateBytesPerSec?: number;
   log?: Logger;
 }
 
@@ -67,6 +80,12 @@ export interface ReplicaLinkStats {
   mutationsSent: number;
   bytesSent: number;
   acks: number;
+  /** Resyncs started and completed; restarts (connection lost or queue overrun mid-resync). */
+  resyncs: number;
+  resyncsCompleted: number;
+  /** Resync bytes over all attempts: file data in RESYNC_DATA, and every resync frame byte. */
+  resyncDataBytes: number;
+  resyncBytesSent: number;
 }
 
 export declare interface ReplicaLink {
@@ -76,7 +95,13 @@ export declare interface ReplicaLink {
 
 export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   readonly name: string;
-  readonly stats: ReplicaLinkStats = { connects: 0, sessions: 0, mutationsSent: 0, bytesSent: 0, acks: 0 };
+  readonly stats: ReplicaLinkStats = { connects: 0, sessions: 0, mutationsSent: 0, bytesSent: 0, acks: 0, resyncs: 0, resyncsCompleted: 0, resyncDataBytes: 0, resyncBytesSent: 0 };
+  /** The resync running now, or the last one. */
+  private resyncSource: ResyncSource | undefined;
+  /** While resyncing from a snapshot: the queue must keep everything after it (RetainedConsumer). */
+  retainFloor: bigint | undefined;
+  /** Highest seq ever sent on any connection of this link (see needsResync). */
+  private highestSent = 0n;
   private stateValue: LinkState = 'connecting';
   private ackedSeqValue = 0n;
   /** The error that put the link in 'failed' or 'behind', or the last connection loss. */
@@ -100,7 +125,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   private pingId = 0;
   private lastLoggedReason = '';
   private lastLossReason = '';
-  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log'>> & Pick<ReplicaLinkOptions, 'replicaNodeId'>;
+  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync'>> & Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync'>;
   private readonly log: Logger;
   private started = false;
 
@@ -123,6 +148,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
       pingIntervalMs: options.pingIntervalMs ?? 2000,
       idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
+      resync: options.resync,
+      resyncRateBytesPerSec: options.resyncRateBytesPerSec ?? 0,
     };
     this.name = options.name ?? `${options.host}:${options.port}`;
     this.reconnectDelay = this.opts.reconnectMinMs;
@@ -136,6 +163,11 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   /** Highest seq the replica has reported durable. */
   get ackedSeq(): bigint {
     return this.ackedSeqValue;
+  }
+
+  /** The current or last resync's progress (undefined if none ran). */
+  get resyncProgress(): Readonly<ResyncProgress> | undefined {
+    return this.resyncSource?.progress;
   }
 
   /** Highest seq sent on the current connection. */
@@ -166,6 +198,14 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   }
 
   onEvicted(seq: bigint): void {
+    if (this.stateValue === 'resyncing' && this.retainFloor !== undefined && seq > this.retainFloor) {
+      // The queue could not hold every mutation since the snapshot (its maxBytes/maxEntries
+      // bound): this resync cannot end in streaming. Start over from a newer snapshot.
+      this.lastError = new BrickdError('RESYNC_OVERRUN', `mutations up to ${seq} left the retained queue during the resync from ${this.retainFloor}`);
+      this.resyncSource?.abort(this.lastError);
+      this.conn?.destroy();
+      return;
+    }
     // Entries already sent are not needed unless we reconnect (resume checks again then).
     if (this.stateValue === 'streaming' && this.cursor <= seq) this.fallBehind(`mutations up to ${seq} were dropped from the retained queue before they were sent`);
   }
@@ -232,8 +272,16 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
         if (this.phase !== 'auth') return this.violation(conn, 'WELCOME out of turn');
         return this.onWelcome(conn, m);
       case 'ACK':
+        // ACKs of mutations applied before a resync began may still arrive: nothing to learn.
+        if (this.stateValue === 'resyncing') return;
         if (this.stateValue !== 'streaming') return this.violation(conn, 'ACK before WELCOME');
         return this.onAck(conn, m.durableSeq);
+      case 'RESYNC_WANT':
+        if (this.stateValue !== 'resyncing') return this.violation(conn, 'RESYNC_WANT outside a resync');
+        return this.resyncSource!.onWant(m);
+      case 'RESYNC_DONE':
+        if (this.stateValue !== 'resyncing') return this.violation(conn, 'RESYNC_DONE outside a resync');
+        return this.resyncSource!.onDone(m.appliedSeq);
       case 'PONG':
         return;
       case 'ERROR':
@@ -261,14 +309,97 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     this.phase = 'done';
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.stats.sessions++;
-    const queue = this.opts.queue;
     if (m.durableSeq > m.appliedSeq) return this.violation(conn, `WELCOME durable_seq ${m.durableSeq} is past applied_seq ${m.appliedSeq}`);
-    if (m.durableSeq < this.ackedSeqValue) {
-      return this.fallBehind(`the replica reports durable seq ${m.durableSeq}, below the ${this.ackedSeqValue} it acknowledged: it lost or replaced its copy`);
-    }
+    // Checked before anything the replica says is believed: a replica ahead of this primary
+    // holds mutations this primary never made; its durable seq must not count for quorum.
+    const resync = this.needsResync(m);
+    if (resync) return this.opts.resync ? this.startResync(conn, resync) : this.fallBehind(resync);
     this.setAcked(m.durableSeq);
-    if (m.appliedSeq > queue.lastSeq) return this.fallBehind(`the replica is at seq ${m.appliedSeq}, ahead of the primary's ${queue.lastSeq}`);
-    if (m.appliedSeq + 1n < queue.firstSeq) return this.fallBehind(`the replica is at seq ${m.appliedSeq}; the retained queue starts at ${queue.firstSeq}`);
+    this.startStreaming(conn, m.appliedSeq, m.durableSeq);
+  }
+
+  /** Why the replica cannot be caught up from the queue, or undefined if it can. */
+  private needsResync(m: WelcomeMessage): string | undefined {
+    const queue = this.opts.queue;
+    if (m.resyncing) return 'the replica is in the middle of a resync';
+    if (m.durableSeq < this.ackedSeqValue) return `the replica reports durable seq ${m.durableSeq}, below the ${this.ackedSeqValue} it acknowledged: it lost or replaced its copy`;
+    if (m.appliedSeq > queue.lastSeq) return `the replica is at seq ${m.appliedSeq}, ahead of the primary's ${queue.lastSeq}`;
+    // Seqs past where this primary's queue started that this link never sent came from
+    // another primary (one that died after shipping them): same numbers, other mutations.
+    const ours = queue.startSeq > this.highestSent ? queue.startSeq : this.highestSent;
+    if (m.appliedSeq > ours) return `the replica is at seq ${m.appliedSeq}, past the ${ours} this primary ever sent it: another primary's mutations`;
+    if (m.appliedSeq + 1n < queue.firstSeq) return `the replica is at seq ${m.appliedSeq}; the retained queue starts at ${queue.firstSeq}`;
+    return undefined;
+  }
+
+  /** Rebuild the replica from the store's tree on this connection; then stream from s0 + 1. */
+  private startResync(conn: FramedSocket, reason: string): void {
+    this.transition('resyncing', reason);
+    this.stats.resyncs++;
+    this.startHeartbeat(conn);
+    const source = new ResyncSource(
+      this.opts.resync!,
+      {
+        send: (message) => {
+          const parts = encodeMessage(message);
+          conn.sendParts(parts);
+          let bytes = 0;
+          for (const part of parts) bytes += part.length;
+          this.stats.resyncBytesSent += bytes;
+          if (message.type === 'RESYNC_DATA') this.stats.resyncDataBytes += message.data.length;
+          return bytes;
+        },
+        get congested() {
+          return conn.congested;
+        },
+        drained: () =>
+          new Promise<void>((resolve) => {
+            if (!conn.congested || conn.closed) return resolve();
+            conn.socket.once('drain', () => resolve());
+            conn.socket.once('close', () => resolve());
+          }),
+        get closed() {
+          return conn.closed;
+        },
+      },
+      { rateBytesPerSec: this.opts.resyncRateBytesPerSec, log: this.log },
+    );
+    this.resyncSource = source;
+    source
+      .run(this.opts.queue.generation, (s0) => {
+        // From the snapshot on, the queue keeps every mutation after s0 for this link.
+        this.retainFloor = s0;
+      })
+      .then(
+        (s0) => {
+          if (this.conn !== conn || this.stateValue !== 'resyncing') return;
+          this.retainFloor = undefined;
+          this.stats.resyncsCompleted++;
+          const p = source.progress;
+          this.log.info({ s0: String(s0), entries: p.entries, bytesCompared: p.bytesCompared, blocksWanted: p.blocksWanted, dataBytes: p.dataBytesSent, bytesSent: p.bytesSent, ms: (p.finishedAt ?? Date.now()) - p.startedAt }, 'resync done');
+          if (s0 + 1n < this.opts.queue.firstSeq) {
+            this.lastError = new BrickdError('RESYNC_OVERRUN', `mutations after the resync's s0 ${s0} left the retained queue`);
+            conn.destroy();
+            return;
+          }
+          // The replica now holds this primary's history up to s0, as if this link had sent it.
+          if (s0 > this.highestSent) this.highestSent = s0;
+          this.setAcked(s0);
+          this.startStreaming(conn, s0, s0);
+        },
+        (err: Error) => {
+          if (this.conn !== conn) return;
+          this.lastError = err;
+          this.retainFloor = undefined;
+          if (isBrickdError(err, 'PROTOCOL_VIOLATION')) return this.violation(conn, err.message);
+          conn.destroy();
+        },
+      );
+  }
+
+  private startStreaming(conn: FramedSocket, appliedSeq: bigint, durableSeq: bigint): void {
+    const queue = this.opts.queue;
+    const m = { appliedSeq, durableSeq };
     this.cursor = m.appliedSeq + 1n;
     // What the replica took in but has not made durable yet still occupies the window.
     this.sent = [];
@@ -281,9 +412,14 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     }
     this.reconnectDelay = this.opts.reconnectMinMs;
     this.transition('streaming', `resume after seq ${m.appliedSeq} (durable ${m.durableSeq})`);
+    this.startHeartbeat(conn);
+    this.schedulePump();
+  }
+
+  private startHeartbeat(conn: FramedSocket): void {
+    if (this.pingTimer) return;
     this.pingTimer = setInterval(() => this.heartbeat(conn), this.opts.pingIntervalMs);
     this.pingTimer.unref();
-    this.schedulePump();
   }
 
   private onAck(conn: FramedSocket, durableSeq: bigint): void {
@@ -320,7 +456,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   }
 
   private heartbeat(conn: FramedSocket): void {
-    if (this.conn !== conn || this.stateValue !== 'streaming') return;
+    if (this.conn !== conn || (this.stateValue !== 'streaming' && this.stateValue !== 'resyncing')) return;
     if (Date.now() - this.lastHeard > this.opts.idleTimeoutMs) {
       this.lastError = new BrickdError('TIMEOUT', `nothing from ${this.name} for ${this.opts.idleTimeoutMs} ms`);
       conn.destroy();
@@ -333,6 +469,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     if (this.conn !== conn) return;
     this.conn = undefined;
     this.clearTimers();
+    this.resyncSource?.abort(new BrickdError('TIMEOUT', 'the connection closed during the resync'));
+    this.retainFloor = undefined;
     if (this.terminal()) return;
     const reason = this.lastError ? this.lastError.message : 'connection closed';
     this.transition('connecting', `lost: ${reason}`);
@@ -369,6 +507,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       if (!entry) return this.fallBehind(`mutation ${this.cursor} is no longer in the retained queue`);
       const roomLeft = conn.sendParts(entry.parts);
       this.sent.push({ seq: entry.seq, bytes: entry.bytes });
+      if (entry.seq > this.highestSent) this.highestSent = entry.seq;
       this.inFlightBytes += entry.bytes;
       this.stats.mutationsSent++;
       this.stats.bytesSent += entry.bytes;
@@ -407,6 +546,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   }
 
   private async teardown(code?: WireErrorCode, message?: string): Promise<void> {
+    this.resyncSource?.abort(new BrickdError('SHUTTING_DOWN', 'the link stopped'));
+    this.retainFloor = undefined;
     this.opts.queue.detach(this);
     this.clearTimers();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);

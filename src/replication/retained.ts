@@ -28,6 +28,11 @@ export interface RetainedEntry {
 export interface RetainedConsumer {
   /** Highest seq this consumer no longer needs (its replica has it durably). */
   readonly ackedSeq: bigint;
+  /**
+   * When set, used instead of ackedSeq to decide what this consumer still needs: a link
+   * resyncing from snapshot s0 needs every entry after s0 and none before (see link.ts).
+   */
+  readonly retainFloor?: bigint;
   /** New entries were pushed. */
   onAppended(): void;
   /** Entries up to `seq` are gone without this consumer's ack. */
@@ -44,7 +49,14 @@ export interface RetainedQueueOptions {
   log?: Logger;
 }
 
+/** The seq up to which a consumer needs nothing more. */
+function floorOf(c: RetainedConsumer): bigint {
+  return c.retainFloor ?? c.ackedSeq;
+}
+
 export class RetainedQueue {
+  /** The seq the queue started at: it never held anything at or before it. */
+  readonly startSeq: bigint;
   private entries: RetainedEntry[] = [];
   private head = 0;
   private bytesValue = 0;
@@ -57,6 +69,7 @@ export class RetainedQueue {
 
   constructor(options: RetainedQueueOptions) {
     this.last = options.startSeq;
+    this.startSeq = options.startSeq;
     this.generationValue = options.generation;
     this.maxBytes = options.maxBytes ?? 64 * 2 ** 20;
     this.maxEntries = options.maxEntries ?? 65_536;
@@ -131,7 +144,7 @@ export class RetainedQueue {
   trim(): void {
     if (this.consumers.size === 0) return;
     let floor: bigint | undefined;
-    for (const c of this.consumers) if (floor === undefined || c.ackedSeq < floor) floor = c.ackedSeq;
+    for (const c of this.consumers) if (floor === undefined || floorOf(c) < floor) floor = floorOf(c);
     while (this.size > 0 && this.entries[this.head]!.seq <= floor!) this.shift();
     this.compact();
   }
@@ -141,13 +154,13 @@ export class RetainedQueue {
     while (this.size > 1 && (this.bytesValue > this.maxBytes || this.size > this.maxEntries)) dropped = this.shift().seq;
     if (dropped === undefined) return;
     this.compact();
-    for (const c of this.consumers) if (c.ackedSeq < dropped) c.onEvicted(dropped);
+    for (const c of this.consumers) if (floorOf(c) < dropped) c.onEvicted(dropped);
   }
 
   private dropThrough(seq: bigint): void {
     while (this.size > 0 && this.entries[this.head]!.seq <= seq) this.shift();
     this.compact();
-    for (const c of this.consumers) if (c.ackedSeq < seq) c.onEvicted(seq);
+    for (const c of this.consumers) if (floorOf(c) < seq) c.onEvicted(seq);
   }
 
   private shift(): RetainedEntry {

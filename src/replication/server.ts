@@ -28,6 +28,10 @@
 //             mutations taken in but not yet durable; beyond that it stops reading the
 //             socket until half has drained, which stalls the primary through TCP.
 //
+//   resync    RESYNC_BEGIN (only while streaming) hands the session to a ResyncTarget
+//             (resync-target.ts) until it answers RESYNC_DONE; no MUTATION meanwhile. A
+//             store flagged resyncing says so in WELCOME (seqs 0) and refuses MUTATION.
+//
 // Every refusal sends ERROR with a code, is counted in stats.refused, is logged once and
 // closes only that connection. A refused mutation changes nothing in the store.
 //
@@ -40,16 +44,17 @@ import { BrickdError, isBrickdError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Mutation } from '../store/mutations.js';
 import { MAX_BODY_BYTES, MAX_PAYLOAD_BYTES } from '../wire/frames.js';
-import type { HelloMessage, MutationMessage, ReplicationMessage } from '../wire/replication.js';
+import type { HelloMessage, MutationMessage, ReplicationMessage, ResyncBeginMessage } from '../wire/replication.js';
+import { ResyncTarget, type ResyncTargetStore } from './resync-target.js';
 import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type WireErrorCode } from './session.js';
 import { ContiguousSeq } from '../store/contiguous.js';
 
 /** What the server needs of a replica store (ReplicaStore has it). */
-export interface ReplicaTarget {
+export interface ReplicaTarget extends ResyncTargetStore {
   readonly volumeId: string;
   readonly appliedSeq: bigint;
   readonly durableSeq: bigint;
-  readonly manifest: { readonly generation: number };
+  readonly manifest: { readonly generation: number; readonly blockSize: number };
   applyReplicated(seq: bigint, mutation: Mutation, crc?: number): Promise<void>;
   raiseGeneration(generation: number): Promise<void>;
 }
@@ -82,6 +87,9 @@ export interface ReplicaServerStats {
   duplicates: number;
   acks: number;
   pauses: number;
+  /** Resyncs begun (RESYNC_BEGIN accepted) and completed (RESYNC_DONE sent). */
+  resyncs: number;
+  resyncsCompleted: number;
   /** Refusals by the ERROR code sent. */
   refused: Partial<Record<WireErrorCode, number>>;
 }
@@ -111,6 +119,12 @@ class VolumeState {
     return this.durable.value;
   }
 
+  /** A resync ended at s0: the store's seqs start again from there. */
+  resetTo(seq: bigint): void {
+    this.durable.reset(seq);
+    this.acceptedSeq = seq;
+  }
+
   /** Record a completed apply; true if durableSeq advanced. */
   complete(seq: bigint): boolean {
     return this.durable.complete(seq);
@@ -133,7 +147,8 @@ class VolumeState {
   }
 }
 
-type SessionState = 'hello' | 'auth' | 'welcoming' | 'streaming' | 'closed';
+// 'resync': between an accepted RESYNC_BEGIN and RESYNC_DONE (resync-target.ts); no MUTATION.
+type SessionState = 'hello' | 'auth' | 'welcoming' | 'streaming' | 'resync' | 'closed';
 
 class ServerSession {
   private state: SessionState = 'hello';
@@ -147,6 +162,7 @@ class ServerSession {
   private ackAwaitsDrain = false;
   private lastAckSeq = -1n;
   private handshakeTimer: NodeJS.Timeout | undefined;
+  private resync: ResyncTarget | undefined;
   private log: Logger;
 
   constructor(
@@ -182,6 +198,7 @@ class ServerSession {
   private close(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.resync?.cancel();
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.volume?.session === this) this.volume.session = undefined;
   }
@@ -203,8 +220,17 @@ class ServerSession {
       case 'MUTATION':
         if (this.state !== 'streaming') return this.refuse('PROTOCOL_VIOLATION', `MUTATION in state ${this.state}`);
         return this.onMutation(m);
+      case 'RESYNC_BEGIN':
+        if (this.state !== 'streaming') return this.refuse('PROTOCOL_VIOLATION', `RESYNC_BEGIN in state ${this.state}`);
+        return this.onResyncBegin(m);
+      case 'RESYNC_ENTRY':
+      case 'RESYNC_SUMS':
+      case 'RESYNC_DATA':
+      case 'RESYNC_END':
+        if (this.state !== 'resync') return this.refuse('PROTOCOL_VIOLATION', `${m.type} in state ${this.state}`);
+        return this.resync!.onMessage(m);
       case 'PING':
-        if (this.state !== 'streaming') return this.refuse('PROTOCOL_VIOLATION', `PING in state ${this.state}`);
+        if (this.state !== 'streaming' && this.state !== 'resync') return this.refuse('PROTOCOL_VIOLATION', `PING in state ${this.state}`);
         this.conn.send({ type: 'PONG', id: m.id });
         return;
       case 'ERROR':
@@ -268,9 +294,52 @@ class ServerSession {
     this.conn.decoder.setLimits({ maxBodyBytes: MAX_BODY_BYTES, maxPayloadBytes: this.opts.maxPayloadBytes });
     this.state = 'streaming';
     this.server.countSession();
-    this.conn.send({ type: 'WELCOME', mac: sessionMac(this.opts.secret, 'replica', transcript), appliedSeq: volume.acceptedSeq, durableSeq: volume.durableSeq, generation: volume.generation });
+    const proof = sessionMac(this.opts.secret, 'replica', transcript);
+    if (volume.store.resyncing) {
+      // A resync was cut short (here or before a restart): our seqs mean nothing until one completes.
+      this.conn.send({ type: 'WELCOME', mac: proof, appliedSeq: 0n, durableSeq: 0n, generation: volume.generation, resyncing: true });
+    } else {
+      this.conn.send({ type: 'WELCOME', mac: proof, appliedSeq: volume.acceptedSeq, durableSeq: volume.durableSeq, generation: volume.generation });
+    }
     this.lastAckSeq = volume.durableSeq;
-    this.log.info({ appliedSeq: String(volume.acceptedSeq), durableSeq: String(volume.durableSeq), generation: volume.generation }, 'accept replication session');
+    this.log.info({ appliedSeq: String(volume.acceptedSeq), durableSeq: String(volume.durableSeq), generation: volume.generation, resyncing: volume.store.resyncing }, 'accept replication session');
+  }
+
+  /**
+   * Start rebuilding this replica from the primary's tree at s0. The store work waits for
+   * every apply still in flight (of this or an earlier session) before it drops the log.
+   */
+  private onResyncBegin(m: ResyncBeginMessage): void {
+    const volume = this.volume!;
+    if (m.generation < volume.generation) {
+      return this.refuse('GENERATION_STALE', `RESYNC_BEGIN has generation ${m.generation}, below ${volume.generation}`, { generation: volume.generation });
+    }
+    if (m.generation > volume.generation) return this.refuse('PROTOCOL_VIOLATION', `RESYNC_BEGIN generation ${m.generation} is not the session's ${volume.generation}`);
+    this.state = 'resync';
+    this.server.stats.resyncs++;
+    const ready = Promise.allSettled([...volume.pending]).then(() => undefined);
+    this.resync = new ResyncTarget(
+      volume.store,
+      m.s0,
+      {
+        send: (message) => this.conn.send(message),
+        refuse: (code, message) => this.refuse(code, message),
+        pause: () => this.conn.pause(),
+        resume: () => this.conn.resume(),
+        track: (work) => volume.track(work),
+        done: (s0) => {
+          if (this.state !== 'resync') return;
+          volume.resetTo(s0);
+          this.lastAckSeq = s0;
+          this.resync = undefined;
+          this.state = 'streaming';
+          this.server.stats.resyncsCompleted++;
+        },
+      },
+      this.log,
+      ready,
+    );
+    this.log.warn({ s0: String(m.s0) }, 'resync requested by the primary');
   }
 
   private onMutation(m: MutationMessage): void {
@@ -279,6 +348,7 @@ class ServerSession {
       return this.refuse('GENERATION_STALE', `mutation ${m.seq} has generation ${m.generation}, below ${volume.generation}`, { generation: volume.generation });
     }
     if (volume.failed) return this.refuse('APPLY_FAILED', 'an earlier mutation failed; reconnect to realign');
+    if (volume.store.resyncing) return this.refuse('PROTOCOL_VIOLATION', 'this replica is mid-resync (it said so in WELCOME): MUTATION before a completed resync');
     if (m.seq <= volume.acceptedSeq) {
       // A resend after a reconnect: already taken in (and durable, or on its way).
       this.server.stats.duplicates++;
@@ -370,7 +440,7 @@ class ServerSession {
 }
 
 export class ReplicaServer {
-  readonly stats: ReplicaServerStats = { connections: 0, activeConnections: 0, sessions: 0, mutations: 0, payloadBytes: 0, duplicates: 0, acks: 0, pauses: 0, refused: {} };
+  readonly stats: ReplicaServerStats = { connections: 0, activeConnections: 0, sessions: 0, mutations: 0, payloadBytes: 0, duplicates: 0, acks: 0, pauses: 0, resyncs: 0, resyncsCompleted: 0, refused: {} };
   private readonly server: net.Server;
   private readonly volumes = new Map<string, VolumeState>();
   private readonly sessions = new Set<ServerSession>();

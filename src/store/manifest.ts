@@ -24,6 +24,12 @@ export interface ReplicaManifest {
   /** Checkpoint: every mutation with seq ≤ appliedSeq is applied and synced. Decimal string (u64). */
   appliedSeq: string;
   createdAt: string;
+  /**
+   * Present (true) while a resync is rebuilding this replica from a primary (see
+   * docs/replication.md, Resync): the tree is then no copy of any seq and must not be
+   * trusted or served until the resync ends. Absent otherwise.
+   */
+  resyncing?: true;
 }
 
 export function replicaManifestPath(replicaDir: string): string {
@@ -60,7 +66,8 @@ export async function readReplicaManifest(replicaDir: string): Promise<ReplicaMa
     Number.isInteger(parsed.blockSize) &&
     Number.isSafeInteger(parsed.generation) &&
     typeof parsed.appliedSeq === 'string' &&
-    /^\d+$/.test(parsed.appliedSeq);
+    /^\d+$/.test(parsed.appliedSeq) &&
+    (parsed.resyncing === undefined || parsed.resyncing === true);
   if (!ok) throw new BrickdError('VOLUME_NOT_FOUND', `${file} is missing fields`, { file });
   return parsed as ReplicaManifest;
 }

@@ -28,7 +28,7 @@
 // Reads verify every block against its CRC. A mismatch is repaired through the repair hook
 // (replication fills it with a fetch from a healthy replica) or fails CHECKSUM_MISMATCH:
 // bad bytes are never returned.
-import { lstat, mkdir, readdir, readlink, statfs } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BrickdError, isSystemError } from '../errors.js';
 import { fsyncDir } from '../fsutil.js';
@@ -38,6 +38,7 @@ import { native } from '../native.js';
 import { applyMutation, type ApplyContext } from './apply.js';
 import type { CrashPoint } from './crashpoints.js';
 import { FileTable } from './files.js';
+import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, type ResyncEntry } from './resync-apply.js';
 import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, writeReplicaManifest, type ReplicaManifest } from './manifest.js';
 import { decodeMutation, encodeMutation, type Mutation } from './mutations.js';
 import { validatePath, validateSymlinkTarget } from './names.js';
@@ -171,7 +172,7 @@ export class ReplicaStore {
   private constructor(
     readonly dir: string,
     private manifestValue: ReplicaManifest,
-    private readonly wal: WriteLog,
+    private wal: WriteLog,
     options: StoreOptions,
   ) {
     this.opts = {
@@ -663,6 +664,104 @@ export class ReplicaStore {
       await writeReplicaManifest(this.dir, next);
       this.manifestValue = next;
     });
+  }
+
+  // ── resync (docs/replication.md, "Resync"; the tree work is in resync-apply.ts) ──────
+
+  /** True while a resync rebuilds this replica: its tree is no copy of any seq. */
+  get resyncing(): boolean {
+    return this.manifestValue.resyncing === true;
+  }
+
+  /**
+   * Primary: the tree as of a seq boundary and that seq (s0). Taken under the mutex once the
+   * data mutations in flight have applied, so the listing is exactly the state after s0 (no
+   * mutation can start meanwhile: writes wait while the tree is listed).
+   */
+  resyncSnapshot(): Promise<{ s0: bigint; entries: ResyncEntry[] }> {
+    return this.mutex.run(async () => {
+      this.checkOpen();
+      await Promise.allSettled([...this.inFlight]);
+      return { s0: this.wal.lastSeq, entries: await snapshotTree(this.files) };
+    });
+  }
+
+  /** The stored block CRCs of `fid` from `firstBlock` (at most `count`, clipped at EOF); undefined if gone. */
+  readSums(fid: string, firstBlock: number, count: number): Promise<Buffer | undefined> {
+    checkInteger('firstBlock', firstBlock, 0);
+    checkInteger('count', count, 0);
+    this.checkOpen();
+    return readSumsRange(this.applyContext, fid, firstBlock, count);
+  }
+
+  /**
+   * Replica: start (or restart) a resync whose first mutation afterwards will be s0 + 1.
+   * Crash safety, in this order: (1) the manifest is flagged `resyncing`, so from here a
+   * crash leaves a replica that reports it needs a resync; (2) every log segment is deleted:
+   * their records belong to the replica's old history and must never be replayed onto the
+   * new one; (3) the checkpoint moves to s0 and an empty log continues from it.
+   */
+  async beginResync(s0: bigint): Promise<void> {
+    if (typeof s0 !== 'bigint' || s0 < 0n) throw new RangeError(`s0 must be a non-negative bigint, got ${String(s0)}`);
+    await this.checkpointMutex.run(() =>
+      this.mutex.run(async () => {
+        this.checkOpen();
+        await Promise.allSettled([...this.inFlight]);
+        await Promise.allSettled([...this.becomingDurable]);
+        if (!this.resyncing) await this.saveManifest((m) => ({ ...m, resyncing: true }));
+        const logDir = path.join(this.files.metaDir, 'log');
+        await this.wal.close();
+        for (const name of await readdir(logDir)) await unlink(path.join(logDir, name));
+        await fsyncDir(logDir);
+        await this.saveManifest((m) => ({ ...m, appliedSeq: String(s0) }));
+        this.wal = (await WriteLog.open({ dir: logDir, segmentBytes: this.opts.segmentBytes, crashPoint: this.opts.crashPoint }, s0)).log;
+        this.checkpointSeq = s0;
+        this.applied.reset(s0);
+        this.loggedDataSince.clear();
+        this.loggedSinceCheckpoint = 0;
+        this.opts.log.warn({ volume: this.volumeId, s0: String(s0) }, 'begin resync');
+      }),
+    );
+  }
+
+  /** Replica, mid-resync: make a listed entry exist with the primary's fid (see placeEntry). */
+  resyncEntry(entry: ResyncEntry): Promise<void> {
+    return this.mutex.run(async () => {
+      this.checkResyncing();
+      validatePath(entry.path);
+      if (entry.type === 'symlink') validateSymlinkTarget(entry.target);
+      await placeEntry(this.applyContext, { ...entry, mode: entry.mode & 0o7777 });
+    });
+  }
+
+  /** Replica, mid-resync: store fetched bytes of a listed file with their CRCs; false if it is gone. */
+  async resyncWrite(fid: string, offset: number, data: Buffer): Promise<boolean> {
+    checkInteger('offset', offset, 0);
+    this.checkResyncing();
+    return writeFetched(this.applyContext, fid, offset, data);
+  }
+
+  /**
+   * Replica: finish a resync. Removes what the primary did not list, stamps the listed
+   * times, fsyncs everything the resync touched (a checkpoint at s0), and only then clears
+   * the flag: the replica is a copy of s0 from that write on.
+   */
+  async endResync(listed: ReadonlyMap<string, { fid: string; mtimeMs: number }>): Promise<{ removedNames: number; removedFids: number }> {
+    const removed = await this.mutex.run(async () => {
+      this.checkResyncing();
+      const result = await pruneUnlisted(this.applyContext, listed);
+      this.usedBytesValue = await this.measureUsage();
+      return result;
+    });
+    await this.checkpoint();
+    await this.saveManifest(({ resyncing: _flag, ...m }) => m);
+    this.opts.log.warn({ volume: this.volumeId, s0: String(this.checkpointSeq), ...removed }, 'end resync');
+    return removed;
+  }
+
+  private checkResyncing(): void {
+    this.checkOpen();
+    if (!this.resyncing) throw new BrickdError('PROTOCOL_VIOLATION', `replica ${this.volumeId} is not resyncing`);
   }
 
   async close(): Promise<void> {

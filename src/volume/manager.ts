@@ -386,6 +386,7 @@ export class VolumeManager {
             startSeq: lastSeq,
             quorumTimeoutMs: replication.quorumTimeoutMs ?? 10_000,
             log: this.options.log,
+            resync: volume.store,
             ...(replication.link ? { link: replication.link } : {}),
           }),
       );

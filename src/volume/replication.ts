@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import { ReplicaLink, type LinkState, type ReplicaLinkOptions } from '../replication/link.js';
 import { QuorumTracker } from '../replication/quorum.js';
 import { RetainedQueue } from '../replication/retained.js';
+import type { ResyncProgress, ResyncSourceStore } from '../replication/resync-source.js';
 import type { Mutation } from '../store/mutations.js';
 import type { PeerConfig } from './config.js';
 
@@ -36,6 +37,8 @@ export interface PrimaryReplicationOptions {
   log: Logger;
   /** Test and bench knobs for the links (window sizes, backoff). */
   link?: Partial<ReplicaLinkOptions>;
+  /** The primary's store: replicas the queue cannot catch up are resynced from it. */
+  resync?: ResyncSourceStore;
 }
 
 export interface PeerState {
@@ -49,6 +52,8 @@ export interface PeerState {
   /** Mutation frames and their bytes sent on this link since the primary attached. */
   mutationsSent: number;
   bytesSent: number;
+  /** The current or last resync of this replica, if any. */
+  resync?: Readonly<ResyncProgress>;
 }
 
 /** W for `replicas` replicas when the volume says 0: a strict majority. */
@@ -92,6 +97,7 @@ export class PrimaryReplication {
         volumeId: options.volumeId,
         queue: this.queue,
         log,
+        ...(options.resync ? { resync: options.resync } : {}),
         ...options.link,
       });
       const entry = { link, peer, reason: '' };
@@ -124,7 +130,7 @@ export class PrimaryReplication {
    */
   async peersCaughtUp(seq: bigint, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    const pending = () => [...this.links.values()].filter(({ link }) => (link.state === 'streaming' || link.state === 'handshake') && link.ackedSeq < seq);
+    const pending = () => [...this.links.values()].filter(({ link }) => (link.state === 'streaming' || link.state === 'handshake' || link.state === 'resyncing') && link.ackedSeq < seq);
     while (pending().length > 0) {
       if (Date.now() >= deadline) return false;
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -147,6 +153,7 @@ export class PrimaryReplication {
       reason,
       mutationsSent: link.stats.mutationsSent,
       bytesSent: link.stats.bytesSent,
+      ...(link.resyncProgress ? { resync: link.resyncProgress } : {}),
     }));
   }
 

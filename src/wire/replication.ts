@@ -16,6 +16,7 @@
 // code decodes uint64 as a JS number (see protobuf.ts), which is exact below 2^53.
 import { protobuf } from './protobuf.js';
 import type { Mutation } from '../store/mutations.js';
+import type { ResyncEntry } from '../store/resync-apply.js';
 import { badFrame, encodeFrame, FrameType, frameTypeName, type Frame, type FrameTypeName } from './frames.js';
 import { brickd } from './gen/replication.js';
 
@@ -57,6 +58,8 @@ export interface WelcomeMessage {
   appliedSeq: bigint;
   durableSeq: bigint;
   generation: number;
+  /** Present (true) only when the replica is mid-resync: its seqs are then 0 and mean nothing. */
+  resyncing?: true;
 }
 export interface MutationMessage {
   type: 'MUTATION';
@@ -89,6 +92,51 @@ export interface PongMessage {
   id: number;
 }
 
+export interface ResyncBeginMessage {
+  type: 'RESYNC_BEGIN';
+  s0: bigint;
+  generation: number;
+}
+export interface ResyncEntryMessage {
+  type: 'RESYNC_ENTRY';
+  /** Its path is relative to the volume root, never empty; the replica validates it as a store path. */
+  entry: ResyncEntry;
+}
+export interface ResyncSumsMessage {
+  type: 'RESYNC_SUMS';
+  fid: string;
+  firstBlock: number;
+  /** One u32 LE CRC32C per block (the frame payload, verified by the decoder; a view of the frame). */
+  sums: Buffer;
+}
+export interface ResyncWantMessage {
+  type: 'RESYNC_WANT';
+  fid: string;
+  firstBlock: number;
+  /** Bit i (LSB first) set: block firstBlock + i differs. Empty: nothing differs. */
+  blocks: Buffer;
+}
+export interface ResyncDataMessage {
+  type: 'RESYNC_DATA';
+  fid: string;
+  offset: number;
+  /** The frame payload (CRC verified by the decoder; a view of the frame). */
+  data: Buffer;
+  payloadCrc?: number;
+}
+export interface ResyncEndMessage {
+  type: 'RESYNC_END';
+  entries: number;
+}
+export interface ResyncDoneMessage {
+  type: 'RESYNC_DONE';
+  appliedSeq: bigint;
+}
+
+/** At most this many block CRCs in one RESYNC_SUMS (so a RESYNC_WANT bitmap is ≤ 512 bytes). */
+export const MAX_RESYNC_SUMS_BLOCKS = 4096;
+const RESYNC_ENTRY_TYPES: ReadonlySet<string> = new Set(['file', 'directory', 'symlink']);
+
 export type ReplicationMessage =
   | HelloMessage
   | ChallengeMessage
@@ -98,7 +146,14 @@ export type ReplicationMessage =
   | AckMessage
   | ErrorMessage
   | PingMessage
-  | PongMessage;
+  | PongMessage
+  | ResyncBeginMessage
+  | ResyncEntryMessage
+  | ResyncSumsMessage
+  | ResyncWantMessage
+  | ResyncDataMessage
+  | ResyncEndMessage
+  | ResyncDoneMessage;
 
 // setattr's set_mask bits.
 const SET_MODE = 1;
@@ -122,7 +177,7 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
     case 'WELCOME':
       return frame(
         'WELCOME',
-        pb.Welcome.encode({ mac: message.mac, appliedSeq: seqNumber(message.appliedSeq), durableSeq: seqNumber(message.durableSeq), generation: message.generation }).finish(),
+        pb.Welcome.encode({ mac: message.mac, appliedSeq: seqNumber(message.appliedSeq), durableSeq: seqNumber(message.durableSeq), generation: message.generation, resyncing: message.resyncing === true }).finish(),
       );
     case 'MUTATION':
       return encodeMutation(message);
@@ -137,6 +192,23 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
       return frame('PING', pb.Ping.encode({ id: message.id }).finish());
     case 'PONG':
       return frame('PONG', pb.Pong.encode({ id: message.id }).finish());
+    case 'RESYNC_BEGIN':
+      return frame('RESYNC_BEGIN', pb.ResyncBegin.encode({ s0: seqNumber(message.s0), generation: message.generation }).finish());
+    case 'RESYNC_ENTRY':
+      return frame('RESYNC_ENTRY', pb.ResyncEntry.encode(message.entry).finish());
+    case 'RESYNC_SUMS':
+      if (message.sums.length === 0 || message.sums.length % 4 !== 0 || message.sums.length / 4 > MAX_RESYNC_SUMS_BLOCKS) {
+        throw new RangeError(`sums must hold 1 to ${MAX_RESYNC_SUMS_BLOCKS} CRCs of 4 bytes, got ${message.sums.length} bytes`);
+      }
+      return frame('RESYNC_SUMS', pb.ResyncSums.encode({ fid: message.fid, firstBlock: message.firstBlock }).finish(), message.sums);
+    case 'RESYNC_WANT':
+      return frame('RESYNC_WANT', pb.ResyncWant.encode({ fid: message.fid, firstBlock: message.firstBlock, blocks: message.blocks }).finish());
+    case 'RESYNC_DATA':
+      return frame('RESYNC_DATA', pb.ResyncData.encode({ fid: message.fid, offset: message.offset }).finish(), message.data, message.payloadCrc);
+    case 'RESYNC_END':
+      return frame('RESYNC_END', pb.ResyncEnd.encode({ entries: message.entries }).finish());
+    case 'RESYNC_DONE':
+      return frame('RESYNC_DONE', pb.ResyncDone.encode({ appliedSeq: seqNumber(message.appliedSeq) }).finish());
   }
 }
 
@@ -211,7 +283,12 @@ export function decodeMessage(f: Frame): ReplicationMessage {
       }
       case 'WELCOME': {
         const m = strict(pb.Welcome.decode(reader(f.body)));
-        return { type, mac: bytes('mac', m.mac, MAC_BYTES), appliedSeq: seq('applied_seq', m.appliedSeq), durableSeq: seq('durable_seq', m.durableSeq), generation: safe('generation', m.generation) };
+        const welcome: WelcomeMessage = { type, mac: bytes('mac', m.mac, MAC_BYTES), appliedSeq: seq('applied_seq', m.appliedSeq), durableSeq: seq('durable_seq', m.durableSeq), generation: safe('generation', m.generation) };
+        if (m.resyncing) {
+          if (welcome.appliedSeq !== 0n || welcome.durableSeq !== 0n) throw invalid('resyncing', 'comes with seqs that are not 0');
+          welcome.resyncing = true;
+        }
+        return welcome;
       }
       case 'MUTATION':
         return decodeMutation(f);
@@ -229,6 +306,32 @@ export function decodeMessage(f: Frame): ReplicationMessage {
         return { type, id: safe('id', strict(pb.Ping.decode(reader(f.body))).id) };
       case 'PONG':
         return { type, id: safe('id', strict(pb.Pong.decode(reader(f.body))).id) };
+      case 'RESYNC_BEGIN': {
+        const m = strict(pb.ResyncBegin.decode(reader(f.body)));
+        return { type, s0: seq('s0', m.s0), generation: safe('generation', m.generation) };
+      }
+      case 'RESYNC_ENTRY':
+        return decodeResyncEntry(f);
+      case 'RESYNC_SUMS': {
+        const m = strict(pb.ResyncSums.decode(reader(f.body)));
+        const n = f.payload.length / 4;
+        if (!Number.isInteger(n) || n < 1 || n > MAX_RESYNC_SUMS_BLOCKS) throw invalid('payload', `must hold 1 to ${MAX_RESYNC_SUMS_BLOCKS} CRCs of 4 bytes, got ${f.payload.length} bytes`);
+        return { type, fid: fileId('fid', m.fid), firstBlock: safe('first_block', m.firstBlock), sums: f.payload };
+      }
+      case 'RESYNC_WANT': {
+        const m = strict(pb.ResyncWant.decode(reader(f.body)));
+        if (m.blocks.length > MAX_RESYNC_SUMS_BLOCKS / 8) throw invalid('blocks', `is longer than ${MAX_RESYNC_SUMS_BLOCKS / 8} bytes`);
+        return { type, fid: fileId('fid', m.fid), firstBlock: safe('first_block', m.firstBlock), blocks: Buffer.from(m.blocks) };
+      }
+      case 'RESYNC_DATA': {
+        const m = strict(pb.ResyncData.decode(reader(f.body)));
+        if (f.payload.length === 0) throw invalid('payload', 'is empty');
+        return { type, fid: fileId('fid', m.fid), offset: safe('offset', m.offset), data: f.payload, payloadCrc: f.payloadCrc };
+      }
+      case 'RESYNC_END':
+        return { type, entries: safe('entries', strict(pb.ResyncEnd.decode(reader(f.body))).entries) };
+      case 'RESYNC_DONE':
+        return { type, appliedSeq: seq('applied_seq', strict(pb.ResyncDone.decode(reader(f.body))).appliedSeq) };
       default:
         throw invalid('type', `${f.type} is not a frame type`);
     }
@@ -298,6 +401,27 @@ function decodeMutation(f: Frame): MutationMessage {
     }
   }
   return { ...header, mutation };
+}
+
+function decodeResyncEntry(f: Frame): ResyncEntryMessage {
+  const m = strict(pb.ResyncEntry.decode(reader(f.body)));
+  if (!RESYNC_ENTRY_TYPES.has(m.type)) throw invalid('type', `${JSON.stringify(m.type.slice(0, 32))} is not file, directory or symlink`);
+  const type = m.type as ResyncEntry['type'];
+  if (m.path === '') throw invalid('path', 'is empty');
+  if (type !== 'file' && m.size !== 0) throw invalid('size', `is not used by a ${type}`);
+  if ((type === 'symlink') !== (m.target !== '')) throw invalid('target', type === 'symlink' ? 'is empty' : `is not used by a ${type}`);
+  const entry: ResyncEntry = {
+    path: m.path,
+    type,
+    fid: fileId('fid', m.fid),
+    mode: mode(m.mode),
+    uid: m.uid,
+    gid: m.gid,
+    mtimeMs: time('mtime_ms', m.mtimeMs),
+    size: safe('size', m.size),
+    target: m.target,
+  };
+  return { type: 'RESYNC_ENTRY', entry };
 }
 
 type WireOp = Exclude<Mutation['op'], 'writeDirect'>;

@@ -16,3 +16,14 @@ export function randomInts(seed: number): (n: number) => number {
   const next = xorshift(seed);
   return (n) => Math.floor(next() * n);
 }
+
+/** Deterministic bytes from a seed (a linear congruential generator's high bytes). */
+export function pattern(length: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(length);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    b[i] = s >>> 24;
+  }
+  return b;
+}

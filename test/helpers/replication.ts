@@ -1,18 +1,21 @@
 // Replication test rigs on loopback: replica agents (a ReplicaServer over a store on its own
 // brick) and a primary (a store whose onMutation feeds a RetainedQueue, links to the
 // replicas, a QuorumTracker), plus a hostile raw-socket client and tree comparison.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import path from 'node:path';
+import readline from 'node:readline';
 import type { Test } from 'tap';
 import { ReplicaLink, type ReplicaLinkOptions } from '../../src/replication/link.js';
 import { QuorumTracker } from '../../src/replication/quorum.js';
 import { RetainedQueue, type RetainedQueueOptions } from '../../src/replication/retained.js';
 import { ReplicaServer, type ReplicaServerOptions } from '../../src/replication/server.js';
 import { sessionMac } from '../../src/replication/session.js';
-import type { ReplicaStore, StoreOptions } from '../../src/store/store.js';
+import { ReplicaStore, type StoreOptions } from '../../src/store/store.js';
 import { FrameDecoder } from '../../src/wire/frames.js';
 import { decodeMessage, encodeMessage, type ReplicationMessage } from '../../src/wire/replication.js';
-import { testBrick, testStore, type TestBrick } from './store.js';
+import { replicaDir, testBrick, testStore, type TestBrick } from './store.js';
 
 export const CLUSTER = 'test-cluster';
 export const SECRET = Buffer.from('brickd-test-replication-secret-0123456789');
@@ -61,15 +64,32 @@ export async function startPrimary(
     queue?: Partial<RetainedQueueOptions>;
     link?: Partial<ReplicaLinkOptions>;
     store?: StoreOptions;
+    /** Resync replicas the queue cannot catch up (the links get the store). */
+    resync?: boolean;
+    /** Size limit of a new store (default 256 MiB). */
+    sizeLimitBytes?: number;
+    /**
+     * Open the store already on `brick` instead of creating one: a primary restart. The
+     * queue then starts at the store's last seq, as PrimaryReplication's does.
+     */
+    reopen?: boolean;
   },
 ): Promise<PrimaryNode> {
   const brick = options.brick ?? (await testBrick(t, 1024)); // sparse: room for the workloads and their write logs
   const volumeId = options.volumeId ?? VOLUME;
-  const queue = new RetainedQueue({ startSeq: 0n, generation: options.generation ?? 1, ...options.queue });
-  const store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1 }, { directWriteBytes: 64 * 1024, ...options.store, onMutation: (seq, m) => queue.push(seq, m) });
+  let queue: RetainedQueue | undefined;
+  const storeOptions: StoreOptions = { directWriteBytes: 64 * 1024, ...options.store, onMutation: (seq, m) => queue!.push(seq, m) };
+  let store: ReplicaStore;
+  if (options.reopen) {
+    store = await ReplicaStore.open(replicaDir(brick, volumeId), { segmentBytes: 4 * 2 ** 20, checkpointIntervalMs: 0, ...storeOptions });
+    t.teardown(() => store.close().catch(() => {}));
+  } else {
+    store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1, ...(options.sizeLimitBytes ? { sizeLimitBytes: options.sizeLimitBytes } : {}) }, storeOptions);
+  }
+  queue = new RetainedQueue({ startSeq: store.appliedSeq, generation: options.generation ?? 1, ...options.queue });
   const quorum = new QuorumTracker({ writeQuorum: options.writeQuorum, timeoutMs: options.timeoutMs ?? 10_000 });
   const links = options.replicas.map(({ port, name }) => {
-    const link = new ReplicaLink({ host: '127.0.0.1', port, name, clusterId: CLUSTER, nodeId: 'primary', volumeId, secret: SECRET, queue, reconnectMaxMs: 200, ...options.link });
+    const link = new ReplicaLink({ host: '127.0.0.1', port, name, clusterId: CLUSTER, nodeId: 'primary', volumeId, secret: SECRET, queue: queue!, reconnectMaxMs: 200, ...(options.resync ? { resync: store } : {}), ...options.link });
     link.on('ack', (seq) => quorum.setReplica(name, seq));
     return link.start();
   });
@@ -79,7 +99,7 @@ export async function startPrimary(
   });
   return {
     store,
-    queue,
+    queue: queue!,
     links,
     quorum,
     async replicated(op) {
@@ -88,6 +108,37 @@ export async function startPrimary(
       return result;
     },
   };
+}
+
+const REPLICA_AGENT = path.join(import.meta.dirname, '..', 'replication', 'children', 'replica-agent.mjs');
+
+export interface ReplicaProcess {
+  child: ChildProcess;
+  port: number;
+  /** What the agent's store recovered to (durable seq after replay). */
+  durableSeq: bigint;
+  exited: Promise<void>;
+}
+
+/** A replica agent in its own process (children/replica-agent.mjs) on a store dir, to SIGKILL. */
+export function startReplicaProcess(t: Test, dir: string, nodeId: string, port: number): Promise<ReplicaProcess> {
+  const child = spawn(process.execPath, [REPLICA_AGENT, dir, 'vol1', nodeId, String(port)], {
+    env: { ...process.env, BRICKD_TEST_SECRET: SECRET.toString('utf8') },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    return exited;
+  });
+  return new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.once('line', (line) => {
+      const ready = JSON.parse(line) as { listening: number; durableSeq: string };
+      resolve({ child, port: ready.listening, durableSeq: BigInt(ready.durableSeq), exited });
+    });
+    void exited.then(() => reject(new Error(`replica agent ${nodeId} exited before listening`)));
+  });
 }
 
 /** Poll `condition` until true; fail after `timeoutMs`. */

@@ -3,7 +3,8 @@
 // process (its data path is the volume backend a FUSE mount uses). Shows that the
 // configuration reaches the wire (NodeInfo's replication address, CreateVolume with peers),
 // that writes acknowledged with W=2 of 3 are on every replica, that a SIGKILLed replica
-// catches up on return, that status reports per-peer state and lag, and that raising the
+// catches up on return, that a replica down across a primary re-attach is resynced (status
+// reports it), that status reports per-peer state and lag, and that raising the
 // generation on the replicas fences the primary (it stops acknowledging: QUORUM_LOST).
 //
 // Needs root (loop devices, mkfs, mount); skipped otherwise.
@@ -129,6 +130,19 @@ t.test('three agents replicate a volume configured through the control API', { s
   t.ok(primary.volumes.peerStates(ASYNC).every((p) => p.lagSeq > 0n), 'the replicas lag behind');
   for (const r of replicas) r.proc.child.kill('SIGCONT');
   await until(() => primary.volumes.peerStates(ASYNC).every((p) => p.lagSeq === 0n), 'the replicas caught up');
+  // The primary re-attaches (UpdateVolume: a fresh queue starting at its last seq) while a
+  // replica is down: back, that replica cannot be caught up from the queue and is resynced.
+  replicas[1]!.proc.child.kill('SIGKILL');
+  await replicas[1]!.proc.exited;
+  for (let i = 0; i < 10; i++) await writeFile_(`dir/r${i}`, 256 * 1024);
+  await api.updateVolume({ volumeId: VOLUME, generation: 1, writeQuorum: 2 });
+  for (let i = 0; i < 5; i++) await writeFile_(`dir/s${i}`, 64 * 1024);
+  await replicas[1]!.restart();
+  await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.state === 'streaming' && p.lagSeq === 0n), 'the returned replica resynced and caught up', 30_000);
+  const resynced = (await api.getVolumeStatus({ volumeId: VOLUME })).peers.find((p) => p.resync);
+  t.equal(resynced?.resync?.phase, 'done', 'GetVolumeStatus reports the finished resync');
+  const sent = Number(resynced?.resync?.dataBytesSent);
+  t.ok(sent >= 10 * 256 * 1024 && sent < Number(resynced?.resync?.bytesCompared), `it sent ${sent} data bytes of ${Number(resynced?.resync?.bytesCompared)} compared`);
 
   // Fencing: the orchestrator raises the generation on the replicas (promoting elsewhere).
   // The primary, still at generation 1, must stop acknowledging.

@@ -162,6 +162,40 @@ t.test('hostile peers are refused with the right code, counted, and change nothi
     peer.send({ type: 'MUTATION', seq: 1n, generation: 5, mutation: { op: 'mkdir', path: '../escape', fid: 'aaaaaaaaaaaaaaaa', mode: 0o755 } });
   });
 
+  // Resync frames: only after authentication, only in order, fenced like mutations.
+  await expectRefusal('a RESYNC_BEGIN before authentication', 'PROTOCOL_VIOLATION', async (peer) => {
+    peer.send(hello());
+    await peer.next('CHALLENGE');
+    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 1 });
+  });
+  await expectRefusal('a RESYNC_ENTRY without RESYNC_BEGIN', 'PROTOCOL_VIOLATION', async (peer) => {
+    await peer.authenticate({ generation: 5 });
+    peer.send({ type: 'RESYNC_ENTRY', entry: { path: 'x', type: 'directory', fid: 'aaaaaaaaaaaaaaaa', mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '' } });
+  });
+  await expectRefusal('a RESYNC_END without RESYNC_BEGIN', 'PROTOCOL_VIOLATION', async (peer) => {
+    await peer.authenticate({ generation: 5 });
+    peer.send({ type: 'RESYNC_END', entries: 0 });
+  });
+  await expectRefusal('a RESYNC_WANT sent to a replica', 'PROTOCOL_VIOLATION', async (peer) => {
+    await peer.authenticate({ generation: 5 });
+    peer.send({ type: 'RESYNC_WANT', fid: 'aaaaaaaaaaaaaaaa', firstBlock: 0, blocks: Buffer.alloc(0) });
+  });
+  await expectRefusal('a RESYNC_BEGIN with a stale generation', 'GENERATION_STALE', async (peer) => {
+    await peer.authenticate({ generation: 5 });
+    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 4 });
+  });
+  await expectRefusal('a RESYNC_ENTRY whose file id walks out of the metadata tree', 'BAD_FRAME', async (peer) => {
+    await peer.authenticate({ generation: 5 });
+    const body = Buffer.from(encodeMessage({ type: 'RESYNC_ENTRY', entry: { path: 'x', type: 'file', fid: 'aaaaaaaaaaaaaaaa', mode: 0o644, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '' } })[1]!);
+    const evil = Buffer.from(body.toString('latin1').replace('aaaaaaaaaaaaaaaa', '../../../../etc/'), 'latin1');
+    peer.write(encodeFrame(FrameType.RESYNC_ENTRY, evil));
+  });
+  await expectRefusal('a RESYNC_SUMS payload that is not whole CRCs', 'BAD_FRAME', async (peer) => {
+    await peer.authenticate({ generation: 5 });
+    peer.write(encodeFrame(FrameType.RESYNC_SUMS, Buffer.concat(encodeMessage({ type: 'RESYNC_SUMS', fid: 'aaaaaaaaaaaaaaaa', firstBlock: 0, sums: Buffer.alloc(4) }).slice(1, 2)), Buffer.alloc(6)));
+  });
+  t.equal(r.store.resyncing, false, 'no refused resync frame flagged the replica');
+
   // After all that, an honest session applies seq 1 and gets its ACK.
   const honest = await RawPeer.connect(r.port);
   const w = await honest.authenticate({ generation: 5 });
@@ -176,13 +210,13 @@ t.test('hostile peers are refused with the right code, counted, and change nothi
   honest.destroy();
   t.ok(legitWrites >= 20, `the real primary wrote ${legitWrites} times in between`);
   t.same(r.server.stats.refused, {
-    BAD_FRAME: 8,
-    PROTOCOL_VIOLATION: 1,
+    BAD_FRAME: 10, // 8 + 2 resync frames
+    PROTOCOL_VIOLATION: 5, // 1 + 4 resync frames
     CLUSTER_MISMATCH: 1,
     UNAUTHENTICATED: 3,
     VOLUME_NOT_FOUND: 1,
     TIMEOUT: 1,
-    GENERATION_STALE: 2,
+    GENERATION_STALE: 3, // 2 + a stale RESYNC_BEGIN
     SEQ_GAP: 1,
     CHECKSUM_MISMATCH: 1,
     APPLY_FAILED: 1,

@@ -2,46 +2,13 @@
 // while a primary keeps writing with W=2 of 3, restarted on the same store, caught up from
 // the retained queue. At the end both agents are SIGKILLed once more and their stores are
 // reopened here (log replay): every write the primary acknowledged must be on every replica.
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import readline from 'node:readline';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { native } from '../../src/native.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { needsRoot } from '../helpers/loop.js';
-import { SECRET, startPrimary, treeOf, until } from '../helpers/replication.js';
+import { startPrimary, startReplicaProcess as startAgent, treeOf, until } from '../helpers/replication.js';
 import { replicaDir, testBrick } from '../helpers/store.js';
 import { xorshift as rng } from '../helpers/random.js';
-
-const AGENT = path.join(import.meta.dirname, 'children', 'replica-agent.mjs');
-
-interface Agent {
-  child: ChildProcess;
-  port: number;
-  /** What the agent's store recovered to (durable seq after replay). */
-  durableSeq: bigint;
-  exited: Promise<void>;
-}
-
-function startAgent(t: Test, dir: string, nodeId: string, port: number): Promise<Agent> {
-  const child = spawn(process.execPath, [AGENT, dir, 'vol1', nodeId, String(port)], {
-    env: { ...process.env, BRICKD_TEST_SECRET: SECRET.toString('utf8') },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    return exited;
-  });
-  return new Promise((resolve, reject) => {
-    const lines = readline.createInterface({ input: child.stdout! });
-    lines.once('line', (line) => {
-      const ready = JSON.parse(line) as { listening: number; durableSeq: string };
-      resolve({ child, port: ready.listening, durableSeq: BigInt(ready.durableSeq), exited });
-    });
-    void exited.then(() => reject(new Error(`replica agent ${nodeId} exited before listening`)));
-  });
-}
 
 /** xorshift32 from a logged seed. */
 

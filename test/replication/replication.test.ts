@@ -5,19 +5,10 @@ import t, { type Test } from 'tap';
 import { ReplicaStore } from '../../src/store/store.js';
 import { rejectsWithCode } from '../helpers/assert.js';
 import { needsRoot } from '../helpers/loop.js';
+import { pattern } from '../helpers/random.js';
 import { startPrimary, startReplica, treeOf, until, type PrimaryNode, type ReplicaNode } from '../helpers/replication.js';
 import { replicaDir } from '../helpers/store.js';
 
-/** Deterministic bytes. */
-function pattern(length: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(length);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    b[i] = s >>> 24;
-  }
-  return b;
-}
 
 /** A mixed workload through the primary, every step waiting for its quorum. */
 async function workload(p: PrimaryNode, tag: string): Promise<void> {

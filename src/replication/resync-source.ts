@@ -1,0 +1,253 @@
+// The primary side of a resync: rebuild one replica from this store's tree, shipping only
+// the blocks whose CRCs differ. One ResyncSource per attempt, run by a ReplicaLink on an
+// authenticated connection.
+//
+// How it works (a fuzzy copy plus replay, the same idea as the store's crash recovery):
+//   1. snapshot  store.resyncSnapshot() lists the tree (parents first) at a seq boundary s0,
+//                with no data mutation in flight. From here the retained queue keeps every
+//                mutation after s0 for this link (the link's retain floor is s0).
+//   2. BEGIN{s0} The replica flags itself resyncing and continues its log from s0.
+//   3. entries   ENTRY for each listed entry; for each file, SUMS frames of its stored block
+//                CRCs (read from the sums file, no data read), up to maxOutstandingSums
+//                unanswered. The replica answers each with a WANT bitmap of the blocks that
+//                differ (within the size listed at s0); we read those blocks (verified
+//                reads) and send them as DATA, throttled to rateBytesPerSec.
+//   4. END       once every WANT is answered; the replica prunes what was not listed,
+//                fsyncs, clears its flag and says DONE{s0}.
+// The data read in step 3 may already hold mutations after s0 (the tree keeps changing).
+// That is harmless: streaming then resumes at s0 + 1 and the store's apply is idempotent by
+// fid, exactly as crash replay over a fuzzy checkpoint (names come from the exact s0
+// listing; only bytes are fuzzy, and every byte a later mutation touched is rewritten by
+// its replay). A file removed after s0 is skipped here and removed by the replay.
+//
+// Why per-block CRCs on the wire (not a digest per larger region): the sums files already
+// hold one CRC per 4 KiB block, so comparing them costs no data read on either side, and
+// the replica can want exactly the blocks that differ: bytes sent track bytes changed at
+// 4 KiB granularity. The CRCs cost 4 bytes per 4 KiB block (0.1% of the file size) on the
+// wire; a two-level scheme (region digests first) would cut that further for huge, mostly
+// identical volumes at the price of one more round trip per region.
+import { BrickdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ResyncEntry } from '../store/resync-apply.js';
+import { MAX_RESYNC_SUMS_BLOCKS, type ReplicationMessage, type ResyncWantMessage } from '../wire/replication.js';
+
+/** What a resync needs of the primary's store (ReplicaStore has it). */
+export interface ResyncSourceStore {
+  readonly manifest: { readonly blockSize: number };
+  resyncSnapshot(): Promise<{ s0: bigint; entries: ResyncEntry[] }>;
+  readSums(fid: string, firstBlock: number, count: number): Promise<Buffer | undefined>;
+  read(file: { fid: string }, offset: number, length: number): Promise<Buffer>;
+}
+
+/** The connection as a resync sees it. */
+export interface ResyncPort {
+  /** Send one frame; returns the bytes it put on the wire. */
+  send(message: ReplicationMessage): number;
+  /** The socket buffer is full: wait for drained() before sending more. */
+  readonly congested: boolean;
+  drained(): Promise<void>;
+  readonly closed: boolean;
+}
+
+export interface ResyncProgress {
+  /** The snapshot seq (0 until the snapshot is taken). */
+  s0: bigint;
+  phase: 'snapshot' | 'comparing' | 'finishing' | 'done' | 'aborted';
+  entries: number;
+  entriesSent: number;
+  /** Blocks whose CRCs were sent for comparison, and their bytes. */
+  blocksCompared: number;
+  bytesCompared: number;
+  /** Blocks the replica wanted (they differed). */
+  blocksWanted: number;
+  /** File bytes sent as RESYNC_DATA payloads. */
+  dataBytesSent: number;
+  /** Every byte of every resync frame sent (headers, bodies, CRC payloads, data). */
+  bytesSent: number;
+  startedAt: number;
+  finishedAt?: number;
+}
+
+export interface ResyncSourceOptions {
+  /** Data bytes per second (0 = unthrottled). */
+  rateBytesPerSec?: number;
+  /** SUMS frames sent and not yet answered by a WANT (default 16). */
+  maxOutstandingSums?: number;
+  /** Largest RESYNC_DATA payload (default 1 MiB). */
+  maxDataChunk?: number;
+  log: Logger;
+}
+
+interface Outstanding {
+  fid: string;
+  firstBlock: number;
+  /** The file's size at s0: nothing past it is sent. */
+  size: number;
+}
+
+export class ResyncSource {
+  readonly progress: ResyncProgress;
+  /** SUMS sent, no WANT yet (the replica answers in order). */
+  private readonly awaitingWant: Outstanding[] = [];
+  /** WANTs received whose DATA is not all sent yet. */
+  private unfinishedWants = 0;
+  private wantChain: Promise<void> = Promise.resolve();
+  private slotWaiters: Array<() => void> = [];
+  private doneWaiter: { resolve: (seq: bigint) => void; reject: (err: Error) => void } | undefined;
+  private failure: Error | undefined;
+  private nextSendAt = 0;
+  private readonly rate: number;
+  private readonly maxOutstanding: number;
+  private readonly maxChunk: number;
+
+  constructor(
+    private readonly store: ResyncSourceStore,
+    private readonly port: ResyncPort,
+    private readonly options: ResyncSourceOptions,
+  ) {
+    this.rate = options.rateBytesPerSec ?? 0;
+    this.maxOutstanding = options.maxOutstandingSums ?? 16;
+    this.maxChunk = options.maxDataChunk ?? 2 ** 20;
+    this.progress = { s0: 0n, phase: 'snapshot', entries: 0, entriesSent: 0, blocksCompared: 0, bytesCompared: 0, blocksWanted: 0, dataBytesSent: 0, bytesSent: 0, startedAt: Date.now() };
+  }
+
+  /** The snapshot seq once taken (the link's retained queue must keep everything after it). */
+  get s0(): bigint | undefined {
+    return this.progress.phase === 'snapshot' ? undefined : this.progress.s0;
+  }
+
+  /**
+   * Run the resync; resolves with s0 once the replica said DONE (it is then durable at s0
+   * and takes MUTATION s0 + 1 next). `onSnapshot` is told s0 as soon as it is known.
+   */
+  async run(generation: number, onSnapshot: (s0: bigint) => void): Promise<bigint> {
+    const { s0, entries } = await this.store.resyncSnapshot();
+    this.progress.s0 = s0;
+    this.progress.entries = entries.length;
+    this.progress.phase = 'comparing';
+    onSnapshot(s0);
+    this.options.log.info({ s0: String(s0), entries: entries.length }, 'resync: snapshot taken');
+    await this.send({ type: 'RESYNC_BEGIN', s0, generation });
+    const blockSize = this.store.manifest.blockSize;
+    for (const e of entries) {
+      await this.send({ type: 'RESYNC_ENTRY', entry: e });
+      this.progress.entriesSent++;
+      if (e.type !== 'file') continue;
+      const blocks = Math.ceil(e.size / blockSize);
+      for (let first = 0; first < blocks; first += MAX_RESYNC_SUMS_BLOCKS) {
+        const sums = await this.store.readSums(e.fid, first, Math.min(MAX_RESYNC_SUMS_BLOCKS, blocks - first));
+        // Gone or shorter now: mutations after s0 removed or cut it; their replay finishes it.
+        if (!sums || sums.length === 0) break;
+        await this.slot(this.maxOutstanding);
+        this.awaitingWant.push({ fid: e.fid, firstBlock: first, size: e.size });
+        this.progress.blocksCompared += sums.length / 4;
+        this.progress.bytesCompared += Math.min(e.size - first * blockSize, (sums.length / 4) * blockSize);
+        await this.send({ type: 'RESYNC_SUMS', fid: e.fid, firstBlock: first, sums });
+        if (sums.length / 4 < Math.min(MAX_RESYNC_SUMS_BLOCKS, blocks - first)) break;
+      }
+    }
+    // Every WANT answered and its DATA sent.
+    await this.slot(1);
+    await this.wantChain;
+    this.check();
+    this.progress.phase = 'finishing';
+    const done = new Promise<bigint>((resolve, reject) => (this.doneWaiter = { resolve, reject }));
+    await this.send({ type: 'RESYNC_END', entries: entries.length });
+    const appliedSeq = await done;
+    if (appliedSeq !== s0) throw new BrickdError('PROTOCOL_VIOLATION', `RESYNC_DONE at seq ${appliedSeq}, expected ${s0}`);
+    this.progress.phase = 'done';
+    this.progress.finishedAt = Date.now();
+    return s0;
+  }
+
+  /** A WANT from the replica: answers the oldest SUMS not yet answered. */
+  onWant(m: ResyncWantMessage): void {
+    const head = this.awaitingWant[0];
+    if (!head || head.fid !== m.fid || head.firstBlock !== m.firstBlock) {
+      return this.abort(new BrickdError('PROTOCOL_VIOLATION', `RESYNC_WANT for ${m.fid}@${m.firstBlock} answers no RESYNC_SUMS sent`));
+    }
+    this.awaitingWant.shift();
+    this.unfinishedWants++;
+    this.wantChain = this.wantChain.then(() => this.sendWanted(head, m.blocks)).catch((err: unknown) => this.abort(err as Error));
+    for (const w of this.slotWaiters.splice(0)) w();
+  }
+
+  onDone(appliedSeq: bigint): void {
+    if (!this.doneWaiter) return this.abort(new BrickdError('PROTOCOL_VIOLATION', 'RESYNC_DONE before RESYNC_END'));
+    this.doneWaiter.resolve(appliedSeq);
+  }
+
+  /** Stop: the connection is gone or misbehaved. Pending waits reject. */
+  abort(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.progress.phase = 'aborted';
+    this.doneWaiter?.reject(err);
+    for (const w of this.slotWaiters.splice(0)) w();
+  }
+
+  private async sendWanted(o: Outstanding, bitmap: Buffer): Promise<void> {
+    const blockSize = this.store.manifest.blockSize;
+    const bits = bitmap.length * 8;
+    for (let i = 0; i < bits; ) {
+      if (!(bitmap[i >> 3]! & (1 << (i & 7)))) {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j < bits && bitmap[j >> 3]! & (1 << (j & 7))) j++;
+      this.progress.blocksWanted += j - i;
+      const start = (o.firstBlock + i) * blockSize;
+      const end = Math.min((o.firstBlock + j) * blockSize, o.size);
+      for (let offset = start; offset < end; offset += this.maxChunk) {
+        this.check();
+        const length = Math.min(this.maxChunk, end - offset);
+        const data = await this.store.read({ fid: o.fid }, offset, length).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // removed after s0
+          throw err;
+        });
+        if (!data || data.length === 0) return this.answered();
+        await this.throttle(data.length);
+        await this.send({ type: 'RESYNC_DATA', fid: o.fid, offset, data });
+        this.progress.dataBytesSent += data.length;
+        if (data.length < length) break; // cut short after s0: the replay finishes it
+      }
+      i = j;
+    }
+    this.answered();
+  }
+
+  private answered(): void {
+    this.unfinishedWants--;
+    for (const w of this.slotWaiters.splice(0)) w();
+  }
+
+  /** Wait until fewer than `limit` SUMS frames are unanswered or have DATA still to send. */
+  private async slot(limit: number): Promise<void> {
+    for (;;) {
+      this.check();
+      if (this.awaitingWant.length + this.unfinishedWants < limit) return;
+      await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+    }
+  }
+
+  private async throttle(bytes: number): Promise<void> {
+    if (this.rate <= 0) return;
+    const now = Date.now();
+    const at = Math.max(now, this.nextSendAt);
+    this.nextSendAt = at + (bytes / this.rate) * 1000;
+    if (at > now) await new Promise((resolve) => setTimeout(resolve, at - now));
+  }
+
+  private async send(message: ReplicationMessage): Promise<void> {
+    this.check();
+    this.progress.bytesSent += this.port.send(message);
+    if (this.port.congested) await this.port.drained();
+    this.check();
+  }
+
+  private check(): void {
+    if (this.failure) throw this.failure;
+    if (this.port.closed) throw (this.failure = new BrickdError('TIMEOUT', 'the connection closed during the resync'));
+  }
+}

@@ -1,0 +1,353 @@
+// Resync over real TCP (loopback) between stores on their own loop-device bricks: a replica
+// that the retained queue cannot catch up, one that holds another primary's mutations, one
+// resynced while writes go on, and one whose resync is cut (connection, crash) and resumed.
+import t, { type Test } from 'tap';
+import { native } from '../../src/native.js';
+import type { ResyncEntry } from '../../src/store/resync-apply.js';
+import { ReplicaStore } from '../../src/store/store.js';
+import { needsRoot } from '../helpers/loop.js';
+import { pattern } from '../helpers/random.js';
+import { startPrimary, startReplica, treeOf, until, type PrimaryNode, type ReplicaNode } from '../helpers/replication.js';
+import { replicaDir } from '../helpers/store.js';
+
+
+/** A replica agent stops: server closed, store closed. Returns what is needed to bring it back. */
+async function stopReplica(r: ReplicaNode): Promise<void> {
+  await r.server.close();
+  await r.store.close();
+}
+
+/** The same replica agent starts again on its brick and port (log replay included). */
+async function restartReplica(t: Test, r: ReplicaNode): Promise<ReplicaNode> {
+  const store = await ReplicaStore.open(replicaDir(r.brick, 'vol1'), { directWriteBytes: 64 * 1024, checkpointIntervalMs: 0 });
+  t.teardown(() => store.close().catch(() => {}));
+  return startReplica(t, { nodeId: r.nodeId, brick: r.brick, store, port: r.port });
+}
+
+async function caughtUp(p: PrimaryNode, timeoutMs = 30_000): Promise<void> {
+  await until(() => p.links.every((l) => l.state === 'streaming' && l.ackedSeq >= p.queue.lastSeq), `every link streaming and acked at ${p.queue.lastSeq}`, timeoutMs);
+}
+
+interface Acked {
+  path: string;
+  offset: number;
+  crc: number;
+  length: number;
+}
+
+/** Every acked write that nothing later overwrote reads back on `store` with its CRC. */
+async function checkAcked(t: Test, store: ReplicaStore, acked: Acked[], name: string): Promise<void> {
+  let bad = 0;
+  for (const a of acked) {
+    const data = await store.read(a.path, a.offset, a.length);
+    if (data.length !== a.length || native.crc32c(data) >>> 0 !== a.crc) bad++;
+  }
+  t.equal(bad, 0, `${name}: all ${acked.length} acked writes read back with their CRC`);
+}
+
+t.test('a replica down while the primary outruns a small retained queue is resynced, then streams', { skip: needsRoot() }, async (t) => {
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const p = await startPrimary(t, { replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true, queue: { maxBytes: 1 * 2 ** 20 } });
+  const states: string[] = [];
+  p.links[0]!.on('state', (s) => states.push(s));
+  await until(() => p.links[0]!.state === 'streaming', 'link streaming');
+  const acked: Acked[] = [];
+  const write = async (path: string, offset: number, data: Buffer) => {
+    await p.replicated(p.store.write(path, offset, data));
+    acked.push({ path, offset, crc: native.crc32c(data) >>> 0, length: data.length });
+  };
+  await p.replicated(p.store.mkdir('d'));
+  for (let i = 0; i < 8; i++) {
+    await p.replicated(p.store.create(`d/f${i}`));
+    await write(`d/f${i}`, 0, pattern(256 * 1024, i + 1));
+  }
+  await p.replicated(p.store.create('moved-away'));
+  await p.replicated(p.store.create('doomed'));
+  await caughtUp(p);
+
+  await stopReplica(r1);
+  // Far more than the 1 MiB queue: 16 MiB of writes, plus namespace changes.
+  for (let i = 0; i < 8; i++) {
+    // Overwrites the middle of the first write: that one is checked from what it still holds.
+    acked.splice(0, acked.length, ...acked.filter((a) => a.path !== `d/f${i}`));
+    await write(`d/f${i}`, 128 * 1024, pattern(64 * 1024, 100 + i));
+  }
+  for (let i = 0; i < 16; i++) {
+    await p.replicated(p.store.create(`new${i}`));
+    await write(`new${i}`, 0, pattern(1024 * 1024, 200 + i));
+  }
+  await p.replicated(p.store.rename('moved-away', 'd/moved-here'));
+  await p.replicated(p.store.unlink('doomed'));
+  await p.replicated(p.store.symlink('d/f0', 'link'));
+  await p.replicated(p.store.link('d/f1', 'hard'));
+  await p.replicated(p.store.truncate('d/f2', 100_000));
+  acked.splice(0, acked.length, ...acked.filter((a) => a.path !== 'd/f2'));
+  t.ok(p.queue.firstSeq > 2n, `the queue dropped what r1 missed (it starts at ${p.queue.firstSeq})`);
+
+  r1 = await restartReplica(t, r1);
+  await caughtUp(p);
+  t.ok(states.includes('resyncing'), `link went ${states.join(' → ')}`);
+  const progress = p.links[0]!.resyncProgress!;
+  t.equal(progress.phase, 'done');
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 holds exactly the primary tree');
+  await checkAcked(t, r1.store, acked, 'r1');
+  t.equal(r1.store.resyncing, false, 'r1 no longer flagged');
+  t.equal(r1.server.stats.resyncsCompleted, 1);
+  t.same(r1.server.stats.refused, {}, 'nothing refused');
+
+  // Streaming resumed: a new write reaches r1.
+  await p.replicated(p.store.create('after'));
+  await write('after', 0, Buffer.from('after the resync'));
+  await caughtUp(p);
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 follows the stream after the resync');
+});
+
+t.test('a replica holding another primary\'s mutations (same seqs, other changes) is brought back to exactly this tree', { skip: needsRoot() }, async (t) => {
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const p = await startPrimary(t, { replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true });
+  const states: Array<[string, string]> = [];
+  p.links[0]!.on('state', (s, reason) => states.push([s, reason]));
+  await p.replicated(p.store.mkdir('dir'));
+  const { fid: aFid } = await p.replicated(p.store.create('dir/a'));
+  await p.replicated(p.store.write('dir/a', 0, pattern(100_000, 1)));
+  const { fid: bFid } = await p.replicated(p.store.create('b'));
+  await p.replicated(p.store.write('b', 0, pattern(20_000, 2)));
+  await caughtUp(p);
+  const n = p.queue.lastSeq;
+  await stopReplica(r1);
+
+  // What a dead primary shipped to r1 and never got acknowledged: seqs n+1.. on r1 only.
+  const diverged = await ReplicaStore.open(replicaDir(r1.brick, 'vol1'), { checkpointIntervalMs: 0 });
+  const rogue = 'eeeeeeeeeeeeeeee';
+  const rogueMutations = [
+    { op: 'create', path: 'rogue', fid: rogue, mode: 0o600 },
+    { op: 'write', fid: rogue, offset: 0, data: pattern(50_000, 9) },
+    { op: 'write', fid: aFid, offset: 4096, data: pattern(8192, 10) },
+    { op: 'unlink', path: 'b', fid: bFid },
+    { op: 'mkdir', path: 'rogue-dir', fid: 'dddddddddddddddd', mode: 0o700 },
+    { op: 'rename', from: 'dir/a', to: 'rogue-dir/a', fid: aFid },
+  ] as const;
+  let seq = n;
+  for (const m of rogueMutations) await diverged.applyReplicated(++seq, m as never);
+  await diverged.close();
+
+  // This primary goes on past those seqs with its own mutations.
+  for (let i = 0; i < 10; i++) await p.replicated(p.store.write('b', i * 1000, pattern(1000, 20 + i)));
+  t.ok(p.queue.lastSeq > seq, `the primary (at ${p.queue.lastSeq}) is past r1's diverged seq ${seq}`);
+  t.ok(p.queue.firstSeq <= n + 1n, 'the queue still holds everything after what r1 acknowledged: only the seq check can tell');
+
+  r1 = await restartReplica(t, r1);
+  await caughtUp(p);
+  const resync = states.find(([s]) => s === 'resyncing');
+  t.ok(resync, 'the link resynced');
+  t.match(resync?.[1] ?? '', /another primary/, `reason: ${resync?.[1]}`);
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 holds exactly the primary tree: rogue entries gone, changes undone');
+  t.equal(r1.server.stats.mutations, Number(p.queue.lastSeq - p.links[0]!.resyncProgress!.s0), 'after the resync r1 took in only the mutations after s0');
+});
+
+t.test('writes go on during a resync: the fuzzy copy plus replay from s0 + 1 ends equal', { skip: needsRoot() }, async (t) => {
+  const { testBrick } = await import('../helpers/store.js');
+  const primaryBrick = await testBrick(t, 1024);
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const p1 = await startPrimary(t, { brick: primaryBrick, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1 });
+  for (let i = 0; i < 12; i++) {
+    await p1.replicated(p1.store.create(`f${i}`));
+    await p1.replicated(p1.store.write(`f${i}`, 0, pattern(2 * 2 ** 20, i + 1)));
+  }
+  await caughtUp(p1);
+  await stopReplica(r1);
+  // While r1 is away: rewrite most of the data, so the resync has ~20 MiB to send.
+  for (let i = 0; i < 12; i++) await p1.replicated(p1.store.write(`f${i}`, 2 ** 20, pattern(2 ** 20, 50 + i)));
+  // The primary restarts: a new queue starting at its last seq.
+  await Promise.all(p1.links.map((l) => l.close()));
+  p1.quorum.close();
+  await p1.store.close();
+  r1 = await restartReplica(t, r1);
+  const p = await startPrimary(t, { brick: primaryBrick, reopen: true, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true, link: { resyncRateBytesPerSec: 16 * 2 ** 20 } });
+  const link = p.links[0]!;
+
+  // A writer runs the whole time: data and namespace mutations on files being compared.
+  let during = 0;
+  let ops = 0;
+  let stop = false;
+  const writer = (async () => {
+    for (let i = 0; !stop; i++) {
+      const f = `f${i % 12}`;
+      const resyncing = link.state === 'resyncing';
+      switch (i % 7) {
+        case 0:
+          await p.replicated(p.store.write(f, (i * 7919) % (3 * 2 ** 20), pattern(5000 + (i % 3) * 70_000, 1000 + i)));
+          break;
+        case 1:
+          await p.replicated(p.store.create(`w${i}`));
+          await p.replicated(p.store.write(`w${i}`, 0, pattern(3000, i)));
+          break;
+        case 2:
+          if (i > 20) await p.replicated(p.store.rename(`w${i - 15}`, `renamed${i}`)).catch(() => undefined);
+          break;
+        case 3:
+          await p.replicated(p.store.truncate(f, 2 ** 20 + (i % 5) * 4000));
+          break;
+        case 4:
+          if (i > 30) await p.replicated(p.store.unlink(`renamed${i - 2 - 7}`)).catch(() => undefined);
+          break;
+        case 5:
+          await p.replicated(p.store.setattr(f, { mode: 0o600 + (i % 8) }));
+          break;
+        case 6:
+          await p.replicated(p.store.mkdir(`d${i}`));
+          break;
+      }
+      ops++;
+      if (resyncing) during++;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  })();
+  await until(() => link.stats.resyncsCompleted === 1, 'the resync completed', 60_000);
+  await until(() => ops > during + 20, 'some writes after the resync too', 30_000);
+  stop = true;
+  await writer;
+  await caughtUp(p);
+  t.ok(during >= 20, `${during} of ${ops} mutations were made while the resync ran`);
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 equals the primary');
+  t.equal(link.stats.resyncs, 1, 'one resync, no restart (the queue held every mutation after s0)');
+  t.same(r1.server.stats.refused, {});
+});
+
+t.test('a resync cut by a lost connection and then by a replica crash resumes and completes', { skip: needsRoot() }, async (t) => {
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const p = await startPrimary(t, { replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true, queue: { maxBytes: 2 ** 20 }, link: { resyncRateBytesPerSec: 24 * 2 ** 20 } });
+  const link = p.links[0]!;
+  for (let i = 0; i < 8; i++) await p.replicated(p.store.create(`f${i}`));
+  await caughtUp(p);
+  await stopReplica(r1);
+  for (let i = 0; i < 8; i++) await p.replicated(p.store.write(`f${i}`, 0, pattern(4 * 2 ** 20, i + 1)));
+  const changed = 32 * 2 ** 20;
+
+  // 1. The connection goes (the replica's server stops and comes back; its store stays open).
+  r1 = await restartReplica(t, r1);
+  await until(() => (link.resyncProgress?.dataBytesSent ?? 0) > 6 * 2 ** 20, 'the resync is under way');
+  const firstSent = link.resyncProgress!.dataBytesSent;
+  await r1.server.close();
+  t.equal(r1.store.resyncing, true, 'r1 is flagged while its resync is incomplete');
+  r1 = await startReplica(t, { nodeId: 'r1', brick: r1.brick, store: r1.store, port: r1.port });
+  await until(() => link.stats.resyncs === 2 && (link.resyncProgress?.dataBytesSent ?? 0) > 4 * 2 ** 20, 'the second resync is under way');
+  const secondStartData = link.stats.resyncDataBytes;
+
+  // 2. The replica crashes mid-resync (server and store closed), and reopens.
+  await stopReplica(r1);
+  const reopened = await ReplicaStore.open(replicaDir(r1.brick, 'vol1'), { directWriteBytes: 64 * 1024, checkpointIntervalMs: 0 });
+  t.equal(reopened.resyncing, true, 'reopened mid-resync: still flagged');
+  t.teardown(() => reopened.close().catch(() => {}));
+  r1 = await startReplica(t, { nodeId: 'r1', brick: r1.brick, store: reopened, port: r1.port });
+  await caughtUp(p, 60_000);
+  t.equal(link.stats.resyncs, 3, 'three attempts');
+  t.equal(link.stats.resyncsCompleted, 1);
+  const lastSent = link.resyncProgress!.dataBytesSent;
+  const last = link.resyncProgress!;
+  const rate = last.dataBytesSent / (((last.finishedAt ?? Date.now()) - last.startedAt) / 1000);
+  t.ok(rate <= 24 * 2 ** 20 * 1.1, `the throttle held: the last attempt sent data at ${(rate / 2 ** 20).toFixed(1)} MiB/s (limit 24)`);
+  t.ok(lastSent < changed - firstSent / 2, `the last attempt sent ${lastSent} data bytes of ${changed} changed: what earlier attempts wrote matched`);
+  t.ok(link.stats.resyncDataBytes < changed * 1.5, `all attempts together sent ${link.stats.resyncDataBytes} data bytes for ${changed} changed (second attempt started at ${secondStartData})`);
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 equals the primary');
+  t.equal(r1.store.resyncing, false);
+});
+
+t.test('hostile resync frames inside a resync are refused before anything of theirs is applied', { skip: needsRoot() }, async (t) => {
+  const { RawPeer } = await import('../helpers/replication.js');
+  const { existsSync, readdirSync } = await import('node:fs');
+  const path = await import('node:path');
+  const r = await startReplica(t, { nodeId: 'r1' });
+  const dir = replicaDir(r.brick, 'vol1');
+  const entry = (fields: Partial<ResyncEntry>) => ({ type: 'RESYNC_ENTRY' as const, entry: { path: 'x', type: 'directory' as const, fid: 'aaaaaaaaaaaaaaaa', mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '', ...fields } });
+  const cases: Array<[string, string, (peer: Awaited<ReturnType<typeof RawPeer.connect>>) => void]> = [
+    ['an entry path escaping the volume', 'BAD_FRAME', (peer) => peer.send(entry({ path: '../escape' }))],
+    ['an absolute entry path', 'BAD_FRAME', (peer) => peer.send(entry({ path: '/etc/escape' }))],
+    ['a symlink target with NUL', 'BAD_FRAME', (peer) => peer.send(entry({ type: 'symlink', target: 'a\0b' }))],
+    ['a child before its parent directory', 'PROTOCOL_VIOLATION', (peer) => peer.send(entry({ path: 'nodir/x' }))],
+    ['a path listed twice', 'PROTOCOL_VIOLATION', (peer) => {
+      peer.send(entry({ path: 'twice', fid: 'bbbbbbbbbbbbbbbb' }));
+      peer.send(entry({ path: 'twice', fid: 'cccccccccccccccc' }));
+    }],
+    ['a directory fid listed as a file too', 'PROTOCOL_VIOLATION', (peer) => {
+      peer.send(entry({ path: 'dd' }));
+      peer.send(entry({ path: 'ff', type: 'file' }));
+    }],
+    ['SUMS for a fid never listed', 'PROTOCOL_VIOLATION', (peer) => peer.send({ type: 'RESYNC_SUMS', fid: '1111111111111111', firstBlock: 0, sums: Buffer.alloc(8) })],
+    ['DATA past the listed size', 'PROTOCOL_VIOLATION', (peer) => {
+      peer.send(entry({ path: 'small', type: 'file', fid: '2222222222222222', size: 10 }));
+      peer.send({ type: 'RESYNC_DATA', fid: '2222222222222222', offset: 0, data: Buffer.alloc(100, 1) });
+    }],
+    ['an END with the wrong entry count', 'PROTOCOL_VIOLATION', (peer) => peer.send({ type: 'RESYNC_END', entries: 7 })],
+    ['a MUTATION during a resync', 'PROTOCOL_VIOLATION', (peer) => peer.send({ type: 'MUTATION', seq: 1n, generation: 1, mutation: { op: 'mkdir', path: 'm', fid: '3333333333333333', mode: 0o755 } })],
+  ];
+  for (const [name, code, attack] of cases) {
+    const peer = await RawPeer.connect(r.port);
+    await peer.authenticate({ generation: 1 });
+    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 100)); // let the BEGIN itself run
+    attack(peer);
+    const error = await peer.next('ERROR');
+    t.equal(error.code, code, `${name}: ${code} (${error.message})`);
+    await peer.closed;
+    t.notOk(existsSync(path.join(dir, 'escape')) || existsSync(path.join(dir, 'data', '..', 'escape')), `${name}: nothing outside data/`);
+  }
+  // Only entries accepted before a refusal were placed ('twice' once, 'dd', 'small'): never the refused ones.
+  const names = readdirSync(path.join(dir, 'data')).sort();
+  t.notOk(names.includes('escape') || names.includes('ff') || names.includes('m') || names.includes('nodir'), `data/ holds only accepted entries: ${names.join(', ')}`);
+  t.equal(r.store.resyncing, true, 'the authenticated RESYNC_BEGINs flagged the replica');
+  const welcome = await (async () => {
+    const peer = await RawPeer.connect(r.port);
+    const w = await peer.authenticate({ generation: 1 });
+    peer.destroy();
+    return w;
+  })();
+  if (r.store.resyncing) t.same([welcome.resyncing, welcome.appliedSeq, welcome.durableSeq], [true, 0n, 0n], 'WELCOME says resyncing, seqs 0');
+  else t.same([welcome.resyncing, welcome.appliedSeq], [undefined, 0n], 'not flagged: WELCOME as before, nothing applied');
+
+  // An honest primary then rebuilds it to its own tree.
+  const p = await startPrimary(t, { replicas: [{ port: r.port, name: 'r1' }], writeQuorum: 1, resync: true });
+  await p.replicated(p.store.mkdir('honest'));
+  await caughtUp(p);
+  t.same(await treeOf(r.store), await treeOf(p.store), 'the replica equals the honest primary');
+  t.equal(r.store.resyncing, false);
+});
+
+t.test('a replica agent SIGKILLed mid-resync comes back flagged and the next resync completes', { skip: needsRoot(), timeout: 120_000 }, async (t) => {
+  const { startReplicaProcess } = await import('../helpers/replication.js');
+  const { testBrick } = await import('../helpers/store.js');
+  const brick = await testBrick(t, 1024);
+  const dir = replicaDir(brick, 'vol1');
+  let agent = await startReplicaProcess(t, dir, 'r1', 0);
+  const port = agent.port;
+  const p = await startPrimary(t, { replicas: [{ port, name: 'r1' }], writeQuorum: 1, resync: true, queue: { maxBytes: 2 ** 20 }, link: { resyncRateBytesPerSec: 16 * 2 ** 20 } });
+  const link = p.links[0]!;
+  const reasons: string[] = [];
+  link.on('state', (s, reason) => {
+    if (s === 'resyncing') reasons.push(reason);
+  });
+  for (let i = 0; i < 6; i++) {
+    await p.replicated(p.store.create(`f${i}`));
+    await p.replicated(p.store.write(`f${i}`, 0, pattern(2 ** 20, i + 1)));
+  }
+  await caughtUp(p);
+  agent.child.kill('SIGKILL');
+  await agent.exited;
+  for (let i = 0; i < 6; i++) await p.replicated(p.store.write(`f${i}`, 0, pattern(4 * 2 ** 20, 10 + i)));
+
+  agent = await startReplicaProcess(t, dir, 'r1', port);
+  await until(() => (link.resyncProgress?.dataBytesSent ?? 0) > 6 * 2 ** 20, 'the resync is under way');
+  agent.child.kill('SIGKILL');
+  await agent.exited;
+  agent = await startReplicaProcess(t, dir, 'r1', port);
+  t.equal(agent.durableSeq, link.resyncProgress!.s0, 'the killed replica reopened at the resync s0 (its old log gone)');
+  await caughtUp(p, 60_000);
+  t.equal(reasons.length, 2, `two resyncs: ${reasons.join(' | ')}`);
+  t.match(reasons[1] ?? '', /in the middle of a resync/, 'the second because the replica said it was mid-resync');
+  agent.child.kill('SIGTERM');
+  await agent.exited;
+  const store = await ReplicaStore.open(dir, { checkpointIntervalMs: 0 });
+  t.teardown(() => store.close().catch(() => {}));
+  t.equal(store.resyncing, false, 'not flagged after the completed resync');
+  t.same(await treeOf(store), await treeOf(p.store), 'the replica equals the primary');
+});
