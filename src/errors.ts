@@ -44,6 +44,7 @@ export const ErrorCodes = {
   NO_BRICK: 'no mounted brick has room for the replica',
   VOLUME_MOUNTED: 'the volume is mounted here (unmount it first)',
   NOT_PRIMARY: 'the replica here is not the primary: it can only be mounted read-only',
+  REPLICA_RESYNCING: 'the replica is being resynced: its tree is partial until the resync completes',
   MOUNT_PATH_INVALID: 'the mount path is not absolute, is /, or lies inside the agent state dir',
   // control API
   INVALID_ARGUMENT: 'a request field is missing, of the wrong type or out of range',

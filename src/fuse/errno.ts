@@ -35,6 +35,7 @@ const BRICKD_ERRNO: Partial<Record<ErrorCode, string>> = {
   LINK_CLOSED: 'EIO',
   APPLY_FAILED: 'EIO',
   STORE_CLOSED: 'EIO',
+  REPLICA_RESYNCING: 'EIO',
   LOG_CORRUPT: 'EIO',
   GENERATION_STALE: 'EROFS',
 };

@@ -122,6 +122,16 @@ export interface VolumePin {
   writable: boolean;
 }
 
+/**
+ * A replica's read-only backend that refuses reads while a resync rebuilds its tree (it
+ * may start under a long mount): a partial tree is never served as the volume's content.
+ */
+function whileComplete(backend: VolumeBackend, store: ReplicaStore): VolumeBackend {
+  const check = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => (...args: A): Promise<R> =>
+    store.resyncing ? Promise.reject(new BrickdError('REPLICA_RESYNCING', `the replica of ${store.volumeId} is being resynced`, { volumeId: store.volumeId })) : fn(...args);
+  return { ...backend, read: check(backend.read), stat: check(backend.stat), readdir: check(backend.readdir), readlink: check(backend.readlink) };
+}
+
 export class VolumeManager {
   private readonly volumes = new Map<string, LocalVolume>();
   private readonly pins = new Map<string, VolumePin>();
@@ -259,6 +269,10 @@ export class VolumeManager {
       // Checked before anything is written: a refused update must change nothing, generation included.
       checkWriteQuorum(config.writeQuorum, config.peers);
       this.checkReplicable(config.role, config.peers);
+      if (config.role === 'primary' && volume.config.role !== 'primary' && volume.store.resyncing) {
+        // Its tree is a partial copy: promoting it would serve and ship that as the truth.
+        throw new BrickdError('REPLICA_RESYNCING', `the replica of ${volumeId} here is mid-resync and cannot become primary; promote a complete replica`, { volumeId });
+      }
       const pin = this.pins.get(volumeId);
       if (pin?.writable && config.role !== 'primary') {
         throw new BrickdError('VOLUME_MOUNTED', `volume ${volumeId} is ${pin.what} read-write; unmount it before it stops being primary here`, { volumeId });
@@ -339,7 +353,10 @@ export class VolumeManager {
    */
   backend(volumeId: string, options: { readOnly?: boolean } = {}): VolumeBackend {
     const volume = this.get(volumeId);
-    if (volume.config.role !== 'primary') return storeBackend(volume.store, { readOnly: true });
+    if (volume.store.resyncing) {
+      throw new BrickdError('REPLICA_RESYNCING', `the replica of ${volumeId} here is mid-resync: its tree is partial`, { volumeId });
+    }
+    if (volume.config.role !== 'primary') return whileComplete(storeBackend(volume.store, { readOnly: true }), volume.store);
     const backend = storeBackend(volume.store, {
       // Below the retained queue's bound (64 MiB): a fast writer cannot outrun replication.
       writeBack: { maxUnsyncedBytes: WRITE_BACK_BYTES },

@@ -96,7 +96,8 @@ t.test('a 3-replica volume through FUSE: identical bricks, sqlite survives losin
     const statuses = await Promise.all([b, c].map((r) => r.api.getVolumeStatus({ volumeId: VOLUME })));
     const [promoted, other] = statuses[0]!.durableSeq >= statuses[1]!.durableSeq ? [b, c] : [c, b];
     await other.api.updateVolume({ volumeId: VOLUME, generation: 2 });
-    await promoted.api.updateVolume({ volumeId: VOLUME, generation: 2, role: 'primary', setPeers: true, peers: [], writeQuorum: 1 });
+    const otherInfo = await other.api.getNodeInfo({});
+    await promoted.api.updateVolume({ volumeId: VOLUME, generation: 2, role: 'primary', setPeers: true, peers: [{ nodeId: otherInfo.nodeId, address: otherInfo.replicationAddress }], writeQuorum: 2 });
     const mntP = await mountPoint(t, 'brickd-pv-p-');
     await promoted.api.mountVolume({ volumeId: VOLUME, hostPath: mntP });
     t.teardown(() => promoted.api.unmountVolume({ volumeId: VOLUME }).catch(() => {}));
@@ -106,5 +107,12 @@ t.test('a 3-replica volume through FUSE: identical bricks, sqlite survives losin
     t.ok(batches >= committed, `every committed batch is there (${batches} found, ${committed} committed)`);
     t.equal(rows, batches * 50, 'and no batch is partly there');
     t.ok(await mountInfoAt(mntP), 'served from the promoted node');
+    // The new primary replicates to the survivor (W=2 of 2): whatever the survivor held
+    // that the new primary did not, or lacked, a resync or the queue reconciles.
+    await sh(`sqlite3 ${mntP}/app.db "INSERT INTO t(batch, v) VALUES (100000, 'after failover');"`);
+    const after = Number((await sh(`sqlite3 ${mntP}/app.db "SELECT COUNT(*) FROM t WHERE batch = 100000;"`)).trim());
+    t.equal(after, 1, 'a commit after the failover is acknowledged by the new pair');
+    const status = await promoted.api.getVolumeStatus({ volumeId: VOLUME });
+    t.same(status.peers.map((p) => p.state), ['streaming'], 'the survivor is streamed to');
   });
 });
