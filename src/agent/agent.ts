@@ -80,6 +80,7 @@ export class Agent {
       this.nodeId = await loadOrCreateNodeId(this.config.stateDir);
       // Checked before any device is attached or mounted: a bad secret changes nothing.
       const replication = await this.replicationOptions();
+      const controlTls = this.config.controlTcpAddress === 'off' ? undefined : await this.controlTls();
       this.bricks = new BrickManager({
         stateDir: this.config.stateDir,
         nodeId: this.nodeId,
@@ -132,9 +133,9 @@ export class Agent {
         log: this.log.child({ node: this.nodeId }),
       });
       await this.control.listen(this.config.controlSocket, await resolveGroup(this.config.controlSocketGroup));
-      if (this.config.controlTcpAddress !== 'off') {
+      if (controlTls) {
         const { host, port } = parseListenAddress(this.config.controlTcpAddress)!;
-        await this.control.listenTls(host, port, await this.controlTls());
+        await this.control.listenTls(host, port, controlTls);
       }
       this.transition('running', {
         nodeId: this.nodeId,
