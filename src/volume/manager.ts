@@ -333,8 +333,9 @@ export class VolumeManager {
 
   async close(): Promise<void> {
     await this.mutex.run(async () => {
+      // All primaries drain at once: the stop takes at most one drain timeout, not one per volume.
+      await Promise.all([...this.volumes.values()].map((volume) => this.drain(volume)));
       for (const volume of this.volumes.values()) {
-        await this.drain(volume);
         await this.detach(volume);
         await volume.scrubber.pause();
         await volume.store.close();
@@ -346,10 +347,11 @@ export class VolumeManager {
   /**
    * The volume as a frontend sees it. A primary's backend acknowledges a namespace mutation
    * once the write quorum has it, and a data mutation once applied (write-back: the
-   * frontend's fsync waits for the quorum). In async mode (protocol A) the local replica
-   * alone acknowledges; the write-back window still bounds how far the peers may lag. It asks for the quorum object of the moment:
-   * settings may change under a long mount. A replica's backend is read-only: it serves its
-   * local data, which may lag.
+   * frontend's fsync waits for the quorum); it asks for the quorum object of the moment, as
+   * settings may change under a long mount. In async mode (protocol A) the local replica
+   * alone acknowledges; the write-back window still bounds how far the peers may lag. A
+   * replica's backend is read-only: it serves its local data, which may lag, and nothing
+   * while a resync rebuilds it.
    */
   backend(volumeId: string, options: { readOnly?: boolean } = {}): VolumeBackend {
     const volume = this.get(volumeId);
