@@ -12,6 +12,8 @@ export type NodeEventKind =
   | 'replica-created'
   | 'replica-deleted'
   | 'replica-behind'
+  | 'replica-caught-up'
+  | 'replica-fenced'
   | 'checksum-error'
   | 'checksum-repaired'
   | 'scrub-done';

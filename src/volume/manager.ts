@@ -406,6 +406,7 @@ export class VolumeManager {
             quorumTimeoutMs: replication.quorumTimeoutMs ?? 10_000,
             log: this.options.log,
             resync: volume.store,
+            onPeerState: (peer, state, reason) => this.peerEvent(volume.volumeId, peer, state, reason),
             ...(replication.link ? { link: replication.link } : {}),
           }),
       );
@@ -413,6 +414,26 @@ export class VolumeManager {
         { volume: volume.volumeId, peers: peers.map((p) => p.nodeId), writeQuorum: effectiveWriteQuorum(writeQuorum, peers.length + 1) },
         'replicate volume as primary',
       );
+    }
+  }
+
+  /**
+   * Events orchestrators watch for about a primary's peers: behind (it needs or is getting a
+   * resync), caught up again (streaming after that), fenced (the peer refused this primary:
+   * someone raised the generation elsewhere). Connection churn is not an event: metrics and
+   * status show it.
+   */
+  private readonly peersBehind = new Set<string>();
+  private peerEvent(volumeId: string, peer: string, state: string, reason: string): void {
+    const key = `${volumeId}/${peer}`;
+    if (state === 'behind' || state === 'resyncing') {
+      if (this.peersBehind.has(key)) return;
+      this.peersBehind.add(key);
+      this.options.events.emit({ kind: 'replica-behind', volumeId, message: `replica on node ${peer} is ${state}: ${reason}` });
+    } else if (state === 'streaming' && this.peersBehind.delete(key)) {
+      this.options.events.emit({ kind: 'replica-caught-up', volumeId, message: `replica on node ${peer} caught up and is streaming` });
+    } else if (state === 'failed') {
+      this.options.events.emit({ kind: 'replica-fenced', volumeId, message: `replica on node ${peer} refused this primary: ${reason}` });
     }
   }
 

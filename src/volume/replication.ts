@@ -35,6 +35,8 @@ export interface PrimaryReplicationOptions {
   /** How long a write may wait for its quorum before QUORUM_LOST. */
   quorumTimeoutMs: number;
   log: Logger;
+  /** Told of every transition of a link to a peer (events for orchestrators). */
+  onPeerState?: (nodeId: string, state: LinkState, reason: string) => void;
   /** Test and bench knobs for the links (window sizes, backoff). */
   link?: Partial<ReplicaLinkOptions>;
   /** The primary's store: replicas the queue cannot catch up are resynced from it. */
@@ -102,8 +104,9 @@ export class PrimaryReplication {
       });
       const entry = { link, peer, reason: '' };
       link.on('ack', (seq) => this.quorum.setReplica(peer.nodeId, seq));
-      link.on('state', (_state, reason) => {
+      link.on('state', (state, reason) => {
         entry.reason = reason;
+        options.onPeerState?.(peer.nodeId, state, reason);
       });
       this.links.set(peer.nodeId, entry);
       link.start();

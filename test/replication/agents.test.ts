@@ -53,6 +53,8 @@ t.test('three agents replicate a volume configured through the control API', { s
   });
   await chmod(socketDir, 0o755);
   const primary = new Agent(config, silentLogger);
+  const events: Array<{ kind: string; volumeId?: string }> = [];
+  primary.events.subscribe((e) => events.push(e));
   await primary.start();
   t.teardown(() => primary.stop());
   const api = promisify(controlClient(config.controlSocket));
@@ -140,6 +142,8 @@ t.test('three agents replicate a volume configured through the control API', { s
   await replicas[1]!.restart();
   await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.state === 'streaming' && p.lagSeq === 0n), 'the returned replica resynced and caught up', 30_000);
   const resynced = (await api.getVolumeStatus({ volumeId: VOLUME })).peers.find((p) => p.resync);
+  t.ok(events.some((e) => e.kind === 'replica-behind' && e.volumeId === VOLUME), 'a replica-behind event for the resync');
+  t.ok(events.some((e) => e.kind === 'replica-caught-up' && e.volumeId === VOLUME), 'and a replica-caught-up event after it');
   t.equal(resynced?.resync?.phase, 'done', 'GetVolumeStatus reports the finished resync');
   const sent = Number(resynced?.resync?.dataBytesSent);
   t.ok(sent >= 10 * 256 * 1024 && sent < Number(resynced?.resync?.bytesCompared), `it sent ${sent} data bytes of ${Number(resynced?.resync?.bytesCompared)} compared`);
@@ -158,6 +162,7 @@ t.test('three agents replicate a volume configured through the control API', { s
   t.equal(fenced?.code, 'QUORUM_LOST', 'a fenced primary does not acknowledge');
   t.ok(Date.now() - t0 < 10_000, 'within the quorum timeout');
   await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.state === 'failed'), 'both links failed (fenced)');
+  t.equal(events.filter((e) => e.kind === 'replica-fenced' && e.volumeId === VOLUME).length, 2, 'a replica-fenced event per refusing replica');
   text = await scrape();
   t.equal(sample(text, 'brickd_replication_peer_state', { volume: VOLUME, peer: peers[0]!.nodeId, state: 'failed' }), 1, 'metrics: the link is failed');
   t.ok(sample(text, 'brickd_replication_quorum_lost_total', { volume: VOLUME })! >= 1, 'metrics: the unacknowledged write is counted');
