@@ -78,6 +78,8 @@ export interface BrickManagerOptions {
 }
 
 export class BrickManager {
+  /** The devices eligible at the last discovery (announced with device-found when they became so). */
+  private announced = new Set<string>();
   readonly bricksDir: string;
   private readonly bricks = new Map<string, BrickStatus>();
   private readonly mutex = new Mutex();
@@ -110,8 +112,22 @@ export class BrickManager {
    * probe opens each allowlisted device (once exclusively, to test whether it is in use),
    * and that open must never meet an adoption's wipe or mkfs, which would then fail EBUSY.
    */
+  /**
+   * Judge every allowlisted device. A device that has become eligible since the last look
+   * (new, or released, or wiped) is announced once (device-found): an orchestrator may adopt it.
+   */
   discover(): Promise<DeviceReport[]> {
-    return this.mutex.run(() => discoverDevices({ allow: this.allow, minSizeBytes: this.options.minSizeBytes }));
+    return this.mutex.run(async () => {
+      const reports = await discoverDevices({ allow: this.allow, minSizeBytes: this.options.minSizeBytes });
+      const eligible = new Set(reports.filter((d) => d.eligible).map((d) => d.path));
+      for (const d of reports) {
+        if (d.eligible && !this.announced.has(d.path)) {
+          this.options.events?.emit({ kind: 'device-found', device: d.path, message: `eligible device ${d.path} (${d.sizeBytes} bytes)` });
+        }
+      }
+      this.announced = eligible;
+      return reports;
+    });
   }
 
   /** Rebuild the brick table from the devices alone (labels + manifests) and mount them. */

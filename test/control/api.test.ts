@@ -423,6 +423,9 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     t.same(device.signatures, [], 'its signature was erased');
     await watch.waitFor((e) => e.kind === 'brick-released' && e.brickId === brick.brickId);
     t.equal(watch.events.filter((e) => e.kind === 'brick-released').length, 1, 'one brick-released event');
+    await watch.waitFor((e) => e.kind === 'device-found' && e.device === blank);
+    await api.listDevices({});
+    t.equal(watch.events.filter((e) => e.kind === 'device-found' && e.device === blank).length, 1, 'device-found once when it became eligible again, not at every look');
   });
 
   await t.test('the socket: 0600, root only', { timeout: 30_000 }, async (t) => {
