@@ -836,7 +836,12 @@ export class ReplicaStore {
       // Called synchronously here, so the file lock is queued in seq order.
       // In the applied mode a direct write goes through the page cache (its fdatasync follows
       // in the background); a caller waiting for durability gets O_DIRECT, which skips the copy.
-      const applying = mutation.op === 'writeDirect' ? this.applyDirect(mutation, directData!, wait === 'applied') : applyMutation(this.applyContext, mutation, false);
+      // The growth this mutation reserved is released at the moment the apply counts it as
+      // used, not later in settleApply: in between it would be counted twice, and a
+      // concurrent reservation (a replica applies data mutations in parallel) could be
+      // refused VOLUME_FULL although the volume has room.
+      const context: ApplyContext = { ...this.applyContext, usage: (delta) => this.countUsage(mutation, delta) };
+      const applying = mutation.op === 'writeDirect' ? this.applyDirect(mutation, directData!, wait === 'applied') : applyMutation(context, mutation, false);
       const done = this.settleApply(seq, mutation, written, applying);
       if (!isData) {
         await done;
@@ -924,7 +929,7 @@ export class ReplicaStore {
         const direct = buffered ? undefined : await this.files.directHandle(file);
         await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, undefined, direct?.fd);
         file.size = Math.max(file.size, m.offset + data.length);
-        this.usedBytesValue += file.size - before;
+        this.countUsage(m, file.size - before);
         this.dirtyFids.add(m.fid);
       }),
     );
@@ -1060,6 +1065,13 @@ export class ReplicaStore {
     return growth;
   }
 
+  /** Usage changed by applying `mutation`: counted, and its reserved growth released with it. */
+  private countUsage(mutation: Mutation, delta: number): void {
+    this.usedBytesValue += delta;
+    this.releaseGrowth(mutation);
+  }
+
+  /** Release the growth `mutation` reserved (once: later calls do nothing). */
   private releaseGrowth(mutation: Mutation): void {
     const growth = this.growthOf.get(mutation);
     if (growth === undefined || !('fid' in mutation)) return;
