@@ -79,7 +79,7 @@ export interface ReplicaLinkOptions {
 const FATAL: ReadonlySet<string> = new Set(['GENERATION_STALE', 'UNAUTHENTICATED', 'CLUSTER_MISMATCH', 'SUPERSEDED']);
 /** Codes that mean this replica needs a resync. */
 const NEEDS_RESYNC: ReadonlySet<string> = new Set(['APPLY_FAILED']);
-/** Frames from a replica are small: no payload, short ERROR texts. */
+/** Frames from a replica are small: short ERROR texts, no payload (BLOCKS, once it has proven itself). */
 const REPLICA_FRAME_LIMITS = { maxBodyBytes: 4096, maxPayloadBytes: 0 };
 
 export interface ReplicaLinkStats {

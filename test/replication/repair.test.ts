@@ -2,15 +2,17 @@
 // on the primary is rewritten from a replica (on read and on scrub), one damaged on a replica
 // from the primary (scrub); a damaged or lagging copy is never used; hostile repair frames
 // are refused, counted, and change nothing.
+import net from 'node:net';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { encodeFrame, FrameType } from '../../src/wire/frames.js';
-import { replicationProto as pb } from '../../src/wire/replication.js';
+import { sessionMac } from '../../src/replication/session.js';
+import { encodeFrame, FrameDecoder, FrameType } from '../../src/wire/frames.js';
+import { decodeMessage, encodeMessage, replicationProto as pb, type ReplicationMessage } from '../../src/wire/replication.js';
 import { rejectsWithCode } from '../helpers/assert.js';
 import { flipByte } from '../helpers/corrupt.js';
 import { needsRoot } from '../helpers/loop.js';
 import { pattern } from '../helpers/random.js';
-import { RawPeer, startPrimary, startReplica, treeOf, until, type PrimaryNode, type ReplicaNode } from '../helpers/replication.js';
+import { CLUSTER, RawPeer, SECRET, startPrimary, startReplica, treeOf, until, type PrimaryNode, type ReplicaNode } from '../helpers/replication.js';
 import { replicaDir } from '../helpers/store.js';
 
 const skip = needsRoot();
@@ -184,4 +186,57 @@ t.test('hostile repair frames are refused, counted, and change nothing', { skip 
   t.equal(error.code, 'PROTOCOL_VIOLATION', error.message);
   t.match(error.message, /more than 16 READ_BLOCKS unanswered/);
   t.equal(refused('PROTOCOL_VIOLATION'), before + 1);
+});
+
+t.test("a primary's link answers a proven replica's repair reads and refuses a BLOCKS it never asked for", { skip }, async (t) => {
+  // A fake replica: it proves itself, takes the stream in without applying it, and asks.
+  const received: ReplicationMessage[] = [];
+  let socket: net.Socket | undefined;
+  const server = net.createServer((s) => {
+    socket = s;
+    const decoder = new FrameDecoder();
+    const send = (m: ReplicationMessage) => {
+      for (const part of encodeMessage(m)) s.write(part);
+    };
+    let hello: Extract<ReplicationMessage, { type: 'HELLO' }> | undefined;
+    const nonce = Buffer.alloc(32, 9);
+    s.on('error', () => {});
+    s.on('data', (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk)) {
+        const m = decodeMessage(frame);
+        received.push(m);
+        if (m.type === 'HELLO') {
+          hello = m;
+          send({ type: 'CHALLENGE', nodeId: 'fake', nonce });
+        } else if (m.type === 'AUTH') {
+          const transcript = { clusterId: CLUSTER, primaryNodeId: hello!.nodeId, replicaNodeId: 'fake', volumeId: hello!.volumeId, generation: hello!.generation, primaryNonce: hello!.nonce, replicaNonce: nonce };
+          send({ type: 'WELCOME', mac: sessionMac(SECRET, 'replica', transcript), appliedSeq: 0n, durableSeq: 0n, generation: 1 });
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const content = pattern(10_000, 3);
+  const p = await startPrimary(t, { replicas: [{ port: (server.address() as net.AddressInfo).port, name: 'fake' }], writeQuorum: 1, repair: true });
+  const { fid } = await p.store.create('f');
+  await p.store.write('f', 0, content);
+  await until(() => p.links[0]!.state === 'streaming' && received.some((m) => m.type === 'MUTATION'), 'the link streaming to the fake replica');
+
+  const write = (m: ReplicationMessage) => {
+    for (const part of encodeMessage(m)) socket!.write(part);
+  };
+  write({ type: 'READ_BLOCKS', requestId: 1, fid, offset: 8192, length: 4096, minSeq: 0n });
+  await until(() => received.some((m) => m.type === 'BLOCKS'), 'an answer');
+  const answer = received.find((m) => m.type === 'BLOCKS') as Extract<ReplicationMessage, { type: 'BLOCKS' }>;
+  t.match(answer, { requestId: 1, code: '' });
+  t.same(answer.data, content.subarray(8192), 'the verified bytes, short at the end of the file');
+  t.equal(p.links[0]!.stats.blockReadsServed, 1);
+
+  write({ type: 'BLOCKS', requestId: 99, code: '', message: '', data: Buffer.alloc(4096) });
+  await until(() => received.some((m) => m.type === 'ERROR'), 'the link refuses');
+  const error = received.find((m) => m.type === 'ERROR') as Extract<ReplicationMessage, { type: 'ERROR' }>;
+  t.equal(error.code, 'PROTOCOL_VIOLATION', error.message);
+  t.match(error.message, /request 99, which is not waiting/);
+  t.equal(p.store.stats.repaired, 0, 'nothing written');
 });
