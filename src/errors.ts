@@ -66,6 +66,7 @@ export const ErrorCodes = {
   LINK_CLOSED: 'the replication link is closed or failed',
   QUORUM_LOST: 'the write did not reach its write quorum in time: it is not acknowledged',
   RESYNC_OVERRUN: 'the mutations made during a resync outgrew the retained queue: the resync starts over',
+  REPAIR_UNAVAILABLE: 'no healthy copy could supply the bytes of a damaged block',
   // metrics and health endpoint
   METRICS_ADDRESS_UNAVAILABLE: 'the metrics/health HTTP address cannot be listened on (in use, not local, or not permitted)',
   TOO_MANY_WATCHERS: 'the agent already serves as many event watchers as it allows',

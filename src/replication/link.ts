@@ -26,11 +26,17 @@
 // 'drain'). ACK{durable_seq} frees the window, moves ackedSeq (emitted as 'ack') and lets
 // the queue drop what every replica has. PING every pingIntervalMs while streaming; no
 // frame at all for idleTimeoutMs means the connection is dead and is replaced.
+//
+// Repair (blocks.ts): once the replica has proven itself, it may ask READ_BLOCKS for blocks
+// its store found damaged; the link answers from the `blocks` store (the primary's). The
+// primary asks the replica the same way with fetchBlocks, only while streaming and only if
+// the replica has acknowledged min_seq durably (the replica checks it again).
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { BrickdError, ErrorCodes, isBrickdError, type ErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { encodeMessage, type ChallengeMessage, type ErrorMessage, type ReplicationMessage, type WelcomeMessage } from '../wire/replication.js';
+import { encodeMessage, MAX_READ_BLOCKS_BYTES, type ChallengeMessage, type ErrorMessage, type ReplicationMessage, type WelcomeMessage } from '../wire/replication.js';
+import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
 import { ResyncSource, type ResyncProgress, type ResyncSourceStore } from './resync-source.js';
 import type { RetainedConsumer, RetainedQueue } from './retained.js';
 import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type Transcript, type WireErrorCode } from './session.js';
@@ -62,6 +68,8 @@ export interface ReplicaLinkOptions {
    * of left `behind`.
    */
   resync?: ResyncSourceStore;
+  /** The primary's store: with it, the replica's repair reads (READ_BLOCKS) are answered with bytes. */
+  blocks?: BlockSource;
   /** Resync data bytes per second (default 0: unthrottled). */
   resyncRateBytesPerSec?: number;
   log?: Logger;
@@ -71,7 +79,7 @@ export interface ReplicaLinkOptions {
 const FATAL: ReadonlySet<string> = new Set(['GENERATION_STALE', 'UNAUTHENTICATED', 'CLUSTER_MISMATCH', 'SUPERSEDED']);
 /** Codes that mean this replica needs a resync. */
 const NEEDS_RESYNC: ReadonlySet<string> = new Set(['APPLY_FAILED']);
-/** Frames from a replica are small: no payload, short ERROR texts. */
+/** Frames from a replica are small: short ERROR texts, no payload (BLOCKS, once it has proven itself). */
 const REPLICA_FRAME_LIMITS = { maxBodyBytes: 4096, maxPayloadBytes: 0 };
 
 export interface ReplicaLinkStats {
@@ -86,6 +94,9 @@ export interface ReplicaLinkStats {
   /** Resync bytes over all attempts: file data in RESYNC_DATA, and every resync frame byte. */
   resyncDataBytes: number;
   resyncBytesSent: number;
+  /** Repair reads answered for the replica (with bytes or a code), and asked of it. */
+  blockReadsServed: number;
+  blockReadsRequested: number;
 }
 
 export declare interface ReplicaLink {
@@ -95,7 +106,7 @@ export declare interface ReplicaLink {
 
 export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   readonly name: string;
-  readonly stats: ReplicaLinkStats = { connects: 0, sessions: 0, mutationsSent: 0, bytesSent: 0, acks: 0, resyncs: 0, resyncsCompleted: 0, resyncDataBytes: 0, resyncBytesSent: 0 };
+  readonly stats: ReplicaLinkStats = { connects: 0, sessions: 0, mutationsSent: 0, bytesSent: 0, acks: 0, resyncs: 0, resyncsCompleted: 0, resyncDataBytes: 0, resyncBytesSent: 0, blockReadsServed: 0, blockReadsRequested: 0 };
   /** The resync running now, or the last one. */
   private resyncSource: ResyncSource | undefined;
   /** While resyncing from a snapshot: the queue must keep everything after it (RetainedConsumer). */
@@ -107,6 +118,9 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   /** The error that put the link in 'failed' or 'behind', or the last connection loss. */
   lastError: Error | undefined;
   private conn: FramedSocket | undefined;
+  /** Repair reads of the current connection: ours to the replica, and the replica's to us. */
+  private blockRequests: BlockRequests | undefined;
+  private blockResponder: BlockResponder | undefined;
   private transcript: Transcript | undefined;
   private phase: 'hello' | 'auth' | 'done' = 'hello';
   /** Next seq to send. */
@@ -125,7 +139,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   private pingId = 0;
   private lastLoggedReason = '';
   private lastLossReason = '';
-  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync'>> & Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync'>;
+  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync' | 'blocks'>> & Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync' | 'blocks'>;
   private readonly log: Logger;
   private started = false;
 
@@ -149,6 +163,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       pingIntervalMs: options.pingIntervalMs ?? 2000,
       idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
       resync: options.resync,
+      blocks: options.blocks,
       resyncRateBytesPerSec: options.resyncRateBytesPerSec ?? 0,
     };
     this.name = options.name ?? `${options.host}:${options.port}`;
@@ -228,6 +243,11 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       onClose: () => this.onConnectionClosed(conn),
     });
     this.conn = conn;
+    this.blockRequests = new BlockRequests((m) => conn.send(m), this.name);
+    this.blockResponder = new BlockResponder((m) => {
+      this.stats.blockReadsServed++;
+      conn.send(m);
+    });
     socket.once('connect', () => {
       if (this.conn !== conn || this.terminal()) return;
       this.transition('handshake', 'connected');
@@ -282,6 +302,18 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       case 'RESYNC_DONE':
         if (this.stateValue !== 'resyncing') return this.violation(conn, 'RESYNC_DONE outside a resync');
         return this.resyncSource!.onDone(m.appliedSeq);
+      case 'READ_BLOCKS': {
+        if (this.phase !== 'done' || (this.stateValue !== 'streaming' && this.stateValue !== 'resyncing')) return this.violation(conn, 'READ_BLOCKS before WELCOME');
+        const store = this.opts.blocks;
+        // The primary's copy is the newest there is; its seq is the queue's last.
+        const violation = this.blockResponder!.respond(m, store, () => this.opts.queue.lastSeq, store ? undefined : 'this link has no store to read from');
+        return violation === undefined ? undefined : this.violation(conn, violation);
+      }
+      case 'BLOCKS': {
+        if (this.phase !== 'done') return this.violation(conn, 'BLOCKS before WELCOME');
+        const violation = this.blockRequests!.answer(m);
+        return violation === undefined ? undefined : this.violation(conn, violation);
+      }
       case 'PONG':
         return;
       case 'ERROR':
@@ -308,6 +340,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     }
     this.phase = 'done';
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    // A proven replica may now send BLOCKS with bytes (answers to our repair reads).
+    conn.decoder.setLimits({ maxPayloadBytes: MAX_READ_BLOCKS_BYTES });
     this.stats.sessions++;
     if (m.durableSeq > m.appliedSeq) return this.violation(conn, `WELCOME durable_seq ${m.durableSeq} is past applied_seq ${m.appliedSeq}`);
     // Checked before anything the replica says is believed: a replica ahead of this primary
@@ -468,6 +502,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   private onConnectionClosed(conn: FramedSocket): void {
     if (this.conn !== conn) return;
     this.conn = undefined;
+    this.blockRequests?.cancel('the connection closed');
+    this.blockRequests = this.blockResponder = undefined;
     this.clearTimers();
     this.resyncSource?.abort(new BrickdError('TIMEOUT', 'the connection closed during the resync'));
     this.retainFloor = undefined;
@@ -481,6 +517,20 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       this.connect(`retry after ${delay} ms`);
     }, delay);
     this.reconnectTimer.unref();
+  }
+
+  // ── repair ─────────────────────────────────────────────────────────────────────────
+
+  /**
+   * The replica's verified bytes of `length` at `offset` of `fid`, for a block the primary's
+   * store found damaged. Only from a streaming replica that has acknowledged `minSeq`
+   * durably (and says so again when it answers): a lagging copy may hold stale bytes.
+   */
+  fetchBlocks(fid: string, offset: number, length: number, minSeq: bigint): Promise<Buffer> {
+    if (this.stateValue !== 'streaming' || !this.blockRequests) return Promise.reject(new BrickdError('REPAIR_UNAVAILABLE', `${this.name} is ${this.stateValue}`, { peer: this.name }));
+    if (this.ackedSeqValue < minSeq) return Promise.reject(new BrickdError('REPAIR_UNAVAILABLE', `${this.name} acknowledged seq ${this.ackedSeqValue}, below ${minSeq}`, { peer: this.name }));
+    this.stats.blockReadsRequested++;
+    return this.blockRequests.request(fid, offset, length, minSeq);
   }
 
   // ── streaming ──────────────────────────────────────────────────────────────────────

@@ -28,6 +28,10 @@
 //             mutations taken in but not yet durable; beyond that it stops reading the
 //             socket until half has drained, which stalls the primary through TCP.
 //
+//   repair    Once streaming, either side may send READ_BLOCKS for blocks its store found
+//             damaged (blocks.ts). We answer the primary's from our store if durable up to
+//             its min_seq; the primary answers ours (fetchFromPrimary) from its store.
+//
 //   resync    RESYNC_BEGIN (only while streaming) hands the session to a ResyncTarget
 //             (resync-target.ts) until it answers RESYNC_DONE; no MUTATION meanwhile. A
 //             store flagged resyncing says so in WELCOME (seqs 0) and refuses MUTATION.
@@ -45,12 +49,13 @@ import { silentLogger, type Logger } from '../log.js';
 import type { Mutation } from '../store/mutations.js';
 import { MAX_BODY_BYTES, MAX_PAYLOAD_BYTES } from '../wire/frames.js';
 import type { HelloMessage, MutationMessage, ReplicationMessage, ResyncBeginMessage } from '../wire/replication.js';
+import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
 import { ResyncTarget, type ResyncTargetStore } from './resync-target.js';
 import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type WireErrorCode } from './session.js';
 import { ContiguousSeq } from '../store/contiguous.js';
 
 /** What the server needs of a replica store (ReplicaStore has it). */
-export interface ReplicaTarget extends ResyncTargetStore {
+export interface ReplicaTarget extends ResyncTargetStore, BlockSource {
   readonly volumeId: string;
   readonly appliedSeq: bigint;
   readonly durableSeq: bigint;
@@ -90,6 +95,9 @@ export interface ReplicaServerStats {
   /** Resyncs begun (RESYNC_BEGIN accepted) and completed (RESYNC_DONE sent). */
   resyncs: number;
   resyncsCompleted: number;
+  /** Repair reads: READ_BLOCKS answered for primaries (with bytes or a code), and asked of them. */
+  blockReadsServed: number;
+  blockReadsRequested: number;
   /** Refusals by the ERROR code sent. */
   refused: Partial<Record<WireErrorCode, number>>;
 }
@@ -163,6 +171,8 @@ class ServerSession {
   private lastAckSeq = -1n;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private resync: ResyncTarget | undefined;
+  private readonly blockRequests: BlockRequests;
+  private readonly blockResponder: BlockResponder;
   private log: Logger;
 
   constructor(
@@ -177,6 +187,11 @@ class ServerSession {
       onClose: () => this.onClose(),
     });
     this.log = log.child({ peer: this.conn.remote });
+    this.blockRequests = new BlockRequests((m) => this.conn.send(m), `primary at ${this.conn.remote}`);
+    this.blockResponder = new BlockResponder((m) => {
+      this.server.stats.blockReadsServed++;
+      this.conn.send(m);
+    });
     this.handshakeTimer = setTimeout(() => this.refuse('TIMEOUT', `no authenticated HELLO within ${opts.handshakeTimeoutMs} ms`), opts.handshakeTimeoutMs);
     this.handshakeTimer.unref();
     socket.setTimeout(opts.idleTimeoutMs, () => this.refuse('TIMEOUT', `no frame for ${opts.idleTimeoutMs} ms`));
@@ -199,6 +214,7 @@ class ServerSession {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.resync?.cancel();
+    this.blockRequests.cancel('the session ended');
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.volume?.session === this) this.volume.session = undefined;
   }
@@ -229,6 +245,19 @@ class ServerSession {
       case 'RESYNC_END':
         if (this.state !== 'resync') return this.refuse('PROTOCOL_VIOLATION', `${m.type} in state ${this.state}`);
         return this.resync!.onMessage(m);
+      case 'READ_BLOCKS': {
+        if (this.state !== 'streaming' && this.state !== 'resync') return this.refuse('PROTOCOL_VIOLATION', `READ_BLOCKS in state ${this.state}`);
+        const volume = this.volume!;
+        // Mid-resync our tree is partial: answered, but never with bytes.
+        const unavailable = this.state === 'resync' || volume.store.resyncing ? 'this replica is mid-resync' : undefined;
+        const violation = this.blockResponder.respond(m, volume.store, () => volume.durableSeq, unavailable);
+        return violation === undefined ? undefined : this.refuse('PROTOCOL_VIOLATION', violation);
+      }
+      case 'BLOCKS': {
+        if (this.state !== 'streaming' && this.state !== 'resync') return this.refuse('PROTOCOL_VIOLATION', `BLOCKS in state ${this.state}`);
+        const violation = this.blockRequests.answer(m);
+        return violation === undefined ? undefined : this.refuse('PROTOCOL_VIOLATION', violation);
+      }
       case 'PING':
         if (this.state !== 'streaming' && this.state !== 'resync') return this.refuse('PROTOCOL_VIOLATION', `PING in state ${this.state}`);
         this.conn.send({ type: 'PONG', id: m.id });
@@ -434,13 +463,21 @@ class ServerSession {
     });
   }
 
+  /** Ask the primary for verified bytes of a block our store found damaged. */
+  fetchBlocks(fid: string, offset: number, length: number): Promise<Buffer> {
+    if (this.state !== 'streaming') return Promise.reject(new BrickdError('REPAIR_UNAVAILABLE', `the session with the primary is ${this.state}`));
+    this.server.stats.blockReadsRequested++;
+    // min_seq 0: the primary's copy is at least as new as ours (it sent us everything we hold).
+    return this.blockRequests.request(fid, offset, length, 0n);
+  }
+
   shutdown(): void {
     this.refuse('SHUTTING_DOWN', 'the replica is closing');
   }
 }
 
 export class ReplicaServer {
-  readonly stats: ReplicaServerStats = { connections: 0, activeConnections: 0, sessions: 0, mutations: 0, payloadBytes: 0, duplicates: 0, acks: 0, pauses: 0, resyncs: 0, resyncsCompleted: 0, refused: {} };
+  readonly stats: ReplicaServerStats = { connections: 0, activeConnections: 0, sessions: 0, mutations: 0, payloadBytes: 0, duplicates: 0, acks: 0, pauses: 0, resyncs: 0, resyncsCompleted: 0, blockReadsServed: 0, blockReadsRequested: 0, refused: {} };
   private readonly server: net.Server;
   private readonly volumes = new Map<string, VolumeState>();
   private readonly sessions = new Set<ServerSession>();
@@ -487,6 +524,18 @@ export class ReplicaServer {
   volumeStatus(volumeId: string): { appliedSeq: bigint; durableSeq: bigint; generation: number; connected: boolean } | undefined {
     const v = this.volumes.get(volumeId);
     return v && { appliedSeq: v.acceptedSeq, durableSeq: v.durableSeq, generation: v.generation, connected: v.session !== undefined };
+  }
+
+  /**
+   * The store's repair hook on a replica: the verified bytes of a damaged block from the
+   * primary streaming this volume to us now. REPAIR_UNAVAILABLE when none is (or this
+   * replica is mid-resync: the resync rewrites it anyway), TIMEOUT when it does not answer.
+   */
+  fetchFromPrimary(volumeId: string, fid: string, offset: number, length: number): Promise<Buffer> {
+    const volume = this.volumes.get(volumeId);
+    if (!volume?.session) return Promise.reject(new BrickdError('REPAIR_UNAVAILABLE', `no primary is connected for volume ${volumeId}`, { volume: volumeId }));
+    if (volume.store.resyncing) return Promise.reject(new BrickdError('REPAIR_UNAVAILABLE', `volume ${volumeId} is mid-resync here`, { volume: volumeId }));
+    return volume.session.fetchBlocks(fid, offset, length);
   }
 
   listen(port = 0, host = '127.0.0.1'): Promise<net.AddressInfo> {

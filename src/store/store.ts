@@ -490,8 +490,12 @@ export class ReplicaStore {
 
   // ── reads ───────────────────────────────────────────────────────────────────────────
 
-  /** Read up to `length` bytes at `offset`, every block verified (short at EOF). */
-  async read(file: FileRef, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Read up to `length` bytes at `offset`, every block verified (short at EOF). A damaged
+   * block goes through the repair hook unless `options.repair` is false (a repair read
+   * served to a peer: it must not ask peers in turn).
+   */
+  async read(file: FileRef, offset: number, length: number, options: { repair?: boolean } = {}): Promise<Buffer> {
     checkInteger('offset', offset, 0);
     checkInteger('length', length, 0, MAX_RECORD_PAYLOAD);
     this.checkOpen();
@@ -505,7 +509,7 @@ export class ReplicaStore {
       if (!result) throw posixError('ENOENT', 'read', label ?? fid);
       if (result.badBlock < 0) return buffer.subarray(0, result.bytes);
       this.stats.checksumErrors++;
-      const repaired = attempt === 0 && (await this.repairBlock(fid, result.badBlock, label));
+      const repaired = attempt === 0 && options.repair !== false && (await this.repairBlock(fid, result.badBlock, label));
       if (!repaired) {
         const blockOffset = result.badBlock * this.manifestValue.blockSize;
         throw new BrickdError(
@@ -993,13 +997,28 @@ export class ReplicaStore {
       report(false);
       return false;
     }
-    await this.locks.withWrite(fid, () =>
-      this.files.use(fid, async (f) => {
-        await native.writeBlocks(f.data.fd, f.sums.fd, good, offset, blockSize);
+    // Under the file's write lock, so no write of ours interleaves: the block is checked
+    // again (a write that covered it since has re-summed it: nothing to repair, and the
+    // fetched bytes may be older than that write), and only the block's extent within the
+    // file as it is here is written, so a copy of another length changes no size. A copy
+    // shorter than that extent cannot fill the block: not repaired.
+    const outcome = await this.locks.withWrite(fid, () =>
+      this.files.use(fid, async (f): Promise<'written' | 'healed' | 'short'> => {
+        if ((await native.verifyBlocks(f.data.fd, f.sums.fd, block, 1, blockSize, 1)).length === 0) return 'healed';
+        const extent = Math.max(0, Math.min(blockSize, f.size - offset));
+        if (good.length < extent) return 'short';
+        await native.writeBlocks(f.data.fd, f.sums.fd, good.subarray(0, extent), offset, blockSize);
         await native.fdatasync(f.data.fd);
         await native.fdatasync(f.sums.fd);
+        return 'written';
       }),
     );
+    if (outcome === 'short' || outcome === undefined) {
+      log.error({ fid, file: label, block, bytes: good.length }, outcome === undefined ? 'repair target is gone' : 'repair copy is shorter than the block');
+      report(false);
+      return false;
+    }
+    if (outcome === 'healed') return true;
     this.stats.repaired++;
     log.warn({ fid, file: label, block }, 'repair block from healthy copy');
     report(true);

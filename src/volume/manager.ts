@@ -407,6 +407,7 @@ export class VolumeManager {
             log: this.options.log,
             resync: volume.store,
             onPeerState: (peer, state, reason) => this.peerEvent(volume.volumeId, peer, state, reason),
+            blocks: volume.store,
             ...(replication.link ? { link: replication.link } : {}),
           }),
       );
@@ -482,6 +483,16 @@ export class VolumeManager {
       ...(onMutationDurable ? { onMutationDurable: (op: Mutation['op'], seconds: number) => onMutationDurable(volumeId, op, seconds) } : {}),
       // In seq order, under the store's mutex: the primary of the moment ships it.
       onMutation: (seq, mutation) => this.volumes.get(volumeId)?.primary?.push(seq, mutation),
+      // A damaged block: a primary asks its peers (one durable up to the seq it has applied),
+      // a served replica asks the primary streaming to it. Each read waits at most the
+      // request timeout (blocks.ts); no answer leaves the block unrepaired.
+      repair: async ({ fid, offset, length }) => {
+        const volume = this.volumes.get(volumeId);
+        if (volume?.primary) return volume.primary.fetchBlocks(fid, offset, length, volume.store.appliedSeq);
+        const server = this.options.replication?.server;
+        if (volume?.served && server) return server.fetchFromPrimary(volumeId, fid, offset, length);
+        return undefined;
+      },
       onChecksumError: (info) =>
         events.emit({
           kind: info.repaired ? 'checksum-repaired' : 'checksum-error',

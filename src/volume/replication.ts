@@ -13,6 +13,7 @@ import { ReplicaLink, type LinkState, type ReplicaLinkOptions } from '../replica
 import { QuorumTracker } from '../replication/quorum.js';
 import { RetainedQueue } from '../replication/retained.js';
 import type { ResyncProgress, ResyncSourceStore } from '../replication/resync-source.js';
+import { fetchFromPeers, type BlockSource } from '../replication/blocks.js';
 import type { Mutation } from '../store/mutations.js';
 import type { PeerConfig } from './config.js';
 
@@ -41,6 +42,8 @@ export interface PrimaryReplicationOptions {
   link?: Partial<ReplicaLinkOptions>;
   /** The primary's store: replicas the queue cannot catch up are resynced from it. */
   resync?: ResyncSourceStore;
+  /** The primary's store: the peers' repair reads are answered from it. */
+  blocks?: BlockSource;
 }
 
 export interface PeerState {
@@ -78,9 +81,11 @@ export class PrimaryReplication {
   quorumLost = 0;
   private readonly links = new Map<string, { link: ReplicaLink; peer: PeerConfig; reason: string }>();
   private closed = false;
+  private readonly log: Logger;
 
   constructor(options: PrimaryReplicationOptions) {
     const log = options.log.child({ volume: options.volumeId });
+    this.log = log;
     this.queue = new RetainedQueue({ startSeq: options.startSeq, generation: options.generation, log });
     this.quorum = new QuorumTracker({
       writeQuorum: effectiveWriteQuorum(options.writeQuorum, options.peers.length + 1),
@@ -100,6 +105,7 @@ export class PrimaryReplication {
         queue: this.queue,
         log,
         ...(options.resync ? { resync: options.resync } : {}),
+        ...(options.blocks ? { blocks: options.blocks } : {}),
         ...options.link,
       });
       const entry = { link, peer, reason: '' };
@@ -158,6 +164,18 @@ export class PrimaryReplication {
       bytesSent: link.stats.bytesSent,
       ...(link.resyncProgress ? { resync: link.resyncProgress } : {}),
     }));
+  }
+
+  /**
+   * The store's repair hook on a primary: the bytes of a damaged block from a peer that
+   * holds the volume durably up to `minSeq` (the store's applied seq when it found the
+   * damage), peers tried in turn; undefined if none can answer.
+   */
+  fetchBlocks(fid: string, offset: number, length: number, minSeq: bigint): Promise<Buffer | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    return fetchFromPeers([...this.links.values()].map(({ link }) => link), { fid, offset, length, minSeq }, {
+      onFailure: (peer, err) => this.log.warn({ peer, fid, offset, err: err.message }, 'repair read refused'),
+    });
   }
 
   /** Stop shipping: links closed, waiting writes rejected (QUORUM_LOST: not acknowledged). */

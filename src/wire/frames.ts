@@ -5,10 +5,10 @@
 //   offset  field        type  meaning
 //        0  magic        u32   0x4C505242, "BRPL" on the wire
 //        4  version      u8    1; any other version is refused before anything else is read
-//        5  type         u8    FrameType (1..16)
+//        5  type         u8    FrameType (1..18)
 //        6  flags        u16   reserved, must be 0
 //        8  body_len     u32   ≤ limits.maxBodyBytes (64 KiB at most)
-//       12  payload_len  u32   ≤ limits.maxPayloadBytes (16 MiB at most); MUTATION, RESYNC_SUMS, RESYNC_DATA
+//       12  payload_len  u32   ≤ limits.maxPayloadBytes (16 MiB at most); MUTATION, RESYNC_SUMS, RESYNC_DATA, BLOCKS
 //       16  body_crc     u32   CRC32C of the body
 //       20  payload_crc  u32   CRC32C of the payload
 //       24  header_crc   u32   CRC32C of bytes 0..23
@@ -58,6 +58,8 @@ export const FrameType = {
   RESYNC_DATA: 14,
   RESYNC_END: 15,
   RESYNC_DONE: 16,
+  READ_BLOCKS: 17,
+  BLOCKS: 18,
 } as const;
 export type FrameTypeName = keyof typeof FrameType;
 export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
@@ -68,9 +70,9 @@ export function frameTypeName(type: number): FrameTypeName | undefined {
   return TYPE_NAMES.get(type);
 }
 
-/** Only a MUTATION (a write's data), RESYNC_SUMS (block CRCs) and RESYNC_DATA carry a payload. */
+/** Only a MUTATION (a write's data), RESYNC_SUMS (block CRCs), RESYNC_DATA and BLOCKS (repair bytes) carry a payload. */
 function payloadAllowed(type: number): boolean {
-  return type === FrameType.MUTATION || type === FrameType.RESYNC_SUMS || type === FrameType.RESYNC_DATA;
+  return type === FrameType.MUTATION || type === FrameType.RESYNC_SUMS || type === FrameType.RESYNC_DATA || type === FrameType.BLOCKS;
 }
 
 export type BadFrameReason =

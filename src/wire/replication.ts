@@ -133,6 +133,29 @@ export interface ResyncDoneMessage {
   appliedSeq: bigint;
 }
 
+export interface ReadBlocksMessage {
+  type: 'READ_BLOCKS';
+  requestId: number;
+  fid: string;
+  offset: number;
+  /** 1 to MAX_READ_BLOCKS_BYTES; the receiver also requires a multiple of its block size. */
+  length: number;
+  /** Answer only if durable at least up to this seq (else SEQ_BEHIND). */
+  minSeq: bigint;
+}
+export interface BlocksMessage {
+  type: 'BLOCKS';
+  requestId: number;
+  /** '' when `data` holds the bytes; else why not (SEQ_BEHIND, NOT_FOUND, CHECKSUM_MISMATCH, UNAVAILABLE). */
+  code: string;
+  message: string;
+  /** The frame payload: verified bytes from the request's offset (a view of the frame). */
+  data: Buffer;
+}
+
+/** Largest READ_BLOCKS length and BLOCKS payload: 1 MiB. */
+export const MAX_READ_BLOCKS_BYTES = 2 ** 20;
+
 /** At most this many block CRCs in one RESYNC_SUMS (so a RESYNC_WANT bitmap is ≤ 512 bytes). */
 export const MAX_RESYNC_SUMS_BLOCKS = 4096;
 const RESYNC_ENTRY_TYPES: ReadonlySet<string> = new Set(['file', 'directory', 'symlink']);
@@ -153,7 +176,9 @@ export type ReplicationMessage =
   | ResyncWantMessage
   | ResyncDataMessage
   | ResyncEndMessage
-  | ResyncDoneMessage;
+  | ResyncDoneMessage
+  | ReadBlocksMessage
+  | BlocksMessage;
 
 // setattr's set_mask bits.
 const SET_MODE = 1;
@@ -209,6 +234,18 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
       return frame('RESYNC_END', pb.ResyncEnd.encode({ entries: message.entries }).finish());
     case 'RESYNC_DONE':
       return frame('RESYNC_DONE', pb.ResyncDone.encode({ appliedSeq: seqNumber(message.appliedSeq) }).finish());
+    case 'READ_BLOCKS':
+      if (!Number.isSafeInteger(message.length) || message.length < 1 || message.length > MAX_READ_BLOCKS_BYTES) {
+        throw new RangeError(`length must be an integer in [1, ${MAX_READ_BLOCKS_BYTES}], got ${message.length}`);
+      }
+      return frame(
+        'READ_BLOCKS',
+        pb.ReadBlocks.encode({ requestId: message.requestId, fid: message.fid, offset: message.offset, length: message.length, minSeq: seqNumber(message.minSeq) }).finish(),
+      );
+    case 'BLOCKS':
+      if (message.data.length > MAX_READ_BLOCKS_BYTES) throw new RangeError(`data must be at most ${MAX_READ_BLOCKS_BYTES} bytes, got ${message.data.length}`);
+      if (message.code !== '' && message.data.length > 0) throw new RangeError('a BLOCKS frame with an error code carries no data');
+      return frame('BLOCKS', pb.Blocks.encode({ requestId: message.requestId, code: message.code, message: message.message.slice(0, MAX_ERROR_MESSAGE) }).finish(), message.data);
   }
 }
 
@@ -332,6 +369,20 @@ export function decodeMessage(f: Frame): ReplicationMessage {
         return { type, entries: safe('entries', strict(pb.ResyncEnd.decode(reader(f.body))).entries) };
       case 'RESYNC_DONE':
         return { type, appliedSeq: seq('applied_seq', strict(pb.ResyncDone.decode(reader(f.body))).appliedSeq) };
+      case 'READ_BLOCKS': {
+        const m = strict(pb.ReadBlocks.decode(reader(f.body)));
+        if (m.length < 1 || m.length > MAX_READ_BLOCKS_BYTES) throw invalid('length', `must be 1 to ${MAX_READ_BLOCKS_BYTES} bytes, got ${m.length}`);
+        return { type, requestId: requestId(m.requestId), fid: fileId('fid', m.fid), offset: safe('offset', m.offset), length: m.length, minSeq: seq('min_seq', m.minSeq) };
+      }
+      case 'BLOCKS': {
+        const m = strict(pb.Blocks.decode(reader(f.body)));
+        if (m.code !== '' && !ERROR_CODE_RE.test(m.code)) throw invalid('code', 'is not an error code');
+        if (m.code === '' && m.message !== '') throw invalid('message', 'is set without a code');
+        if (m.message.length > MAX_ERROR_MESSAGE) throw invalid('message', `is longer than ${MAX_ERROR_MESSAGE} characters`);
+        if (m.code !== '' && f.payload.length > 0) throw invalid('payload', `comes with code ${m.code}`);
+        if (f.payload.length > MAX_READ_BLOCKS_BYTES) throw invalid('payload', `is longer than ${MAX_READ_BLOCKS_BYTES} bytes`);
+        return { type, requestId: requestId(m.requestId), code: m.code, message: m.message, data: f.payload };
+      }
       default:
         throw invalid('type', `${f.type} is not a frame type`);
     }
@@ -473,6 +524,11 @@ function id(field: string, value: string): string {
 
 function fileId(field: string, value: string): string {
   if (!FID_RE.test(value)) throw invalid(field, `${JSON.stringify(value.slice(0, 64))} is not a file id (16 hex digits)`);
+  return value;
+}
+
+function requestId(value: number): number {
+  if (safe('request_id', value) === 0) throw invalid('request_id', 'must be at least 1');
   return value;
 }
 

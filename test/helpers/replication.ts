@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Test } from 'tap';
+import { fetchFromPeers } from '../../src/replication/blocks.js';
 import { ReplicaLink, type ReplicaLinkOptions } from '../../src/replication/link.js';
 import { QuorumTracker } from '../../src/replication/quorum.js';
 import { RetainedQueue, type RetainedQueueOptions } from '../../src/replication/retained.js';
@@ -32,11 +33,23 @@ export interface ReplicaNode {
 /** A replica agent in this process: its own brick (unless given), store and server on 127.0.0.1. */
 export async function startReplica(
   t: Test,
-  options: { nodeId: string; brick?: TestBrick; store?: ReplicaStore; volumeId?: string; port?: number; server?: Partial<ReplicaServerOptions> },
+  options: {
+    nodeId: string;
+    brick?: TestBrick;
+    store?: ReplicaStore;
+    volumeId?: string;
+    port?: number;
+    server?: Partial<ReplicaServerOptions>;
+    /** The store's repair hook asks the primary connected to this server (as the agent wires it). */
+    repair?: boolean;
+  },
 ): Promise<ReplicaNode> {
   const brick = options.brick ?? (await testBrick(t, 1024)); // sparse: room for the workloads and their write logs
-  const store = options.store ?? (await testStore(t, brick, { volumeId: options.volumeId ?? VOLUME }, { directWriteBytes: 64 * 1024 }));
-  const server = new ReplicaServer({ clusterId: CLUSTER, nodeId: options.nodeId, secret: SECRET, ...options.server });
+  const volumeId = options.volumeId ?? VOLUME;
+  let server: ReplicaServer | undefined;
+  const repair: StoreOptions['repair'] = options.repair ? ({ fid, offset, length }) => server!.fetchFromPrimary(volumeId, fid, offset, length) : undefined;
+  const store = options.store ?? (await testStore(t, brick, { volumeId }, { directWriteBytes: 64 * 1024, ...(repair ? { repair } : {}) }));
+  server = new ReplicaServer({ clusterId: CLUSTER, nodeId: options.nodeId, secret: SECRET, ...options.server });
   server.addVolume(store);
   const { port } = await server.listen(options.port ?? 0, '127.0.0.1');
   t.teardown(() => server.close());
@@ -66,6 +79,11 @@ export async function startPrimary(
     store?: StoreOptions;
     /** Resync replicas the queue cannot catch up (the links get the store). */
     resync?: boolean;
+    /**
+     * Repair reads both ways: the links answer the replicas' from the store, and the store's
+     * repair hook asks the links (fetchFromPeers, min_seq = the store's applied seq).
+     */
+    repair?: boolean;
     /** Size limit of a new store (default 256 MiB). */
     sizeLimitBytes?: number;
     /**
@@ -78,7 +96,13 @@ export async function startPrimary(
   const brick = options.brick ?? (await testBrick(t, 1024)); // sparse: room for the workloads and their write logs
   const volumeId = options.volumeId ?? VOLUME;
   let queue: RetainedQueue | undefined;
-  const storeOptions: StoreOptions = { directWriteBytes: 64 * 1024, ...options.store, onMutation: (seq, m) => queue!.push(seq, m) };
+  let links: ReplicaLink[] = [];
+  const storeOptions: StoreOptions = {
+    directWriteBytes: 64 * 1024,
+    ...(options.repair ? { repair: ({ fid, offset, length }) => fetchFromPeers(links, { fid, offset, length, minSeq: store.appliedSeq }) } : {}),
+    ...options.store,
+    onMutation: (seq, m) => queue!.push(seq, m),
+  };
   let store: ReplicaStore;
   if (options.reopen) {
     store = await ReplicaStore.open(replicaDir(brick, volumeId), { segmentBytes: 4 * 2 ** 20, checkpointIntervalMs: 0, ...storeOptions });
@@ -88,8 +112,21 @@ export async function startPrimary(
   }
   queue = new RetainedQueue({ startSeq: store.appliedSeq, generation: options.generation ?? 1, ...options.queue });
   const quorum = new QuorumTracker({ writeQuorum: options.writeQuorum, timeoutMs: options.timeoutMs ?? 10_000 });
-  const links = options.replicas.map(({ port, name }) => {
-    const link = new ReplicaLink({ host: '127.0.0.1', port, name, clusterId: CLUSTER, nodeId: 'primary', volumeId, secret: SECRET, queue: queue!, reconnectMaxMs: 200, ...(options.resync ? { resync: store } : {}), ...options.link });
+  links = options.replicas.map(({ port, name }) => {
+    const link = new ReplicaLink({
+      host: '127.0.0.1',
+      port,
+      name,
+      clusterId: CLUSTER,
+      nodeId: 'primary',
+      volumeId,
+      secret: SECRET,
+      queue: queue!,
+      reconnectMaxMs: 200,
+      ...(options.resync ? { resync: store } : {}),
+      ...(options.repair ? { blocks: store } : {}),
+      ...options.link,
+    });
     link.on('ack', (seq) => quorum.setReplica(name, seq));
     return link.start();
   });

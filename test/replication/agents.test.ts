@@ -4,7 +4,8 @@
 // configuration reaches the wire (NodeInfo's replication address, CreateVolume with peers),
 // that writes acknowledged with W=2 of 3 are on every replica, that a SIGKILLed replica
 // catches up on return, that a replica down across a primary re-attach is resynced (status
-// reports it), that status reports per-peer state and lag, and that raising the
+// reports it), that a damaged block is repaired across agents both ways (the primary's on
+// read, a replica's by its scrub), that status reports per-peer state and lag, and that raising the
 // generation on the replicas fences the primary (it stops acknowledging: QUORUM_LOST).
 //
 // Needs root (loop devices, mkfs, mount); skipped otherwise.
@@ -16,7 +17,8 @@ import { loadConfig } from '../../src/agent/config.js';
 import { silentLogger } from '../../src/log.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { controlClient } from '../../src/wire/control.js';
-import { startControlAgent, promisify, type ControlAgent } from '../helpers/control.js';
+import { operationDone, startControlAgent, promisify, type ControlAgent } from '../helpers/control.js';
+import { flipByte } from '../helpers/corrupt.js';
 import { cleanupAgentState, replicationFlags, testSecretFile } from '../helpers/agent.js';
 import { needsRoot, tempDir } from '../helpers/loop.js';
 import { sample } from '../helpers/http.js';
@@ -93,6 +95,20 @@ t.test('three agents replicate a volume configured through the control API', { s
     t.equal(sample(text, 'brickd_replication_peer_lag_seqs', { volume: VOLUME, peer: nodeId }), 0, 'metrics: no lag');
     t.ok(sample(text, 'brickd_replication_sent_bytes_total', { volume: VOLUME, peer: nodeId })! > 20 * 4096, 'metrics: bytes sent');
   }
+
+  // Repair through the agents' own wiring (VolumeManager.storeOptions): a block damaged on
+  // the primary's brick reads back right (fetched from a replica agent), and one damaged on a
+  // replica agent's brick is healed from the primary by that agent's scrub (StartScrub).
+  await flipByte(path.join(await replicaDirOf(stateDir, VOLUME), 'data', 'dir', 'f2'), 5000);
+  t.ok((await backend.read('dir/f2', 0, acked.get('dir/f2')!.length)).equals(acked.get('dir/f2')!), 'a block damaged on the primary reads back right');
+  t.equal(primary.volumes.get(VOLUME).store.stats.repaired, 1, 'repaired from a replica agent');
+  await flipByte(path.join(await replicaDirOf(replicas[0]!.stateDir, VOLUME), 'data', 'dir', 'f3'), 100);
+  const scrubOp = await replicas[0]!.api.startScrub({ volumeId: VOLUME });
+  t.equal((await operationDone(replicas[0]!.api, scrubOp.operationId)).state, 'succeeded', 'the scrub ran');
+  const replicaStatus = await replicas[0]!.api.getVolumeStatus({ volumeId: VOLUME });
+  t.equal(Number(replicaStatus.checksumErrors), 1, 'the replica agent found one damaged block');
+  t.equal(Number(replicaStatus.repairedBlocks), 1, "and its scrub repaired it from the primary");
+  // (The end of this test reads every acknowledged file on every replica, verified.)
 
   // SIGKILL a replica while writers run: W=2 of 3 keeps acknowledging.
   let stop = false;

@@ -181,7 +181,7 @@ t.test('every bad header field is refused before any allocation, and the decoder
     { name: 'length with stale CRC', bytes: (() => { const h = header(); h.writeUInt32LE(0xffffffff, 12); return h; })(), reason: 'header-crc' },
     { name: 'flags', bytes: header({ flags: 1 }), reason: 'flags' },
     { name: 'type 0', bytes: header({ type: 0 }), reason: 'type' },
-    { name: 'type 17', bytes: header({ type: 17 }), reason: 'type' },
+    { name: 'type 19', bytes: header({ type: 19 }), reason: 'type' },
     { name: 'type 255', bytes: header({ type: 255 }), reason: 'type' },
     { name: 'body of 64 KiB + 1', bytes: header({ type: FrameType.HELLO, bodyLength: MAX_BODY_BYTES + 1 }), reason: 'body-too-large' },
     { name: 'body of 4 GiB - 1', bytes: header({ type: FrameType.HELLO, bodyLength: 0xffffffff }), reason: 'body-too-large' },
@@ -290,7 +290,7 @@ t.test('fuzz: random bodies in valid frames only ever give BAD_FRAME or a valid 
   const random = rng(99);
   let refused = 0;
   for (let i = 0; i < 5000; i++) {
-    const type = (1 + Math.floor(random() * 16)) as FrameTypeCode;
+    const type = (1 + Math.floor(random() * Object.keys(FrameType).length)) as FrameTypeCode;
     const frame = new FrameDecoder().push(Buffer.concat(encodeFrame(type, randomBytes(random, Math.floor(random() * 60)))))[0]!;
     try {
       decodeMessage(frame);
@@ -333,6 +333,27 @@ t.test('messages that decode as protobuf but are not valid messages are refused'
   ];
   for (const [name, frame] of cases) badFrameReason(t, () => decodeMessage(frame), 'message', name);
   t.throws(() => encodeMessage({ type: 'MUTATION', seq: 1n, generation: 0, mutation: { op: 'writeDirect', fid: 'aaaaaaaaaaaaaaaa', offset: 0, length: 1 } }), RangeError);
+});
+
+t.test('repair frames are decoded strictly', async (t) => {
+  const frameOf = (type: FrameTypeCode, body: Uint8Array, payload?: Buffer) => new FrameDecoder().push(Buffer.concat(encodeFrame(type, body, payload)))[0]!;
+  const read = (fields: Record<string, unknown>) => frameOf(FrameType.READ_BLOCKS, pb.ReadBlocks.encode({ requestId: 1, fid: 'aaaaaaaaaaaaaaaa', offset: 0, length: 4096, ...fields }).finish());
+  const blocks = (fields: Record<string, unknown>, payload?: Buffer) => frameOf(FrameType.BLOCKS, pb.Blocks.encode({ requestId: 1, ...fields }).finish(), payload);
+  const cases: Array<[string, Frame]> = [
+    ['length 0', read({ length: 0 })],
+    ['length over 1 MiB', read({ length: 2 ** 20 + 1 })],
+    ['request id 0', read({ requestId: 0 })],
+    ['fid with ../', read({ fid: '../../etc/passwd' })],
+    ['BLOCKS request id 0', blocks({ requestId: 0 })],
+    ['BLOCKS message without a code', blocks({ message: 'hm' })],
+    ['BLOCKS lower-case code', blocks({ code: 'nope' })],
+    ['BLOCKS bytes with a code', blocks({ code: 'NOT_FOUND' }, Buffer.alloc(4))],
+    ['BLOCKS over 1 MiB', blocks({}, Buffer.alloc(2 ** 20 + 1))],
+  ];
+  for (const [name, frame] of cases) badFrameReason(t, () => decodeMessage(frame), 'message', name);
+  t.same(decodeMessage(read({ length: 2 ** 20, minSeq: 9 })), { type: 'READ_BLOCKS', requestId: 1, fid: 'aaaaaaaaaaaaaaaa', offset: 0, length: 2 ** 20, minSeq: 9n });
+  t.throws(() => encodeMessage({ type: 'READ_BLOCKS', requestId: 1, fid: 'aaaaaaaaaaaaaaaa', offset: 0, length: 2 ** 20 + 1, minSeq: 0n }), RangeError);
+  t.throws(() => encodeMessage({ type: 'BLOCKS', requestId: 1, code: 'NOT_FOUND', message: '', data: Buffer.alloc(1) }), RangeError);
 });
 
 t.test('wire fixtures of version 1 still decode, and encode to the same bytes', async (t) => {
