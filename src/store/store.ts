@@ -1034,14 +1034,56 @@ export class ReplicaStore {
   private async planWriteLocked(fid: string, offset: number, data: Buffer, label: string): Promise<Mutation> {
     const direct = data.length >= this.opts.directWriteBytes && !this.loggedDataSince.has(fid);
     const end = offset + data.length;
+    await this.checkEdgeBlocks(fid, label, (size, bs) => [
+      offset % bs !== 0 ? Math.floor(offset / bs) : -1, // head: the bytes before `offset` stay
+      end % bs !== 0 ? Math.floor(end / bs) : -1, // tail: the bytes after `end` stay
+      size % bs !== 0 && offset > size ? Math.floor(size / bs) : -1, // the old last block, zero-extended
+    ]);
     const growth = await this.reserveRoom(fid, (size) => Math.max(size, end), data.length * (direct ? 1 : 2), 'write', label);
     const m: Mutation = direct ? { op: 'writeDirect', fid, offset, length: data.length } : { op: 'write', fid, offset, data };
     this.growthOf.set(m, growth);
     return m;
   }
 
+  /**
+   * A write or truncate that covers a block only in part re-sums that block over the bytes
+   * already on disk. Were those bytes damaged, the new sum would certify them and no read
+   * or scrub could find them again. So before such a mutation gets a seq, its edge blocks
+   * (chosen by `edges` from the file's size once its writes in flight have applied; -1 for
+   * none) are verified, repaired from a peer if bad, and the mutation is refused with
+   * CHECKSUM_MISMATCH, nothing logged, if one cannot be. Aligned writes have no edges and
+   * cost nothing here. Caller holds the mutex.
+   */
+  private async checkEdgeBlocks(fid: string, label: string, edges: (size: number, blockSize: number) => number[]): Promise<void> {
+    const bs = this.manifestValue.blockSize;
+    const bad = await this.locks.withRead(fid, () =>
+      this.files.use(fid, async (f) => {
+        const blocks = [...new Set(edges(f.size, bs))].filter((b) => b >= 0 && b * bs < f.size);
+        const found: number[] = [];
+        for (const b of blocks) if ((await native.verifyBlocks(f.data.fd, f.sums.fd, b, 1, bs, 1)).length > 0) found.push(b);
+        return found;
+      }),
+    );
+    for (const block of bad ?? []) {
+      this.stats.checksumErrors++;
+      if (!(await this.repairBlock(fid, block, label))) {
+        throw new BrickdError('CHECKSUM_MISMATCH', `${label}: block ${block} (offset ${block * bs}) does not match its checksum; a write that covers it only in part is refused`, {
+          volume: this.volumeId,
+          file: label,
+          fid,
+          block,
+          offset: block * bs,
+        });
+      }
+    }
+  }
+
   /** The mutation that truncates a file, with its room reserved (caller holds the mutex). */
   private async planTruncateLocked(fid: string, size: number, label: string): Promise<Mutation> {
+    await this.checkEdgeBlocks(fid, label, (oldSize, bs) => [
+      size % bs !== 0 && size < oldSize ? Math.floor(size / bs) : -1, // the new last block, cut short
+      oldSize % bs !== 0 && size > oldSize ? Math.floor(oldSize / bs) : -1, // the old last block, zero-extended
+    ]);
     const m: Mutation = { op: 'truncate', fid, size };
     this.growthOf.set(m, await this.reserveRoom(fid, () => size, 0, 'truncate', label));
     return m;
