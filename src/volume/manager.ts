@@ -485,13 +485,15 @@ export class VolumeManager {
       onMutation: (seq, mutation) => this.volumes.get(volumeId)?.primary?.push(seq, mutation),
       // A damaged block: a primary asks its peers (one durable up to the seq it has applied),
       // a served replica asks the primary streaming to it. Each read waits at most the
-      // request timeout (blocks.ts); no answer leaves the block unrepaired.
-      repair: async ({ fid, offset, length }) => {
+      // request timeout (blocks.ts); no answer leaves the block unrepaired. A repair source
+      // given in the options (tests) is asked when replication has none.
+      repair: async (request) => {
+        const { fid, offset, length } = request;
         const volume = this.volumes.get(volumeId);
         if (volume?.primary) return volume.primary.fetchBlocks(fid, offset, length, volume.store.appliedSeq);
         const server = this.options.replication?.server;
         if (volume?.served && server) return server.fetchFromPrimary(volumeId, fid, offset, length);
-        return undefined;
+        return this.options.store?.repair?.(request);
       },
       onChecksumError: (info) =>
         events.emit({
