@@ -340,6 +340,64 @@ export class AgentMetrics {
       },
     });
 
+    new Gauge({
+      name: 'brickd_replication_peer_lag_bytes',
+      help: 'Per primary volume and peer: bytes of mutation frames the peer does not hold durably yet (of those the primary still retains)',
+      labelNames: ['volume', 'peer'],
+      registers,
+      collect() {
+        const rows = peerRows();
+        this.reset();
+        for (const r of rows) this.set({ volume: r.volume, peer: r.nodeId }, r.lagBytes);
+      },
+    });
+
+    // A resync in progress: how far (bytes of the volume compared by checksum against what
+    // the primary holds) and when it should end at the pace so far.
+    const resyncRows = () =>
+      (volumes()?.list() ?? []).flatMap((v) =>
+        (v.primary?.peers() ?? [])
+          .filter((p) => p.resync && (p.resync.phase === 'comparing' || p.resync.phase === 'finishing' || p.resync.phase === 'snapshot'))
+          .map((p) => {
+            const fraction = v.store.usedBytes > 0 ? Math.min(1, p.resync!.bytesCompared / v.store.usedBytes) : 0;
+            const elapsed = (Date.now() - p.resync!.startedAt) / 1000;
+            return { volume: v.volumeId, peer: p.nodeId, fraction, eta: fraction > 0 ? (elapsed * (1 - fraction)) / fraction : -1, dataBytesSent: p.resync!.dataBytesSent };
+          }),
+      );
+    new Gauge({
+      name: 'brickd_replication_resync_progress_ratio',
+      help: 'Per primary volume and peer being resynced: the share of the volume compared so far (0..1); absent when no resync runs',
+      labelNames: ['volume', 'peer'],
+      registers,
+      collect() {
+        const rows = resyncRows();
+        this.reset();
+        for (const r of rows) this.set({ volume: r.volume, peer: r.peer }, r.fraction);
+      },
+    });
+    new Gauge({
+      name: 'brickd_replication_resync_eta_seconds',
+      help: 'Per primary volume and peer being resynced: seconds left at the pace so far (-1 before anything was compared)',
+      labelNames: ['volume', 'peer'],
+      registers,
+      collect() {
+        const rows = resyncRows();
+        this.reset();
+        for (const r of rows) this.set({ volume: r.volume, peer: r.peer }, r.eta);
+      },
+    });
+    new Gauge({
+      name: 'brickd_replication_resync_data_bytes',
+      help: 'Per primary volume and peer being resynced: file bytes sent because they differed',
+      labelNames: ['volume', 'peer'],
+      registers,
+      collect() {
+        const rows = resyncRows();
+        this.reset();
+        for (const r of rows) this.set({ volume: r.volume, peer: r.peer }, r.dataBytesSent);
+      },
+    });
+
     new Counter({
       name: 'brickd_replication_sent_bytes_total',
       help: 'Per primary volume and peer: bytes of mutation frames sent since the volume became primary here',

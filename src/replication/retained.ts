@@ -90,6 +90,17 @@ export class RetainedQueue {
     return this.last;
   }
 
+  /** Bytes of the retained frames after `seq`: what a consumer durable at `seq` still lacks (of what is retained). */
+  bytesAfter(seq: bigint): number {
+    let bytes = 0;
+    for (let i = this.entries.length - 1; i >= this.head; i--) {
+      const entry = this.entries[i]!;
+      if (entry.seq <= seq) break;
+      bytes += entry.bytes;
+    }
+    return bytes;
+  }
+
   get size(): number {
     return this.entries.length - this.head;
   }

@@ -53,6 +53,8 @@ export interface PeerState {
   ackedSeq: bigint;
   /** Mutations the primary has that this replica does not hold durably. */
   lagSeq: bigint;
+  /** Bytes of the mutation frames the peer lacks (those the retained queue still holds). */
+  lagBytes: number;
   reason: string;
   /** Mutation frames and their bytes sent on this link since the primary attached. */
   mutationsSent: number;
@@ -159,6 +161,7 @@ export class PrimaryReplication {
       state: link.state,
       ackedSeq: link.ackedSeq,
       lagSeq: last > link.ackedSeq ? last - link.ackedSeq : 0n,
+      lagBytes: this.queue.bytesAfter(link.ackedSeq),
       reason,
       mutationsSent: link.stats.mutationsSent,
       bytesSent: link.stats.bytesSent,

@@ -146,6 +146,10 @@ t.test('three agents replicate a volume configured through the control API', { s
   await asyncBackend.sync();
   t.ok(Date.now() - asyncStart < 2500, `acknowledged with both replicas stalled, in ${Date.now() - asyncStart} ms (the quorum timeout is 3000)`);
   t.ok(primary.volumes.peerStates(ASYNC).every((p) => p.lagSeq > 0n), 'the replicas lag behind');
+  const lagging = await scrape();
+  for (const { nodeId } of peers) {
+    t.ok(sample(lagging, 'brickd_replication_peer_lag_bytes', { volume: ASYNC, peer: nodeId })! >= 200_000, `metrics: ${nodeId} lacks the 200 kB written`);
+  }
   for (const r of replicas) r.proc.child.kill('SIGCONT');
   await until(() => primary.volumes.peerStates(ASYNC).every((p) => p.lagSeq === 0n), 'the replicas caught up');
   // The primary re-attaches (UpdateVolume: a fresh queue starting at its last seq) while a
