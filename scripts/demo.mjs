@@ -42,7 +42,7 @@ const freePort = () =>
       s.close(() => resolve(port));
     });
   });
-const ctl = (socket, ...args) => execFileSync(process.execPath, [brickctl, '--socket', socket, ...args], { encoding: 'utf8' });
+const ctl = (socket, ...args) => execFileSync(process.execPath, [brickctl, '--socket', socket, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 const secretFile = path.join(base, 'replication-secret');
 writeFileSync(secretFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
@@ -50,13 +50,28 @@ const nodes = [];
 for (const [i, name] of ['a', 'b', 'c'].entries()) {
   const socket = path.join(base, `${name}.sock`);
   const replication = `127.0.0.1:${await freePort()}`;
-  const proc = spawn(process.execPath, [
+  const args = [
     brickd, '--state-dir', path.join(base, name), '--control-socket', socket, '--metrics-address', 'off',
-    '--embedded', '--embedded-count', '1', '--embedded-size-bytes', '2GiB', '--unmount-on-exit', '--log-level', 'warn', '--zone', String(i + 1),
+    '--embedded', '--embedded-count', '1', '--embedded-size-bytes', '2GiB', '--unmount-on-exit', '--log-level', 'error', '--zone', String(i + 1),
     '--replication-address', replication, '--replication-secret-file', secretFile, '--cluster-id', 'demo',
-  ], { stdio: ['ignore', 'inherit', 'inherit'] });
-  nodes.push({ name: `node-${name}`, socket, replication, proc });
+  ];
+  const node = { name: `node-${name}`, socket, replication, args };
+  node.start = () => (node.proc = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] }));
+  node.start();
+  nodes.push(node);
 }
+const waitSocket = async (n) => {
+  for (let i = 0; i < 300; i++) {
+    try {
+      ctl(n.socket, 'node', 'info');
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`${n.name} did not come up`);
+};
+const peersLine = () => ctl(nodes[0].socket, 'volume', 'status', 'demo').split('\n').filter((l) => /^(health|peers):/.test(l)).join('\n');
 
 let stopping = false;
 async function stop(code) {
@@ -76,10 +91,7 @@ process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));
 
 try {
-  for (const n of nodes) {
-    for (let i = 0; i < 300 && !existsSync(n.socket); i++) await new Promise((r) => setTimeout(r, 100));
-    ctl(n.socket, 'node', 'info');
-  }
+  for (const n of nodes) await waitSocket(n);
   const topology = {
     clusters: [{ nodes: nodes.map((n, i) => ({ node: { name: n.name, zone: i + 1, hostnames: { manage: [`unix://${n.socket}`], storage: ['127.0.0.1'] }, replication: n.replication }, devices: [] })) }],
   };
@@ -94,6 +106,18 @@ try {
     console.log(`$ brickctl --socket ${n.socket} volume status demo    # ${n.name}`);
     console.log(ctl(n.socket, 'volume', 'status', 'demo'));
   }
+  // A node dies: writes go on with W=2 of the two left; the volume is degraded.
+  console.log('$ kill -9 node-c    # a node dies');
+  nodes[2].proc.kill('SIGKILL');
+  await new Promise((r) => nodes[2].proc.once('exit', r));
+  execFileSync('sh', ['-c', `cp -a ${path.join(root, 'src')} ${mnt}/src && sync -f ${mnt}`]);
+  console.log(`copied the source tree into the volume with node-c down (fsynced on node-a and node-b)\n${peersLine()}\n`);
+  console.log('$ restart node-c    # it comes back and catches up');
+  nodes[2].start();
+  await waitSocket(nodes[2]);
+  const caughtUp = (text) => /health: +healthy/.test(text) && !/lag [1-9]/.test(text);
+  for (let i = 0; i < 300 && !caughtUp(peersLine()); i++) await new Promise((r) => setTimeout(r, 100));
+  console.log(`${peersLine()}\n`);
   console.log(`The volume is mounted at ${mnt}. Try: cp -a /etc ${mnt}/ ; ls ${mnt} ; brickctl --socket ${nodes[0].socket} volume status demo`);
   console.log('Ctrl-C stops the demo and removes everything it made.');
 } catch (err) {
