@@ -6,38 +6,24 @@
 // although none was fsynced, the lagging one included; the agent exits 0.
 //
 // Needs root (loop devices, mkfs, mount) and /dev/fuse; skipped otherwise.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { testSecretFile } from '../helpers/agent.js';
-import { startControlAgent, type ControlAgent } from '../helpers/control.js';
+import { dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
 import { needsFuse } from '../helpers/fuse.js';
 import { tempDir } from '../helpers/loop.js';
 import { mountPoint } from '../helpers/mount.js';
 
 const VOLUME = 'pvdrain';
 
-function sh(script: string): Promise<number> {
-  return new Promise((resolve) => execFile('sh', ['-c', script], { timeout: 60_000 }, (err) => resolve(err ? 1 : 0)));
-}
-
-async function dataDirOf(agent: ControlAgent): Promise<string> {
-  const bricks = path.join(agent.stateDir, 'bricks');
-  const [brick] = await readdir(bricks);
-  return path.join(bricks, brick!, 'volumes', VOLUME, 'data');
-}
+/** Exit code of a shell script. */
+const exitCode = (script: string): Promise<number> => sh(script).then(() => 0, () => 1);
 
 t.test('SIGTERM under writes: unmount, drain to the replicas, exit 0', { skip: needsFuse(), timeout: 120_000 }, async (t) => {
-  const secretFile = await testSecretFile(t);
-  const agents: ControlAgent[] = [];
-  for (let i = 0; i < 3; i++) agents.push(await startControlAgent(t, { embeddedCount: 1, embeddedSizeMiB: 1024, secretFile }));
-  const [a, b, c] = agents as [ControlAgent, ControlAgent, ControlAgent];
-  const infos = await Promise.all(agents.map((x) => x.api.getNodeInfo({})));
-  const peer = (i: number) => ({ nodeId: infos[i]!.nodeId, address: infos[i]!.replicationAddress });
-  for (const r of [b, c]) await r.api.createVolume({ volumeId: VOLUME, sizeLimitBytes: 512 * 2 ** 20, role: 'replica', generation: 1 });
-  await a.api.createVolume({ volumeId: VOLUME, sizeLimitBytes: 512 * 2 ** 20, role: 'primary', generation: 1, peers: [peer(1), peer(2)], writeQuorum: 2 });
+  const {
+    agents: [a, b, c],
+  } = await replicatedCluster(t, { volumeId: VOLUME, sizeLimitBytes: 512 * 2 ** 20 });
   const mnt = await mountPoint(t, 'brickd-drain-');
   await a.api.mountVolume({ volumeId: VOLUME, hostPath: mnt });
 
@@ -52,8 +38,7 @@ t.test('SIGTERM under writes: unmount, drain to the replicas, exit 0', { skip: n
   let stop = false;
   const writer = (async () => {
     for (let i = 0; !stop; i++) {
-      const code = await sh(`cat ${sources}/s${i % 8} > ${mnt}/data/f${i}`);
-      if (code !== 0) return; // the mount went away
+      if ((await exitCode(`cat ${sources}/s${i % 8} > ${mnt}/data/f${i}`)) !== 0) return; // the mount went away
       finished.push(i);
     }
   })();
@@ -70,7 +55,7 @@ t.test('SIGTERM under writes: unmount, drain to the replicas, exit 0', { skip: n
   t.equal(code, 0, `the agent exits 0 (${Date.now() - t0} ms after SIGTERM)`);
   t.ok(finished.length >= 20, `${finished.length} files finished before the mount went away`);
   for (const r of [b, c]) {
-    const dir = await dataDirOf(r);
+    const dir = await dataDirOf(r, VOLUME);
     let intact = 0;
     for (const i of finished) {
       const bytes = await readFile(path.join(dir, 'data', `f${i}`)).catch(() => Buffer.alloc(0));

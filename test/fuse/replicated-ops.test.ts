@@ -5,42 +5,26 @@
 // modes, owners, link targets, sizes and contents.
 //
 // Needs root (loop devices, mkfs, mount) and /dev/fuse; skipped otherwise.
-import { execFile } from 'node:child_process';
 import { open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { testSecretFile } from '../helpers/agent.js';
-import { startControlAgent, type ControlAgent } from '../helpers/control.js';
+import { dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
+import type { ControlAgent } from '../helpers/control.js';
 import { needsFuse } from '../helpers/fuse.js';
 import { GiB, opsSuite } from '../helpers/fuse-ops.js';
 import { mountPoint } from '../helpers/mount.js';
 
 const VOLUME = 'pvops';
 
-function sh(script: string): Promise<string> {
-  return new Promise((resolve, reject) => execFile('sh', ['-c', script], { timeout: 60_000, maxBuffer: 16 * 2 ** 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout))));
-}
-
-async function dataDirOf(agent: ControlAgent): Promise<string> {
-  const bricks = path.join(agent.stateDir, 'bricks');
-  const [brick] = await readdir(bricks);
-  return path.join(bricks, brick!, 'volumes', VOLUME, 'data');
-}
 
 t.test('the operation suite on a 3-replica volume mounted by its primary agent', { skip: needsFuse(), timeout: 180_000 }, async (t) => {
-  const secretFile = await testSecretFile(t);
-  const agents: ControlAgent[] = [];
-  for (let i = 0; i < 3; i++) agents.push(await startControlAgent(t, { embeddedCount: 1, embeddedSizeMiB: 1024, secretFile }));
-  const [a, b, c] = agents as [ControlAgent, ControlAgent, ControlAgent];
-  const infos = await Promise.all(agents.map((x) => x.api.getNodeInfo({})));
-  const peer = (i: number) => ({ nodeId: infos[i]!.nodeId, address: infos[i]!.replicationAddress });
   const sizeLimitBytes = 8 * GiB;
-  for (const r of [b, c]) await r.api.createVolume({ volumeId: VOLUME, sizeLimitBytes, role: 'replica', generation: 1 });
-  await a.api.createVolume({ volumeId: VOLUME, sizeLimitBytes, role: 'primary', generation: 1, peers: [peer(1), peer(2)], writeQuorum: 2 });
+  const { agents } = await replicatedCluster(t, { volumeId: VOLUME, sizeLimitBytes });
+  const [a, b, c] = agents;
   const mnt = await mountPoint(t, 'brickd-pvops-');
   await a.api.mountVolume({ volumeId: VOLUME, hostPath: mnt });
   t.teardown(() => a.api.unmountVolume({ volumeId: VOLUME }).catch(() => {}));
-  const primaryData = await dataDirOf(a);
+  const primaryData = await dataDirOf(a, VOLUME);
   t.teardown(() => {
     if (process.env.DEBUG_AGENTS) for (const [i, x] of agents.entries()) for (const l of x.proc.lines) if (Number(l.level) >= 40) console.error(`agent ${i}: ${JSON.stringify(l).slice(0, 600)}`);
   });
@@ -70,7 +54,7 @@ t.test('the operation suite on a 3-replica volume mounted by its primary agent',
       await new Promise((r) => setTimeout(r, 20));
     }
     const listing = async (agent: ControlAgent) => {
-      const dir = JSON.stringify(await dataDirOf(agent));
+      const dir = JSON.stringify(await dataDirOf(agent, VOLUME));
       const entries = await sh(`cd ${dir} && find . -mindepth 1 -printf '%p %y %m %U %G %s %l\\n' | sort`);
       // Whole contents of ordinary files; of the sparse 5 GiB one, its written tail (hashing
       // 5 GiB of holes on three bricks would take a minute and prove nothing more).

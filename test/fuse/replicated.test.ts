@@ -10,42 +10,22 @@
 //    PRAGMA integrity_check is ok and every committed row is present.
 //
 // Needs root (loop devices, mkfs, mount) and /dev/fuse; skipped otherwise.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { run } from '../../src/exec.js';
-import { testSecretFile } from '../helpers/agent.js';
-import { startControlAgent, type ControlAgent } from '../helpers/control.js';
+import { dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
 import { needsFuse } from '../helpers/fuse.js';
 import { tempDir } from '../helpers/loop.js';
 import { mountInfoAt, mountPoint } from '../helpers/mount.js';
 
 const VOLUME = 'pvdb';
 
-function sh(script: string, timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('sh', ['-c', script], { timeout: timeoutMs, maxBuffer: 16 * 2 ** 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${script}: ${err.message} ${stderr}`)) : resolve(stdout)));
-  });
-}
-
-/** The replica's plain data directory on the agent's one brick. */
-async function dataDirOf(agent: ControlAgent): Promise<string> {
-  const bricks = path.join(agent.stateDir, 'bricks');
-  const [brick] = await readdir(bricks);
-  return path.join(bricks, brick!, 'volumes', VOLUME, 'data');
-}
 
 t.test('a 3-replica volume through FUSE: identical bricks, sqlite survives losing its primary', { skip: needsFuse(), timeout: 240_000 }, async (t) => {
-  const secretFile = await testSecretFile(t);
-  const agents: ControlAgent[] = [];
-  for (let i = 0; i < 3; i++) agents.push(await startControlAgent(t, { embeddedCount: 1, embeddedSizeMiB: 1024, secretFile, args: ['--quorum-timeout-ms', '3000'] }));
-  const infos = await Promise.all(agents.map((a) => a.api.getNodeInfo({})));
-  const peer = (i: number) => ({ nodeId: infos[i]!.nodeId, address: infos[i]!.replicationAddress });
-  const [a, b, c] = agents as [ControlAgent, ControlAgent, ControlAgent];
-  for (const r of [b, c]) await r.api.createVolume({ volumeId: VOLUME, sizeLimitBytes: 512 * 2 ** 20, role: 'replica', generation: 1 });
-  await a.api.createVolume({ volumeId: VOLUME, sizeLimitBytes: 512 * 2 ** 20, role: 'primary', generation: 1, peers: [peer(1), peer(2)], writeQuorum: 2 });
+  const { agents } = await replicatedCluster(t, { volumeId: VOLUME, sizeLimitBytes: 512 * 2 ** 20, args: ['--quorum-timeout-ms', '3000'] });
+  const [a, b, c] = agents;
   const mntA = await mountPoint(t, 'brickd-pv-a-');
   t.same(await a.api.mountVolume({ volumeId: VOLUME, hostPath: mntA }), { mountPath: mntA });
 
@@ -59,7 +39,7 @@ t.test('a 3-replica volume through FUSE: identical bricks, sqlite survives losin
     const sums = (dir: string) => sh(`cd ${dir}/tree && find . -type f -print0 | sort -z | xargs -0 sha256sum`);
     const expected = await sums(src);
     t.equal(await sums(mntA), expected, 'read back through the mount');
-    for (const agent of agents) t.equal(await sums(await dataDirOf(agent)), expected, `on the brick of ${agent.stateDir}`);
+    for (const agent of agents) t.equal(await sums(await dataDirOf(agent, VOLUME)), expected, `on the brick of ${agent.stateDir}`);
   });
 
   await t.test('sqlite3 in WAL mode: primary SIGKILLed, replica promoted, no committed row lost', async (t) => {
