@@ -78,9 +78,11 @@ export class Agent {
       // Before anything is mounted or replayed: one agent per state dir.
       this.releaseStateDir = await lockStateDir(this.config.stateDir);
       this.nodeId = await loadOrCreateNodeId(this.config.stateDir);
-      // Checked before any device is attached or mounted: a bad secret changes nothing.
+      // Checked before any device is attached or mounted: a bad secret, TLS file or group
+      // changes nothing.
       const replication = await this.replicationOptions();
       const controlTls = this.config.controlTcpAddress === 'off' ? undefined : await this.controlTls();
+      const controlSocketGid = await resolveGroup(this.config.controlSocketGroup);
       this.bricks = new BrickManager({
         stateDir: this.config.stateDir,
         nodeId: this.nodeId,
@@ -132,7 +134,7 @@ export class Agent {
         events: this.events,
         log: this.log.child({ node: this.nodeId }),
       });
-      await this.control.listen(this.config.controlSocket, await resolveGroup(this.config.controlSocketGroup));
+      await this.control.listen(this.config.controlSocket, controlSocketGid);
       if (controlTls) {
         const { host, port } = parseListenAddress(this.config.controlTcpAddress)!;
         await this.control.listenTls(host, port, controlTls);

@@ -73,7 +73,10 @@ t.test('replication on without a usable secret exits 2 and names the setting', {
   const noCert = startAgent(t, ['--state-dir', stateDir, '--embedded', '--embedded-count', '1', '--embedded-size-bytes', '320MiB', '--control-socket', path.join(stateDir, 'control.sock'), '--control-tcp-address', '127.0.0.1:1']);
   t.equal(await noCert.exited, 2, 'a TCP control listener without its TLS files');
   t.match(noCert.stderr.join('\n'), /CONFIG_INVALID: controlTlsCert: the TCP control listener \(controlTcpAddress\) needs it/);
-  t.notOk((await readMountInfo()).some((m) => m.target.startsWith(stateDir + '/')), 'nothing was mounted before the refusal');
+  const noGroup = startAgent(t, ['--state-dir', stateDir, '--embedded', '--embedded-count', '1', '--embedded-size-bytes', '320MiB', '--control-socket', path.join(stateDir, 'control.sock'), '--control-socket-group', 'no-such-group-brickd']);
+  t.equal(await noGroup.exited, 2, 'a control socket group that does not exist');
+  t.match(noGroup.stderr.join('\n'), /CONFIG_INVALID: controlSocketGroup: no group "no-such-group-brickd" in \/etc\/group/);
+  t.notOk((await readMountInfo()).some((m) => m.target.startsWith(stateDir + '/')), 'nothing was mounted before the refusals');
 });
 
 t.test('without root it says why and exits 3', { skip: process.getuid?.() === 0 ? false : 'already not root' }, async (t) => {
