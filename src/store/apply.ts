@@ -14,7 +14,7 @@
 //   unlink/rmdir/rename/setattr: only if the path still carries the fid.
 // After unlink and rename-over, a fid whose fid link is its last link is removed with its
 // sums file.
-import { link, lstat, mkdir, open, rename, rmdir, symlink, unlink, chmod, lchown, lutimes } from 'node:fs/promises';
+import { link, lstat, mkdir, open, rename, rm, rmdir, symlink, unlink, chmod, lchown, lutimes } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { isSystemError } from '../errors.js';
@@ -30,8 +30,11 @@ export interface ApplyContext {
   /** Note that a fid's data/sums or a directory needs syncing at the next checkpoint. */
   dirtyFid(fid: string): void;
   dirtyDir(absDir: string): void;
-  /** Change of the replica's logical bytes in use. */
-  usage(delta: number): void;
+  /**
+   * Change of the replica's logical bytes in use, by applying `mutation` when it is a data
+   * mutation (the store then releases the room it had reserved for it, in the same step).
+   */
+  usage(delta: number, mutation?: Mutation): void;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -76,15 +79,18 @@ async function dropFidIfUnlinked(ctx: ApplyContext, fid: string): Promise<void> 
     throw err;
   }
   if (nlink > 1) return;
+  await removeFid(ctx, fid);
+  ctx.usage(-size);
+}
+
+/** Forget a file and remove its fid link and sums file, under its write lock (parts already gone are fine). */
+export async function removeFid(ctx: ApplyContext, fid: string): Promise<void> {
   await ctx.locks.withWrite(fid, async () => {
     await ctx.files.forget(fid);
-    await unlink(fidPath);
-    await unlink(ctx.files.sumsPath(fid)).catch((err) => {
-      if (!isSystemError(err, 'ENOENT')) throw err;
-    });
+    await rm(ctx.files.fidPath(fid), { force: true });
+    await rm(ctx.files.sumsPath(fid), { force: true });
   });
-  ctx.usage(-size);
-  ctx.dirtyDir(path.dirname(fidPath));
+  ctx.dirtyDir(path.dirname(ctx.files.fidPath(fid)));
 }
 
 export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: boolean): Promise<void> {
@@ -154,7 +160,7 @@ export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: bool
             file.size = (await file.data.stat()).size;
             await native.resumBlocks(file.data.fd, file.sums.fd, first, last - first, ctx.blockSize);
           }
-          ctx.usage(file.size - before);
+          ctx.usage(file.size - before, m);
           ctx.dirtyFid(m.fid);
         }),
       );

@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { isSystemError } from '../errors.js';
 import { native } from '../native.js';
-import type { ApplyContext } from './apply.js';
+import { removeFid, type ApplyContext } from './apply.js';
 import type { FileTable } from './files.js';
 
 export interface ResyncEntry {
@@ -106,16 +106,6 @@ async function moveAside(ctx: ApplyContext, abs: string): Promise<void> {
   ctx.dirtyDir(path.dirname(abs));
 }
 
-/** Remove a fid link of the wrong kind (and its sums): the entry is made again. */
-async function dropFidLink(ctx: ApplyContext, fid: string): Promise<void> {
-  await ctx.locks.withWrite(fid, async () => {
-    await ctx.files.forget(fid);
-    await rm(ctx.files.fidPath(fid), { force: true });
-    await rm(ctx.files.sumsPath(fid), { force: true });
-  });
-  ctx.dirtyDir(path.dirname(ctx.files.fidPath(fid)));
-}
-
 /**
  * Make `entry` exist at its path with its fid, type and attributes (times come at the end:
  * writing data and names changes them). A file is cut to its listed size; its bytes are
@@ -148,7 +138,7 @@ export async function placeEntry(ctx: ApplyContext, entry: ResyncEntry): Promise
   if (fst) {
     const same = entry.type === 'file' ? fst.isFile() : fst.isSymbolicLink() && (await readlink(fidPath)) === entry.target;
     if (!same) {
-      await dropFidLink(ctx, entry.fid);
+      await removeFid(ctx, entry.fid);
       fst = undefined;
     }
   }

@@ -195,9 +195,7 @@ export class ReplicaStore {
       blockSize: manifestValue.blockSize,
       dirtyFid: (fid) => this.dirtyFids.add(fid),
       dirtyDir: (d) => this.dirtyDirs.add(d),
-      usage: (delta) => {
-        this.usedBytesValue += delta;
-      },
+      usage: (delta, mutation) => this.countUsage(delta, mutation),
     };
   }
 
@@ -801,11 +799,10 @@ export class ReplicaStore {
    * per-file lock queue keeps applies to one file in seq order. Any other mutation first
    * drains the data mutations in flight, then logs and applies under the mutex, so
    * namespace changes are serial and see every earlier write applied.
-   */
-  /**
-   * Validate, number, log and apply one mutation. `wait`: 'durable' (the default) resolves
-   * once the mutation is durable; 'applied' resolves once it is visible to reads, with
-   * `durable` telling when it is durable (a later flush() reports a durability failure).
+   *
+   * `wait`: 'durable' (the default) resolves once the mutation is durable; 'applied' once it
+   * is visible to reads, with `durable` telling when it is durable (a later flush() reports
+   * a durability failure).
    */
   private async mutate(
     validate: () => Promise<Mutation | undefined>,
@@ -840,12 +837,7 @@ export class ReplicaStore {
       // Called synchronously here, so the file lock is queued in seq order.
       // In the applied mode a direct write goes through the page cache (its fdatasync follows
       // in the background); a caller waiting for durability gets O_DIRECT, which skips the copy.
-      // The growth this mutation reserved is released at the moment the apply counts it as
-      // used, not later in settleApply: in between it would be counted twice, and a
-      // concurrent reservation (a replica applies data mutations in parallel) could be
-      // refused VOLUME_FULL although the volume has room.
-      const context: ApplyContext = { ...this.applyContext, usage: (delta) => this.countUsage(mutation, delta) };
-      const applying = mutation.op === 'writeDirect' ? this.applyDirect(mutation, directData!, wait === 'applied') : applyMutation(context, mutation, false);
+      const applying = mutation.op === 'writeDirect' ? this.applyDirect(mutation, directData!, wait === 'applied') : applyMutation(this.applyContext, mutation, false);
       const done = this.settleApply(seq, mutation, written, applying);
       if (!isData) {
         await done;
@@ -896,7 +888,6 @@ export class ReplicaStore {
     return { ...started, durable: whenDurable };
   }
 
-
   /** Wait for a mutation's log write and apply; on failure decide between a clean refusal and stopping. */
   private async settleApply(seq: bigint, mutation: Mutation, written: Promise<void>, applying: Promise<void>): Promise<void> {
     const [log, apply] = await Promise.allSettled([written, applying]);
@@ -933,7 +924,7 @@ export class ReplicaStore {
         const direct = buffered ? undefined : await this.files.directHandle(file);
         await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, undefined, direct?.fd);
         file.size = Math.max(file.size, m.offset + data.length);
-        this.countUsage(m, file.size - before);
+        this.countUsage(file.size - before, m);
         this.dirtyFids.add(m.fid);
       }),
     );
@@ -1050,15 +1041,19 @@ export class ReplicaStore {
    * already on disk. Were those bytes damaged, the new sum would certify them and no read
    * or scrub could find them again. So before such a mutation gets a seq, its edge blocks
    * (chosen by `edges` from the file's size once its writes in flight have applied; -1 for
-   * none) are verified, repaired from a peer if bad, and the mutation is refused with
-   * CHECKSUM_MISMATCH, nothing logged, if one cannot be. Aligned writes have no edges and
-   * cost nothing here. Caller holds the mutex.
+   * none) are verified once those writes have applied, repaired from a peer if bad, and the
+   * mutation is refused with CHECKSUM_MISMATCH, nothing logged, if one cannot be. A mutation
+   * without edges costs nothing here. Caller holds the mutex.
    */
   private async checkEdgeBlocks(fid: string, label: string, edges: (size: number, blockSize: number) => number[]): Promise<void> {
     const bs = this.manifestValue.blockSize;
+    // Chosen from the size the file will have once its writes in flight apply, so that a
+    // mutation without edges neither reads nor waits for them (the pipeline stays full).
+    const size = await this.plannedSize(fid);
+    const blocks = [...new Set(edges(size, bs))].filter((b) => b >= 0 && b * bs < size);
+    if (blocks.length === 0) return;
     const bad = await this.locks.withRead(fid, () =>
       this.files.use(fid, async (f) => {
-        const blocks = [...new Set(edges(f.size, bs))].filter((b) => b >= 0 && b * bs < f.size);
         const found: number[] = [];
         for (const b of blocks) if ((await native.verifyBlocks(f.data.fd, f.sums.fd, b, 1, bs, 1)).length > 0) found.push(b);
         return found;
@@ -1095,7 +1090,7 @@ export class ReplicaStore {
    * applied; returns the growth it reserved (released by releaseGrowth after the apply).
    */
   private async reserveRoom(fid: string, newSizeOf: (sizeBefore: number) => number, bytesWritten: number, syscall: string, label: string): Promise<number> {
-    const before = this.pending.get(fid)?.size ?? (await this.files.use(fid, async (f) => f.size)) ?? 0;
+    const before = await this.plannedSize(fid);
     const newSize = newSizeOf(before);
     const growth = Math.max(0, newSize - before);
     const inUse = this.usedBytesValue + this.pendingGrowth;
@@ -1126,10 +1121,20 @@ export class ReplicaStore {
     return growth;
   }
 
-  /** Usage changed by applying `mutation`: counted, and its reserved growth released with it. */
-  private countUsage(mutation: Mutation, delta: number): void {
+  /** The size of `fid` once its data mutations in flight have applied (0 if it is gone). Caller holds the mutex. */
+  private async plannedSize(fid: string): Promise<number> {
+    return this.pending.get(fid)?.size ?? (await this.files.use(fid, async (f) => f.size)) ?? 0;
+  }
+
+  /**
+   * Usage changed by applying `mutation`: counted, and the growth it reserved released in
+   * the same step. Released any later (settleApply), the growth would be counted twice in
+   * between, and a concurrent reservation (a replica applies data mutations in parallel)
+   * could be refused VOLUME_FULL although the volume has room.
+   */
+  private countUsage(delta: number, mutation?: Mutation): void {
     this.usedBytesValue += delta;
-    this.releaseGrowth(mutation);
+    if (mutation) this.releaseGrowth(mutation);
   }
 
   /** Release the growth `mutation` reserved (once: later calls do nothing). */
