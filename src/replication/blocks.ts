@@ -72,8 +72,8 @@ export class BlockRequests {
       return `BLOCKS ${m.requestId} holds ${m.data.length} bytes, more than the ${request.length} asked`;
     }
     if (m.code !== '') request.reject(new BrickdError('REPAIR_UNAVAILABLE', `${this.peer}: ${m.code}: ${m.message}`, { peer: this.peer, peerCode: m.code }));
-    // A copy: the payload is a view of a socket chunk.
-    else request.resolve(Buffer.from(m.data));
+    // A view of the socket chunk, which nothing reuses: no copy (as a MUTATION's payload).
+    else request.resolve(m.data);
     return undefined;
   }
 

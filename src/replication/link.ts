@@ -386,12 +386,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
         get congested() {
           return conn.congested;
         },
-        drained: () =>
-          new Promise<void>((resolve) => {
-            if (!conn.congested || conn.closed) return resolve();
-            conn.socket.once('drain', () => resolve());
-            conn.socket.once('close', () => resolve());
-          }),
+        drained: () => conn.drained(),
         get closed() {
           return conn.closed;
         },

@@ -140,8 +140,9 @@ export class ResyncTarget {
   private onSums(m: ResyncSumsMessage): void {
     const file = this.listedFile(m.fid, 'RESYNC_SUMS');
     if (!file) return;
-    // The payload is a view of the socket chunk: copy what outlives this call.
-    const theirs = Buffer.from(m.sums);
+    // A view of the socket chunk (or the decoder's own buffer): nothing reuses either, so it
+    // may outlive this call without a copy, as a MUTATION's payload does.
+    const theirs = m.sums;
     const { fid, firstBlock } = m;
     this.enqueue(0, async () => {
       const blockSize = this.store.manifest.blockSize;
@@ -170,7 +171,7 @@ export class ResyncTarget {
     if (m.offset + m.data.length > file.size) {
       return this.port.refuse('PROTOCOL_VIOLATION', `RESYNC_DATA for fid ${m.fid} ends at ${m.offset + m.data.length}, past its listed size ${file.size}`);
     }
-    const data = Buffer.from(m.data);
+    const data = m.data; // kept without a copy, see onSums
     const { fid, offset } = m;
     this.enqueue(data.length, async () => {
       await this.store.resyncWrite(fid, offset, data);

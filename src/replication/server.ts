@@ -353,8 +353,8 @@ class ServerSession {
       {
         send: (message) => this.conn.send(message),
         refuse: (code, message) => this.refuse(code, message),
-        pause: () => this.conn.pause(),
-        resume: () => this.conn.resume(),
+        pause: () => this.conn.pause('resync'),
+        resume: () => this.conn.resume('resync'),
         track: (work) => volume.track(work),
         done: (s0) => {
           if (this.state !== 'resync') return;
@@ -414,7 +414,7 @@ class ServerSession {
     );
     if (this.inFlightBytes > this.opts.maxInFlightBytes || this.inFlightMutations > this.opts.maxInFlightMutations) {
       if (!this.conn.isPaused) this.server.stats.pauses++;
-      this.conn.pause();
+      this.conn.pause('mutations');
     }
   }
 
@@ -435,7 +435,7 @@ class ServerSession {
   private release(bytes: number): void {
     this.inFlightBytes -= bytes;
     this.inFlightMutations--;
-    if (this.inFlightBytes <= this.opts.maxInFlightBytes / 2 && this.inFlightMutations <= this.opts.maxInFlightMutations / 2) this.conn.resume();
+    if (this.inFlightBytes <= this.opts.maxInFlightBytes / 2 && this.inFlightMutations <= this.opts.maxInFlightMutations / 2) this.conn.resume('mutations');
   }
 
   /** Send one ACK with the latest durable seq at the end of this event-loop turn. */

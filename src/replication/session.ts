@@ -99,7 +99,8 @@ const FAIL_GRACE_MS = 1000;
 export class FramedSocket {
   readonly decoder: FrameDecoder;
   private closing = false;
-  private paused = false;
+  /** Why reading is paused: each owner of a budget (mutations, resync) pauses and resumes for itself. */
+  private readonly pausedBy = new Set<string>();
   private failTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -145,21 +146,38 @@ export class FramedSocket {
     return !this.socket.writableNeedDrain;
   }
 
-  /** Stop reading (backpressure: the kernel's receive window then fills and the peer stalls). */
-  pause(): void {
-    if (this.paused || this.closed) return;
-    this.paused = true;
-    this.socket.pause();
+  /**
+   * Stop reading for `reason` (backpressure: the kernel's receive window then fills and the
+   * peer stalls). Reading resumes only once every reason that paused it has resumed, so one
+   * budget draining cannot lift another's pause.
+   */
+  pause(reason: string): void {
+    if (this.closed) return;
+    if (this.pausedBy.size === 0) this.socket.pause();
+    this.pausedBy.add(reason);
   }
 
-  resume(): void {
-    if (!this.paused || this.closed) return;
-    this.paused = false;
-    this.socket.resume();
+  resume(reason: string): void {
+    if (this.closed || !this.pausedBy.delete(reason)) return;
+    if (this.pausedBy.size === 0) this.socket.resume();
   }
 
   get isPaused(): boolean {
-    return this.paused;
+    return this.pausedBy.size > 0;
+  }
+
+  /** Resolves once the socket can take more (a 'drain'), or is closed; no listener is left behind. */
+  drained(): Promise<void> {
+    if (!this.congested || this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.once('drain', done);
+      this.socket.once('close', done);
+    });
   }
 
   /** Send ERROR, then close: gracefully if the peer cooperates, by force after a grace period. */
