@@ -23,6 +23,8 @@ export interface RetainedEntry {
   /** The MUTATION frame: [header, body, payload?]. Shared by every link: never modified. */
   parts: Buffer[];
   bytes: number;
+  /** Bytes of every frame pushed so far, this one included (for bytesAfter in constant time). */
+  pushedThrough: number;
 }
 
 export interface RetainedConsumer {
@@ -60,6 +62,8 @@ export class RetainedQueue {
   private entries: RetainedEntry[] = [];
   private head = 0;
   private bytesValue = 0;
+  /** Bytes of every frame ever pushed (a running total; see RetainedEntry.pushedThrough). */
+  private pushedBytes = 0;
   private last: bigint;
   private generationValue: number;
   private readonly consumers = new Set<RetainedConsumer>();
@@ -92,13 +96,10 @@ export class RetainedQueue {
 
   /** Bytes of the retained frames after `seq`: what a consumer durable at `seq` still lacks (of what is retained). */
   bytesAfter(seq: bigint): number {
-    let bytes = 0;
-    for (let i = this.entries.length - 1; i >= this.head; i--) {
-      const entry = this.entries[i]!;
-      if (entry.seq <= seq) break;
-      bytes += entry.bytes;
-    }
-    return bytes;
+    if (seq >= this.last) return 0;
+    const entry = this.get(seq);
+    // Not retained (older than the queue, or dropped): all that is retained comes after it.
+    return entry ? this.pushedBytes - entry.pushedThrough : this.bytesValue;
   }
 
   get size(): number {
@@ -135,7 +136,8 @@ export class RetainedQueue {
     }
     let bytes = 0;
     for (const part of parts) bytes += part.length;
-    this.entries.push({ seq, generation: this.generationValue, parts, bytes });
+    this.pushedBytes += bytes;
+    this.entries.push({ seq, generation: this.generationValue, parts, bytes, pushedThrough: this.pushedBytes });
     this.bytesValue += bytes;
     this.last = seq;
     this.enforceBounds();
