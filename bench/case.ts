@@ -10,6 +10,17 @@ export interface BenchContext {
   readonly quick: boolean;
   /** One progress line on stderr (stdout is kept for the report). */
   progress(message: string): void;
+  /**
+   * Other storage systems to measure side by side in the same run (`--peer NAME`,
+   * e.g. 'gluster'); a case that has no use for one ignores it.
+   */
+  readonly peers: readonly string[];
+  /**
+   * Real block devices to run on instead of loop files (`--device /dev/X`), already checked
+   * eligible under the agent's adoption rules and confirmed for destruction by the caller.
+   * Empty: the embedded default (sparse files on loop devices).
+   */
+  readonly devices: readonly string[];
 }
 
 export interface ResultRow {

@@ -86,7 +86,7 @@ async function main(): Promise<number> {
       machine,
     };
     try {
-      record.result = await benchCase.run({ quick, progress: (m) => progress(`${benchCase.name}: ${m}`) });
+      record.result = await benchCase.run({ quick, peers: [], devices: [], progress: (m) => progress(`${benchCase.name}: ${m}`) });
     } catch (err) {
       record.error = err instanceof Error ? err.message : String(err);
       progress(`case ${benchCase.name}: failed: ${record.error}`);
