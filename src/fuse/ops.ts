@@ -13,8 +13,10 @@
 //
 // Buffers: fuse-native's read and write buffers are libfuse's own memory, valid only until
 // the op answers; after that libfuse reuses it for the next request (and fuse-native
-// detaches the ArrayBuffer where it can). A write is copied once into a Buffer of our own
-// before it goes to the backend, because the backend may keep it until its promise
+// detaches the ArrayBuffer where it can). A write is copied once, before the op can answer
+// (ops run in a microtask after the request, and a timeout answers much later): by the
+// backend itself when it says it copies (write-back coalescing copies into its runs),
+// else here into a Buffer of our own, because the backend may keep it until its promise
 // settles (replication ships it) and a timed-out write answers before that. A read copies
 // the backend's Buffer into libfuse's buffer once, and only while the op is still
 // unanswered: after a timeout that memory is not ours any more.
@@ -198,10 +200,11 @@ export function makeOps(backend: VolumeBackend, options: OpsOptions): FuseOps {
 
     write: (path, fd, buffer, length, position, cb) => {
       // One copy: libfuse reuses `buffer` as soon as this op answers (see the header).
-      const data = Buffer.from(buffer.subarray(0, length));
+      const view = buffer.subarray(0, length);
       answer('write', path, cb, async () => {
         const handle = handles.get(fd);
-        if (!handle.append) return backend.write({ fid: handle.fid }, position, data);
+        if (!handle.append) return backend.write({ fid: handle.fid }, position, backend.copiesWrites ? view : Buffer.from(view));
+        const data = Buffer.from(view); // kept across the stat below
         return handles.serializeAppend(handle.fid, async () => {
           const end = (await backend.stat(storePath(path))).size;
           return backend.write({ fid: handle.fid }, end, data);
@@ -209,7 +212,8 @@ export function makeOps(backend: VolumeBackend, options: OpsOptions): FuseOps {
       }, () => [length]);
     },
 
-    flush: (_path, _fd, cb) => cb(0), // every write is durable when it answers: close has nothing left to do
+    // close(2): every write of the file is applied and a deferred write failure is reported (not durability: fsync).
+    flush: (path, _fd, cb) => answer('flush', path, cb, () => backend.flush(), ok),
     fsync: (path, _datasync, _fd, cb) => answer('fsync', path, cb, () => backend.sync(), ok),
     release: (_path, fd, cb) => {
       handles.release(fd);

@@ -11,11 +11,15 @@
 // every mutation that has resolved (or is in flight) is durable on the write quorum, and
 // rejects if one could not be made so. Write-back keeps at most `maxUnsyncedBytes` of data
 // not yet durable on the quorum: past it a write waits for the oldest (so replication's
-// retained queue is never outrun by a fast writer).
+// retained queue is never outrun by a fast writer). In write-back mode sequential writes
+// are also coalesced into larger store mutations (coalesce.ts): a write then resolves once
+// it is in a run, and every other operation waits until the runs before it are applied,
+// so it still sees every write that resolved.
 //
 // Ownership: a backend borrows its store; closing the store is the volume manager's job.
 import { posixError } from '../store/posix.js';
 import type { EntryStat, FileRef, ReplicaStore } from '../store/store.js';
+import { DEFAULT_COALESCING, WriteCoalescer, type CoalescerOptions } from './coalesce.js';
 
 export type SetAttrs = { mode?: number; uid?: number; gid?: number; atimeMs?: number; mtimeMs?: number };
 
@@ -27,7 +31,12 @@ export interface VolumeBackend {
   mkdir(dirPath: string, mode?: number): Promise<unknown>;
   symlink(target: string, linkPath: string): Promise<unknown>;
   link(existingPath: string, newPath: string): Promise<unknown>;
-  /** `data` is retained until the call resolves (replication may hold it): do not reuse it before. */
+  /**
+   * True when write() has copied `data` by the time it returns, so the caller may reuse
+   * its buffer at once. Otherwise `data` is retained until the call resolves (replication
+   * may hold it): do not reuse it before.
+   */
+  readonly copiesWrites: boolean;
   write(file: FileRef, offset: number, data: Buffer): Promise<unknown>;
   truncate(file: FileRef, size: number): Promise<unknown>;
   unlink(filePath: string): Promise<unknown>;
@@ -41,6 +50,11 @@ export interface VolumeBackend {
   readlink(linkPath: string): Promise<string>;
   statfs(): { sizeLimitBytes: number; usedBytes: number; blockSize: number };
   sync(): Promise<void>;
+  /**
+   * What close(2) waits for: every write that resolved is applied (visible to every
+   * reader), and a deferred write failure is reported. Not durability: that is sync().
+   */
+  flush(): Promise<void>;
 }
 
 /** Every mutating method of a backend: a read-only one refuses these. */
@@ -54,8 +68,11 @@ export interface StoreBackendOptions {
    * resolves, and sync() waits for it at the last seq.
    */
   replicated?: (seq: bigint) => Promise<void>;
-  /** Data mutations resolve once applied; durability follows (sync() waits for it). */
-  writeBack?: { maxUnsyncedBytes: number };
+  /**
+   * Data mutations resolve once applied; durability follows (sync() waits for it).
+   * Sequential writes are coalesced (`coalescing`, default DEFAULT_COALESCING).
+   */
+  writeBack?: { maxUnsyncedBytes: number; coalescing?: CoalescerOptions };
   /**
    * Protocol A, asked at each call: when true, mutations and sync() wait for the local
    * replica only; `replicated` then only paces the write-back window (the peers' lag).
@@ -115,28 +132,44 @@ export function storeBackend(store: ReplicaStore, options: StoreBackendOptions =
         return result;
       }
     : <T>(mutation: Promise<T>) => mutation;
+  const coalescer = options.writeBack
+    ? new WriteCoalescer(
+        (file, offset, data) => applied(store.write(file, offset, data, undefined, { wait: 'applied' }), data.length),
+        () => store.statfs(),
+        options.writeBack.coalescing ?? DEFAULT_COALESCING,
+      )
+    : undefined;
+  /** `op` once every write answered before it is applied (write-back), else at once. */
+  const after = coalescer ? async <T>(op: () => Promise<T>): Promise<T> => (await coalescer.barrier(), op()) : <T>(op: () => Promise<T>) => op();
   const backend: VolumeBackend = {
     volumeId: store.volumeId,
     readOnly: false,
-    create: (p, mode) => acked(store.create(p, mode)),
-    mkdir: (p, mode) => acked(store.mkdir(p, mode)),
-    symlink: (target, p) => acked(store.symlink(target, p)),
-    link: (from, to) => acked(store.link(from, to)),
-    write: (file, offset, data) => (window ? applied(store.write(file, offset, data, undefined, { wait: 'applied' }), data.length) : acked(store.write(file, offset, data))),
+    copiesWrites: coalescer !== undefined,
+    create: (p, mode) => after(() => acked(store.create(p, mode))),
+    mkdir: (p, mode) => after(() => acked(store.mkdir(p, mode))),
+    symlink: (target, p) => after(() => acked(store.symlink(target, p))),
+    link: (from, to) => after(() => acked(store.link(from, to))),
+    write: (file, offset, data) => (coalescer ? coalescer.add(file, offset, data) : acked(store.write(file, offset, data))),
     // A truncate counts as one block against the window: it carries no data.
-    truncate: (file, size) => (window ? applied(store.truncate(file, size, { wait: 'applied' }), 4096) : acked(store.truncate(file, size))),
-    unlink: (p) => acked(store.unlink(p)),
-    rmdir: (p) => acked(store.rmdir(p)),
-    rename: (from, to) => acked(store.rename(from, to)),
-    setattr: (p, attrs) => acked(store.setattr(p, attrs)),
-    read: (file, offset, length) => store.read(file, offset, length),
-    stat: (p) => store.stat(p),
+    truncate: (file, size) => (window ? after(() => applied(store.truncate(file, size, { wait: 'applied' }), 4096)) : acked(store.truncate(file, size))),
+    unlink: (p) => after(() => acked(store.unlink(p))),
+    rmdir: (p) => after(() => acked(store.rmdir(p))),
+    rename: (from, to) => after(() => acked(store.rename(from, to))),
+    setattr: (p, attrs) => after(() => acked(store.setattr(p, attrs))),
+    read: (file, offset, length) => after(() => store.read(file, offset, length)),
+    stat: (p) => after(() => store.stat(p)),
+    // A listing and a link target do not depend on file data: no barrier.
     readdir: (p) => store.readdir(p),
     readlink: (p) => store.readlink(p),
     statfs: () => store.statfs(),
     sync: async () => {
+      await coalescer?.barrier();
       const seq = await store.flush();
       await quorum?.(seq);
+      if (coalescer?.failure !== undefined) throw coalescer.failure;
+    },
+    flush: async () => {
+      await coalescer?.barrier();
     },
   };
   return options.readOnly ? readOnlyBackend(backend) : backend;

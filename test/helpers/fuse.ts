@@ -33,6 +33,8 @@ export interface FuseVolume {
 export interface FuseVolumeOptions extends FuseMountOptions {
   sizeLimitBytes?: number;
   brickMiB?: number;
+  /** Serve it in write-back mode (coalesced writes, fsync as the barrier), as the agent serves a primary. */
+  writeBack?: boolean;
   /** Wrap the store's backend (e.g. to make it hang). */
   wrap?: (backend: VolumeBackend) => VolumeBackend;
 }
@@ -40,7 +42,7 @@ export interface FuseVolumeOptions extends FuseMountOptions {
 export async function fuseVolume(t: Test, options: FuseVolumeOptions = {}): Promise<FuseVolume> {
   const brick = await testBrick(t, options.brickMiB ?? 320);
   const store = await testStore(t, brick, options.sizeLimitBytes ? { sizeLimitBytes: options.sizeLimitBytes } : {});
-  const base = storeBackend(store);
+  const base = storeBackend(store, options.writeBack ? { writeBack: { maxUnsyncedBytes: 32 * 2 ** 20 } } : {});
   const backend = options.wrap ? options.wrap(base) : base;
   const mnt = await mountPoint(t, 'brickd-fuse-');
   const fuse = new FuseMount();
