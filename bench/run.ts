@@ -1,4 +1,4 @@
-// The benchmark program: `npm run bench [-- --quick] [--case NAME ...] [--out DIR]`.
+// The benchmark program: `npm run bench [-- --quick] [--case NAME ...] [--peer NAME ...] [--out DIR]`.
 //
 // Runs the selected cases one after another (never in parallel: they would compete for
 // the same cores), prints progress on stderr, writes <case>.json files and REPORT.md into
@@ -16,13 +16,16 @@ import { fuseNullCase } from './cases/fuse-null.js';
 import { replicationCase } from './cases/replication.js';
 import { storeCase } from './cases/store.js';
 import { describeMachine } from './machine.js';
+import { PEERS } from './peers/peers.js';
 import { writeReport, type CaseRecord } from './report.js';
 
 const CASES: BenchCase[] = [crc32cCase, storeCase, replicationCase, fuseNullCase, fuseCase];
 
-const USAGE = `usage: npm run bench -- [--quick] [--case NAME]... [--out DIR]
+const USAGE = `usage: npm run bench -- [--quick] [--case NAME]... [--peer NAME]... [--out DIR]
   --quick       short smoke run (fewer, shorter rounds)
   --case NAME   run only this case (repeatable); cases: ${CASES.map((c) => c.name).join(', ')}
+  --peer NAME   also measure this other system side by side (repeatable); peers:
+${Object.entries(PEERS).map(([name, what]) => `                ${name}: ${what}`).join('\n')}
   --out DIR     write results into DIR instead of bench/results/<timestamp>/`;
 
 function progress(message: string): void {
@@ -47,6 +50,7 @@ async function main(): Promise<number> {
       options: {
         quick: { type: 'boolean', default: false },
         case: { type: 'string', multiple: true },
+        peer: { type: 'string', multiple: true },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -64,6 +68,12 @@ async function main(): Promise<number> {
     console.error(`unknown case: ${unknown.join(', ')}\n${USAGE}`);
     return 2;
   }
+  const unknownPeers = (values.peer ?? []).filter((name) => !Object.hasOwn(PEERS, name));
+  if (unknownPeers.length > 0) {
+    console.error(`unknown peer: ${unknownPeers.join(', ')}\n${USAGE}`);
+    return 2;
+  }
+  const peers = [...new Set(values.peer ?? [])];
   const selected = values.case ? CASES.filter((c) => values.case!.includes(c.name)) : CASES;
   const quick = values.quick ?? false;
 
@@ -86,7 +96,7 @@ async function main(): Promise<number> {
       machine,
     };
     try {
-      record.result = await benchCase.run({ quick, peers: [], devices: [], progress: (m) => progress(`${benchCase.name}: ${m}`) });
+      record.result = await benchCase.run({ quick, peers, devices: [], progress: (m) => progress(`${benchCase.name}: ${m}`) });
     } catch (err) {
       record.error = err instanceof Error ? err.message : String(err);
       progress(`case ${benchCase.name}: failed: ${record.error}`);
