@@ -42,6 +42,35 @@ type AnyReply = (result: number, ...values: unknown[]) => void;
 
 const O_ACCMODE = 3;
 
+/** Reads up to this size (libfuse 2 sends at most 128 KiB) use a pooled scratch buffer. */
+const READ_SCRATCH_BYTES = 128 * 1024;
+/** Scratch buffers kept for reuse: one per read in flight at once, for a few readers. */
+const READ_SCRATCH_KEPT = 16;
+
+/**
+ * Reusable read buffers. Every new Buffer of this size counts towards V8's external memory,
+ * and a full GC follows every few tens of MiB of it: reusing them keeps a streaming reader
+ * from paying for a mark-compact every few hundred reads.
+ */
+class ScratchBuffers {
+  private readonly free: Buffer[] = [];
+
+  constructor(
+    private readonly size: number,
+    private readonly kept: number,
+  ) {}
+
+  /** A buffer of at least `length` bytes, or undefined when `length` is larger than the pool's. */
+  take(length: number): Buffer | undefined {
+    if (length > this.size) return undefined;
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+
+  give(buffer: Buffer): void {
+    if (this.free.length < this.kept) this.free.push(buffer);
+  }
+}
+
 const TYPE_BITS: Record<EntryStat['type'], number> = {
   file: constants.S_IFREG,
   directory: constants.S_IFDIR,
@@ -106,6 +135,7 @@ export function makeOps(backend: VolumeBackend, options: OpsOptions): FuseOps {
   const errors = new ErrnoMapper(log);
   const handles = new HandleTable();
   const blockSize = () => backend.statfs().blockSize;
+  const scratchBuffers = new ScratchBuffers(READ_SCRATCH_BYTES, READ_SCRATCH_KEPT);
 
   /**
    * Answer `cb` exactly once: `reply(value)` when `work` resolves in time (its first element
@@ -193,8 +223,15 @@ export function makeOps(backend: VolumeBackend, options: OpsOptions): FuseOps {
 
     read: (path, fd, buffer, length, position, cb) => {
       let data: Buffer | undefined;
+      // A scratch buffer of ours, not libfuse's: the backend may still be filling it after a timeout.
+      const scratch = scratchBuffers.take(length);
       answer('read', path, cb, async () => {
-        data = await backend.read({ fid: handles.get(fd).fid }, position, length);
+        try {
+          data = await backend.read({ fid: handles.get(fd).fid }, position, length, scratch);
+        } finally {
+          // `answer` replies (copying `data` out) in a later reaction: give it back after that.
+          if (scratch) setImmediate(() => scratchBuffers.give(scratch));
+        }
       }, () => [data!.copy(buffer, 0, 0, Math.min(length, data!.length))]);
     },
 

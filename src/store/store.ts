@@ -491,15 +491,19 @@ export class ReplicaStore {
   /**
    * Read up to `length` bytes at `offset`, every block verified (short at EOF). A damaged
    * block goes through the repair hook unless `options.repair` is false (a repair read
-   * served to a peer: it must not ask peers in turn).
+   * served to a peer: it must not ask peers in turn). With `into` (at least `length` bytes)
+   * the data is read into it and a view of it is returned: a caller with a scratch buffer
+   * of its own saves an allocation per read (every one counts towards V8's external memory
+   * and so brings the next full GC closer). `into` must not be touched until this settles.
    */
-  async read(file: FileRef, offset: number, length: number, options: { repair?: boolean } = {}): Promise<Buffer> {
+  async read(file: FileRef, offset: number, length: number, options: { repair?: boolean; into?: Buffer } = {}): Promise<Buffer> {
     checkInteger('offset', offset, 0);
     checkInteger('length', length, 0, MAX_RECORD_PAYLOAD);
     this.checkOpen();
     const fid = await this.resolveFile(file, 'read');
     const label = typeof file === 'string' ? file : undefined;
-    const buffer = Buffer.allocUnsafe(length);
+    const into = options.into;
+    const buffer = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     for (let attempt = 0; ; attempt++) {
       const result = await this.locks.withRead(fid, () =>
         this.files.use(fid, (f) => native.readBlocks(f.data.fd, f.sums.fd, buffer, offset, this.manifestValue.blockSize)),

@@ -43,8 +43,12 @@ export interface VolumeBackend {
   rmdir(dirPath: string): Promise<unknown>;
   rename(from: string, to: string): Promise<unknown>;
   setattr(entryPath: string, attrs: SetAttrs): Promise<unknown>;
-  /** Up to `length` bytes (short at EOF), every block verified (repaired from a peer when it can be). */
-  read(file: FileRef, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Up to `length` bytes (short at EOF), every block verified (repaired from a peer when it
+   * can be). With `into` (a scratch buffer of at least `length` bytes, untouched until this
+   * settles) the result may be a view of it instead of a new Buffer.
+   */
+  read(file: FileRef, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   stat(entryPath: string): Promise<EntryStat>;
   readdir(dirPath: string): Promise<string[]>;
   readlink(linkPath: string): Promise<string>;
@@ -156,7 +160,7 @@ export function storeBackend(store: ReplicaStore, options: StoreBackendOptions =
     rmdir: (p) => after(() => acked(store.rmdir(p))),
     rename: (from, to) => after(() => acked(store.rename(from, to))),
     setattr: (p, attrs) => after(() => acked(store.setattr(p, attrs))),
-    read: (file, offset, length) => after(() => store.read(file, offset, length)),
+    read: (file, offset, length, into) => after(() => store.read(file, offset, length, { into })),
     stat: (p) => after(() => store.stat(p)),
     // A listing and a link target do not depend on file data: no barrier.
     readdir: (p) => store.readdir(p),

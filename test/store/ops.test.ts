@@ -22,6 +22,14 @@ t.test('create, write, read, stat; data/ holds the plain file', { skip }, async 
   t.equal((await store.read('hello.txt', 0, 100)).toString(), 'hello, brick');
   t.equal((await store.read({ fid }, 7, 5)).toString(), 'brick', 'read by fid at an offset');
   t.equal((await store.read('hello.txt', 100, 10)).length, 0, 'read past EOF is empty');
+  const scratch = Buffer.alloc(64, 0xee);
+  const view = await store.read({ fid }, 0, 64, { into: scratch });
+  t.equal(view.toString(), 'hello, brick', 'read into a scratch buffer: short at EOF');
+  t.equal(view.buffer, scratch.buffer, 'the result is a view of the scratch buffer, not a new allocation');
+  const tooSmall = Buffer.alloc(4);
+  const fresh = await store.read({ fid }, 0, 12, { into: tooSmall });
+  t.equal(fresh.toString(), 'hello, brick', 'a scratch buffer shorter than the read is not used');
+  t.same([...tooSmall], [0, 0, 0, 0]);
   const st = await store.stat('hello.txt');
   t.match(st, { type: 'file', size: 12, mode: 0o640, nlink: 1, fid });
   const plain = path.join(replicaDir(brick), 'data', 'hello.txt');
