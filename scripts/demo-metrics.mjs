@@ -107,8 +107,8 @@ export function formatResync(resync) {
   return `${Math.floor(resync.ratio * 100)}% compared, ${formatBytes(resync.dataBytes)} sent${eta}`;
 }
 
-/** Rows of cells → lines with padded columns (numbers right-aligned). */
-function table(rows) {
+/** Rows of string cells, the first the header → lines with padded columns (numeric columns right-aligned). */
+export function formatTable(rows) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const numeric = rows[0].map((_, i) => rows.slice(1).every((r) => /^[\d.]+( [KMG]?i?B)?$/.test(r[i])));
   return rows.map((r) => r.map((cell, i) => (numeric[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd());
@@ -122,5 +122,5 @@ export function formatSnapshot(snapshot) {
     `write quorum W=${s.writeQuorum}: ${s.quorumMet ? 'met' : 'LOST'} (quorum-lost writes ${s.quorumLostWrites})   ` +
     `durable seq ${s.durableSeq}`;
   const rows = [['peer', 'link', 'lag seqs', 'lag bytes', 'resync'], ...s.peers.map((p) => [p.peer, p.state, String(p.lagSeqs), formatBytes(p.lagBytes), formatResync(p.resync)])];
-  return [head, ...table(rows)];
+  return [head, ...formatTable(rows)];
 }

@@ -76,11 +76,12 @@ if (existsSync(base)) {
 // Loaded after the checks: they import the built code.
 const { run } = await import('../dist/src/exec.js');
 const { createNetwork, removeNetwork } = await import('./demo-netns.mjs');
-const { fetchIn, formatBytes, formatSnapshot, formatResync, scrapeReplication } = await import('./demo-metrics.mjs');
+const { fetchIn, formatBytes, formatSnapshot, formatResync, formatTable, scrapeReplication } = await import('./demo-metrics.mjs');
 const { sweep } = await import('./demo-sweep.mjs');
 
 const started = performance.now();
-const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)} s`;
+const seconds = () => Number(((performance.now() - started) / 1000).toFixed(1));
+const elapsed = () => `${seconds().toFixed(1)} s`;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const ctl = async (socket, ...args) => (await run(process.execPath, [brickctl, '--socket', socket, ...args])).stdout;
 const ctlJson = async (socket, ...args) => JSON.parse(await ctl(socket, ...args, '--json'));
@@ -145,7 +146,7 @@ async function stop(code) {
   stopping = true;
   console.log('\nstopping the agents (they unmount and detach what they made) ...');
   // The primary first: it unmounts the volume and closes its links before the replicas go.
-  for (const node of nodes.slice(0, 1)) await stopAgent(node);
+  if (nodes[0]) await stopAgent(nodes[0]);
   await Promise.all(nodes.slice(1).map(stopAgent));
   // A signal may have come mid-step: let the story end first (its steps fail fast once the
   // agents are gone; it starts no agent once stopping), so it cannot make a namespace or
@@ -158,7 +159,7 @@ async function stop(code) {
   for (const line of await removeNetwork(namespaces)) record.cleanup.push(`namespace not removed: ${line}`);
   for (const line of record.cleanup) console.log(`  ${line}`);
   rmSync(base, { recursive: true, force: true });
-  record.seconds = Number(((performance.now() - started) / 1000).toFixed(1));
+  record.seconds = seconds();
   record.exitCode = code;
   if (recordFile) writeFileSync(recordFile, JSON.stringify(record, null, 2) + '\n');
   console.log(`removed ${made} network namespaces and ${base} (${elapsed()} in all)`);
@@ -173,10 +174,7 @@ const say = (text = '') => console.log(text);
 const heading = (text) => say(`\n── ${text} ${'─'.repeat(Math.max(3, 78 - text.length))} +${elapsed()}`);
 const command = (text) => say(`$ ${text}`);
 
-function printTable(rows) {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  for (const r of rows) say('  ' + r.map((cell, i) => String(cell).padEnd(widths[i])).join('  ').trimEnd());
-}
+const printTable = (rows) => formatTable(rows.map((r) => r.map(String))).forEach((line) => say(`  ${line}`));
 
 /** Each node's view of the volume, from its own control socket. */
 async function printViews() {
@@ -194,7 +192,7 @@ async function stage(name, title, context) {
   heading(title);
   say(`  metrics of node-a (primary): http://${nodes[0].metricsAddress}/metrics`);
   for (const line of formatSnapshot(snapshot)) say(`  ${line}`);
-  record.stages.push({ name, title, seconds: Number(((performance.now() - started) / 1000).toFixed(1)), snapshot });
+  record.stages.push({ name, title, seconds: seconds(), snapshot });
   return snapshot;
 }
 
@@ -298,7 +296,7 @@ async function story() {
     if (key === last) return;
     last = key;
     say(`  +${elapsed().padStart(7)}  node-c ${line}`);
-    record.catchUp.push({ seconds: Number(((performance.now() - started) / 1000).toFixed(1)), ...p });
+    record.catchUp.push({ seconds: seconds(), ...p });
   };
   say("  the primary's link to node-c, as its metrics show it:");
   follow(await scrapeReplication(primary, VOLUME, context.names, context.writeQuorum));
