@@ -7,12 +7,9 @@
 // brickd_replication_peer_lag_bytes, brickd_replication_resync_progress_ratio and
 // brickd_replication_resync_eta_seconds and brickd_replication_resync_data_bytes (present
 // only while a resync runs), and
-// brickd_replication_quorum_lost_total. The agent exports no "replicas in sync" or "quorum
-// met" series; the demo derives them from the per-peer ones:
-//   in sync     = the primary itself + the peers whose link is `streaming` with lag 0
-//   quorum met  = the primary + the peers whose link is `streaming` (they can acknowledge) >= W
-// W (the volume's write quorum) is not a metric either: the caller reads it once from the
-// control API.
+// brickd_replication_quorum_lost_total; per volume brickd_volume_replicas,
+// brickd_volume_replicas_in_sync (the primary plus the peers whose link is streaming),
+// brickd_volume_write_quorum (W) and brickd_volume_quorum_met.
 //
 // Touches nothing: it runs one short-lived `node` child per scrape in the namespace.
 import { run } from '../dist/src/exec.js';
@@ -71,13 +68,13 @@ export function replicationSnapshot(samples, volumeId, names, writeQuorum) {
       };
     })
     .sort((a, b) => a.peer.localeCompare(b.peer));
-  const streaming = peers.filter((p) => p.state === 'streaming');
+  const volumeValue = (name) => of(name)[0]?.value;
   return {
-    durableSeq: of('brickd_volume_durable_seq')[0]?.value ?? 0,
-    replicas: peers.length + 1,
-    inSync: 1 + streaming.filter((p) => p.lagSeqs === 0).length,
-    writeQuorum,
-    quorumMet: 1 + streaming.length >= writeQuorum,
+    durableSeq: volumeValue('brickd_volume_durable_seq') ?? 0,
+    replicas: volumeValue('brickd_volume_replicas') ?? peers.length + 1,
+    inSync: volumeValue('brickd_volume_replicas_in_sync') ?? 0,
+    writeQuorum: volumeValue('brickd_volume_write_quorum') ?? writeQuorum,
+    quorumMet: volumeValue('brickd_volume_quorum_met') === 1,
     quorumLostWrites: of('brickd_replication_quorum_lost_total')[0]?.value ?? 0,
     peers,
   };

@@ -352,6 +352,47 @@ export class AgentMetrics {
       },
     });
 
+    // "Is my data safe now", per volume this agent is primary of: how many replicas hold
+    // every acknowledged write and keep up (the local one plus the peers whose link is
+    // streaming), out of how many, against the write quorum W. A volume without peers is
+    // one replica, in sync, W = 1.
+    const safetyRows = () =>
+      (volumes()?.list() ?? [])
+        .filter((v) => v.config.role === 'primary')
+        .map((v) => {
+          const peers = v.primary?.peers() ?? [];
+          return {
+            volume: v.volumeId,
+            replicas: 1 + v.config.peers.length,
+            inSync: 1 + peers.filter((p) => p.state === 'streaming').length,
+            writeQuorum: v.primary?.writeQuorum ?? 1,
+          };
+        });
+    const safetyGauge = (name: string, help: string, value: (r: ReturnType<typeof safetyRows>[number]) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['volume'],
+        registers,
+        collect() {
+          const rows = safetyRows();
+          this.reset();
+          for (const r of rows) this.set({ volume: r.volume }, value(r));
+        },
+      });
+    safetyGauge('brickd_volume_replicas', 'Per primary volume: replicas it has (this one and its peers)', (r) => r.replicas);
+    safetyGauge(
+      'brickd_volume_replicas_in_sync',
+      'Per primary volume: replicas holding every acknowledged write and keeping up (this one plus the peers whose link is streaming)',
+      (r) => r.inSync,
+    );
+    safetyGauge('brickd_volume_write_quorum', 'Per primary volume: W, the replicas that must hold a write durably before it is acknowledged', (r) => r.writeQuorum);
+    safetyGauge(
+      'brickd_volume_quorum_met',
+      'Per primary volume: 1 while the replicas in sync reach W (writes can be acknowledged), 0 when writes wait or fail',
+      (r) => (r.inSync >= r.writeQuorum ? 1 : 0),
+    );
+
     // A resync in progress: how far (bytes of the volume compared by checksum against what
     // the primary holds) and when it should end at the pace so far.
     const resyncRows = () =>

@@ -95,6 +95,10 @@ t.test('three agents replicate a volume configured through the control API', { s
     t.equal(sample(text, 'brickd_replication_peer_lag_seqs', { volume: VOLUME, peer: nodeId }), 0, 'metrics: no lag');
     t.ok(sample(text, 'brickd_replication_sent_bytes_total', { volume: VOLUME, peer: nodeId })! > 20 * 4096, 'metrics: bytes sent');
   }
+  t.equal(sample(text, 'brickd_volume_replicas', { volume: VOLUME }), 3, 'metrics: three replicas');
+  t.equal(sample(text, 'brickd_volume_replicas_in_sync', { volume: VOLUME }), 3, 'metrics: all three in sync');
+  t.equal(sample(text, 'brickd_volume_write_quorum', { volume: VOLUME }), 2, 'metrics: W = 2 (majority)');
+  t.equal(sample(text, 'brickd_volume_quorum_met', { volume: VOLUME }), 1, 'metrics: quorum met');
 
   // Repair through the agents' own wiring (VolumeManager.storeOptions): a block damaged on
   // the primary's brick reads back right (fetched from a replica agent), and one damaged on a
@@ -186,6 +190,8 @@ t.test('three agents replicate a volume configured through the control API', { s
   text = await scrape();
   t.equal(sample(text, 'brickd_replication_peer_state', { volume: VOLUME, peer: peers[0]!.nodeId, state: 'failed' }), 1, 'metrics: the link is failed');
   t.ok(sample(text, 'brickd_replication_quorum_lost_total', { volume: VOLUME })! >= 1, 'metrics: the unacknowledged write is counted');
+  t.equal(sample(text, 'brickd_volume_replicas_in_sync', { volume: VOLUME }), 1, 'metrics: only the fenced primary itself "in sync"');
+  t.equal(sample(text, 'brickd_volume_quorum_met', { volume: VOLUME }), 0, 'metrics: quorum not met');
 
   // Every replica holds exactly the acknowledged data (the fenced write aside: it was never
   // acknowledged and never reached a replica), with valid checksums.
