@@ -6,11 +6,12 @@
 // sums sync, a replication frame and an apply plus three syncs on every replica. A 1 MiB
 // run costs one eighth of what eight 128 KiB writes cost, on the primary and the replicas.
 //
-// How it works. One run is open at a time: { file, offset, bytes so far } in a buffer of
-// our own. A write that continues it (same file id, offset at its end, room left) is
-// copied in and answered at once. Anything else dispatches the open run first: a write
-// elsewhere (which then opens a new run), a full run, `lingerMs` without a following
-// write, and a barrier. Dispatching calls the backend's own write-back write with the run
+// How it works. Each file being written has at most one open run: { offset, bytes so far }
+// in a buffer of our own (at most `maxOpenRuns` files at once: parallel writers each keep
+// theirs, the oldest run is dispatched past that). A write that continues its file's run
+// (offset at its end, room left) is copied in and answered at once. A write elsewhere in
+// the file dispatches that run and opens a new one; a full run, `lingerMs` without a
+// following write, and a barrier dispatch it too. Dispatching calls the backend's own write-back write with the run
 // (applied, then durable in the background, under the unsynced window), without waiting:
 // up to `maxRunsInFlight` runs apply at once, past that a writer waits for the oldest.
 //
@@ -34,9 +35,11 @@ export interface CoalescerOptions {
   lingerMs: number;
   /** Dispatched runs applying at once before a writer waits for the oldest. */
   maxRunsInFlight: number;
+  /** Files with an open run at once (parallel writers); past it the oldest run is dispatched. */
+  maxOpenRuns: number;
 }
 
-export const DEFAULT_COALESCING: CoalescerOptions = { runBytes: 1024 * 1024, lingerMs: 1, maxRunsInFlight: 4 };
+export const DEFAULT_COALESCING: CoalescerOptions = { runBytes: 1024 * 1024, lingerMs: 1, maxRunsInFlight: 4, maxOpenRuns: 8 };
 
 interface OpenRun {
   fid: string;
@@ -47,7 +50,8 @@ interface OpenRun {
 }
 
 export class WriteCoalescer {
-  private open: OpenRun | undefined;
+  /** Open runs by file id, oldest first (Map keeps insertion order). */
+  private readonly open = new Map<string, OpenRun>();
   /** Dispatched runs, oldest first; each resolves once applied (never rejects: see `fail`). */
   private readonly inFlight: Array<Promise<void>> = [];
   /** Bytes of dispatched runs not yet applied, and of the open run: not yet in the store's use. */
@@ -78,25 +82,27 @@ export class WriteCoalescer {
    */
   add(file: FileRef, offset: number, data: Buffer): Promise<void> {
     if (this.pendingError !== undefined) return Promise.reject(this.takeError());
-    const run = this.open;
     if (typeof file === 'string' || data.length >= this.opts.runBytes || this.mightFill(data.length)) {
       // Not coalesced: ordered after every run before it, answered by the store itself.
       const copy = Buffer.from(data);
       return this.barrier().then(() => this.write(file, offset, copy).then(() => undefined));
     }
-    if (run && run.fid === file.fid && run.offset + run.length === offset && run.length + data.length <= this.opts.runBytes) {
+    const fid = file.fid;
+    const run = this.open.get(fid);
+    if (run && run.offset + run.length === offset && run.length + data.length <= this.opts.runBytes) {
       data.copy(run.buffer, run.length);
       run.length += data.length;
       this.unappliedBytes += data.length;
-      if (run.length === this.opts.runBytes) this.dispatch();
+      if (run.length === this.opts.runBytes) this.dispatch(fid);
       else run.timer.refresh();
       return this.pace();
     }
-    this.dispatch();
+    if (run) this.dispatch(fid);
+    else if (this.open.size >= this.opts.maxOpenRuns) this.dispatch(this.open.keys().next().value!);
     const buffer = Buffer.allocUnsafeSlow(this.opts.runBytes);
     data.copy(buffer, 0);
     this.unappliedBytes += data.length;
-    this.open = { fid: file.fid, offset, buffer, length: data.length, timer: setTimeout(() => this.dispatch(), this.opts.lingerMs) };
+    this.open.set(fid, { fid, offset, buffer, length: data.length, timer: setTimeout(() => this.dispatch(fid), this.opts.lingerMs) });
     return this.pace();
   }
 
@@ -105,17 +111,17 @@ export class WriteCoalescer {
    * nobody has heard of yet. Every non-write operation of the backend calls this first.
    */
   async barrier(): Promise<void> {
-    this.dispatch();
+    for (const fid of [...this.open.keys()]) this.dispatch(fid);
     // Only the runs dispatched so far: later writes must not hold this barrier up.
     await Promise.all([...this.inFlight]);
     if (this.pendingError !== undefined) throw this.takeError();
   }
 
-  /** Hand the open run to the store (if there is one). */
-  private dispatch(): void {
-    const run = this.open;
+  /** Hand the file's open run to the store (if it has one). */
+  private dispatch(fid: string): void {
+    const run = this.open.get(fid);
     if (!run) return;
-    this.open = undefined;
+    this.open.delete(fid);
     clearTimeout(run.timer);
     // The run's buffer is the store's until the write resolves (replication may ship it).
     const data = run.buffer.subarray(0, run.length);

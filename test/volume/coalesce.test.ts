@@ -42,15 +42,29 @@ t.test('sequential writes become one run per runBytes, in order, with their byte
   t.same([...calls[1]!.data.subarray(48)], [...bytes(16, 7)]);
 });
 
-t.test('a write elsewhere, a gap, or another file starts a new run; the linger dispatches a lone run', async (t) => {
+t.test('a gap starts a new run; the linger dispatches lone runs', async (t) => {
   const { c, calls } = harness();
   await c.add({ fid: 'f1' }, 0, bytes(8, 1));
   await c.add({ fid: 'f1' }, 100, bytes(8, 2)); // a gap
-  await c.add({ fid: 'f2' }, 108, bytes(8, 3)); // another file at the "next" offset
-  t.same(calls.map((x) => [(x.file as { fid: string }).fid, x.offset]), [['f1', 0], ['f1', 100]], 'each break dispatched the run before it');
+  await c.add({ fid: 'f2' }, 108, bytes(8, 3)); // another file: a run of its own
+  t.same(calls.map((x) => [(x.file as { fid: string }).fid, x.offset]), [['f1', 0]], 'the gap dispatched the run before it');
   await new Promise((resolve) => setTimeout(resolve, 30));
-  t.equal(calls.length, 3, 'the last run went out after lingerMs without a barrier');
-  t.same(calls[2]!.data, bytes(8, 3));
+  t.same(calls.map((x) => [(x.file as { fid: string }).fid, x.offset]).sort(), [['f1', 0], ['f1', 100], ['f2', 108]], 'the open runs went out after lingerMs without a barrier');
+});
+
+t.test('parallel writers to different files each keep their run; past maxOpenRuns the oldest goes', async (t) => {
+  const { c, calls } = harness({ maxOpenRuns: 3 });
+  // Three writers, interleaved as the kernel delivers them: each file still gets full runs.
+  for (let i = 0; i < 4; i++) for (const fid of ['a', 'b', 'c']) await c.add({ fid }, i * 16, bytes(16, i));
+  t.same(calls.map((x) => [(x.file as { fid: string }).fid, x.offset, x.data.length]), [['a', 0, 64], ['b', 0, 64], ['c', 0, 64]], 'one full run per file');
+  await c.add({ fid: 'a' }, 64, bytes(8, 9));
+  await c.add({ fid: 'b' }, 64, bytes(8, 9));
+  await c.add({ fid: 'c' }, 64, bytes(8, 9));
+  await c.add({ fid: 'd' }, 0, bytes(8, 9)); // a fourth file: the oldest open run (a) goes
+  t.same((calls[3]!.file as { fid: string }).fid, 'a');
+  t.equal(calls.length, 4);
+  await c.barrier();
+  t.equal(calls.length, 7, 'the barrier dispatched every open run');
 });
 
 t.test('the caller may reuse its buffer as soon as add() returns', async (t) => {
