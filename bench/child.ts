@@ -71,10 +71,16 @@ export class BenchChild {
     });
   }
 
-  /** Fork `script` (a file name in dist/bench/children/) and wait for its `ready`. */
-  static start(script: string, args: string[], options: { name: string; env?: NodeJS.ProcessEnv; readyTimeoutMs?: number }): Promise<BenchChild> {
+  /**
+   * Fork `script` (a file name in dist/bench/children/) and wait for its `ready`. `command`
+   * is a prefix that execs node in turn, e.g. `nsenter --net=/run/netns/X` to run the child
+   * in a network namespace (it must exec, not fork: the pid and the IPC channel stay node's).
+   */
+  static start(script: string, args: string[], options: { name: string; env?: NodeJS.ProcessEnv; readyTimeoutMs?: number; command?: readonly string[] }): Promise<BenchChild> {
     const file = fileURLToPath(new URL(`./children/${script}`, import.meta.url));
-    const child = fork(file, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const [prefix, ...prefixArgs] = options.command ?? [];
+    const viaCommand = prefix ? { execPath: prefix, execArgv: [...prefixArgs, process.execPath, ...process.execArgv] } : {};
+    const child = fork(file, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...viaCommand });
     return new Promise((resolve, reject) => {
       const fail = (why: string) => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -122,6 +128,12 @@ export class BenchChild {
   /** SIGKILL, by pid (from the exit handler, where nothing can be awaited). */
   kill(): void {
     if (!this.exitedFlag) this.child.kill('SIGKILL');
+  }
+
+  /** SIGKILL it (a node that dies) and resolve once it has exited. */
+  async sigkill(): Promise<void> {
+    this.kill();
+    await this.exited;
   }
 
   /** Ask the child to stop; SIGKILL it (by pid) if it has not exited after a grace period. */
