@@ -33,6 +33,7 @@ type ChildMessage =
   | { type: 'failed'; message: string };
 
 const STOP_GRACE_MS = 5000;
+const EXIT_ANSWER_GRACE_MS = 200;
 
 /** Children started and not yet exited. */
 const live = new Set<BenchChild>();
@@ -167,6 +168,16 @@ export class BenchChild {
         }
       };
       this.listeners.add(listener);
+      // A child that dies does not answer: fail now rather than at the timeout (which may be
+      // long for a measurement). Messages it sent before dying may still be on their way
+      // through the IPC channel when 'exit' fires: give them a moment first.
+      void this.exited.then(() =>
+        setTimeout(() => {
+          if (!this.listeners.has(listener)) return;
+          done();
+          reject(new Error(`bench child ${this.name}: exited without answering`));
+        }, EXIT_ANSWER_GRACE_MS),
+      );
       if (message) this.child.send(message);
     });
   }

@@ -6,11 +6,12 @@
 //   <prefix>-n1 (eth0 10.213.10.2) ─veth─ h1 ┼─ br0 (<prefix>-hub)
 //   <prefix>-n2 (eth0 10.213.10.3) ─veth─ h2 ┘
 //
-// What it may touch: only namespaces it creates, named `brickd-bench-ns-<pid>-…` (this
-// process's pid, so two bench runs never share one); nothing is added to the host's own
-// network namespace. `withNetns` deletes every namespace it created whatever the body did
-// (deleting a namespace removes the veth ends in it). Processes run in a node's namespace
-// through `nsenter --net` (not `ip netns exec`, which would also give them a private mount
+// What it may touch: only namespaces named `brickd-bench-ns-<pid>-…` (the bench process's
+// pid, so two bench runs never share one); nothing is added to the host's own network
+// namespace. `withNetns` deletes every namespace it created whatever the body did
+// (deleting a namespace removes the veth ends in it), and at start those a killed bench
+// run left behind (their pid no longer runs). Processes run in a node's namespace through
+// `nsenter --net` (not `ip netns exec`, which would also give them a private mount
 // namespace: their bricks must stay visible to the bench).
 //
 // The veths keep their default MTU (1500, like a plain Ethernet network), while loopback's
@@ -40,9 +41,32 @@ export async function netnsUnavailable(): Promise<string | undefined> {
   }
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Delete the namespaces of bench runs that died without their teardown (SIGKILLed): ours
+ * by name, and only those whose pid no longer runs.
+ */
+async function removeStale(): Promise<void> {
+  const { stdout } = await run('ip', ['netns', 'list']);
+  const pattern = new RegExp(`^(${NETNS_PREFIX}-(\\d+)-(?:hub|n\\d+))\\b`);
+  for (const line of stdout.split('\n')) {
+    const m = pattern.exec(line.trim());
+    if (m && !alive(Number(m[2]))) await run('ip', ['netns', 'del', m[1]!]).catch(() => {});
+  }
+}
+
 /** `count` nodes on one bridge for the body's lifetime; every namespace is deleted afterwards. */
 export async function withNetns<T>(count: number, body: (nodes: NetnsNode[]) => Promise<T>): Promise<T> {
   if (count < 1 || count > 250) throw new RangeError(`withNetns: 1 to 250 nodes, got ${count}`);
+  await removeStale();
   const tag = `${NETNS_PREFIX}-${process.pid}`;
   const hub = `${tag}-hub`;
   const created: string[] = [];
