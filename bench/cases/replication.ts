@@ -21,8 +21,8 @@
 // tmpfs made for the run, which takes the disk out and leaves the CPU, the event loops and
 // the network. In each setup and round, in an order that reverses every other round:
 //   local        one store, no replication, on the primary's brick;
-//   replicated   1, 2 and 3 replicas on loopback, then 2 and 3 in namespaces (where the
-//                setup runs them: NETNS_SETUPS), each volume on fresh files;
+//   replicated   1, 2 and 3 replicas on loopback, then 2 and 3 in namespaces (in the
+//                setups that run them: NETNS_SETUPS_FULL), each volume on fresh files;
 //   tcp          one writer pushing 1 MiB buffers to a child that discards them (the
 //                topology of a link) over loopback, the same between two namespaces, and
 //                both ends in the bench process.
@@ -31,6 +31,8 @@
 // and of the replica children across the sequential write, per GiB the client wrote (each
 // GiB goes to every replica). Peak RSS: maxRSS of this process (the bench run so far) and
 // of each replica child.
+// Duration on a shared 2-vCPU VM: a full run ~9 min (3 rounds; 544 s measured at load
+// 10–17), a quick run ~1 min (one short round of every variant, ~3 s each).
 import { tempBrickUnavailable, withTempBricks, withTmpfs, type TempBrick } from '../brick.js';
 import { row, target, type BenchCase, type BenchContext, type CaseResult, type ResultRow } from '../case.js';
 import type { ReplicaPlacement } from '../cluster.js';
@@ -58,9 +60,9 @@ const SETUPS = ['disk', 'tmpfs'] as const;
 type Setup = (typeof SETUPS)[number];
 type Network = 'lo' | 'netns';
 /**
- * Setups that also run the volumes in namespaces. A full run keeps them to tmpfs: the disk
- * takes the network's differences out of the figures and would add ~4 min; a quick run
- * (the smoke run) covers both.
+ * Setups that also run the volumes in namespaces. A full run keeps them to tmpfs: on disk
+ * the disk hides the network's differences, and they would add ~3 min; a quick run (the
+ * smoke run) covers both.
  */
 const NETNS_SETUPS_FULL: readonly Setup[] = ['tmpfs'];
 
