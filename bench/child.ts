@@ -33,6 +33,7 @@ type ChildMessage =
   | { type: 'failed'; message: string };
 
 const STOP_GRACE_MS = 5000;
+const EXIT_ANSWER_GRACE_MS = 200;
 
 /** Children started and not yet exited. */
 const live = new Set<BenchChild>();
@@ -71,10 +72,16 @@ export class BenchChild {
     });
   }
 
-  /** Fork `script` (a file name in dist/bench/children/) and wait for its `ready`. */
-  static start(script: string, args: string[], options: { name: string; env?: NodeJS.ProcessEnv; readyTimeoutMs?: number }): Promise<BenchChild> {
+  /**
+   * Fork `script` (a file name in dist/bench/children/) and wait for its `ready`. `command`
+   * is a prefix that execs node in turn, e.g. `nsenter --net=/run/netns/X` to run the child
+   * in a network namespace (it must exec, not fork: the pid and the IPC channel stay node's).
+   */
+  static start(script: string, args: string[], options: { name: string; env?: NodeJS.ProcessEnv; readyTimeoutMs?: number; command?: readonly string[] }): Promise<BenchChild> {
     const file = fileURLToPath(new URL(`./children/${script}`, import.meta.url));
-    const child = fork(file, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const [prefix, ...prefixArgs] = options.command ?? [];
+    const viaCommand = prefix ? { execPath: prefix, execArgv: [...prefixArgs, process.execPath, ...process.execArgv] } : {};
+    const child = fork(file, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...viaCommand });
     return new Promise((resolve, reject) => {
       const fail = (why: string) => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -124,6 +131,12 @@ export class BenchChild {
     if (!this.exitedFlag) this.child.kill('SIGKILL');
   }
 
+  /** SIGKILL it (a node that dies) and resolve once it has exited. */
+  async sigkill(): Promise<void> {
+    this.kill();
+    await this.exited;
+  }
+
   /** Ask the child to stop; SIGKILL it (by pid) if it has not exited after a grace period. */
   async stop(): Promise<void> {
     if (this.exitedFlag) return;
@@ -155,6 +168,16 @@ export class BenchChild {
         }
       };
       this.listeners.add(listener);
+      // A child that dies does not answer: fail now rather than at the timeout (which may be
+      // long for a measurement). Messages it sent before dying may still be on their way
+      // through the IPC channel when 'exit' fires: give them a moment first.
+      void this.exited.then(() =>
+        setTimeout(() => {
+          if (!this.listeners.has(listener)) return;
+          done();
+          reject(new Error(`bench child ${this.name}: exited without answering`));
+        }, EXIT_ANSWER_GRACE_MS),
+      );
       if (message) this.child.send(message);
     });
   }

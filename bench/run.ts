@@ -14,12 +14,13 @@ import { crc32cCase } from './cases/crc32c.js';
 import { fuseCase } from './cases/fuse.js';
 import { fuseNullCase } from './cases/fuse-null.js';
 import { replicationCase } from './cases/replication.js';
+import { resyncCase } from './cases/resync.js';
 import { storeCase } from './cases/store.js';
 import { describeMachine } from './machine.js';
 import { PEERS } from './peers/peers.js';
 import { writeReport, type CaseRecord } from './report.js';
 
-const CASES: BenchCase[] = [crc32cCase, storeCase, replicationCase, fuseNullCase, fuseCase];
+const CASES: BenchCase[] = [crc32cCase, storeCase, replicationCase, resyncCase, fuseNullCase, fuseCase];
 
 const USAGE = `usage: npm run bench -- [--quick] [--case NAME]... [--peer NAME]... [--out DIR]
   --quick       short smoke run (fewer, shorter rounds)
