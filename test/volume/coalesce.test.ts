@@ -25,7 +25,7 @@ function harness(options: Partial<CoalescerOptions> = {}, auto = true, capacity 
         if (auto) resolve();
       }),
     () => capacity,
-    { runBytes: 64, lingerMs: 5, maxRunsInFlight: 2, ...options },
+    { runBytes: 64, lingerMs: 5, maxRunsInFlight: 2, maxOpenRuns: 8, ...options },
   );
   return { c, calls, capacity };
 }
