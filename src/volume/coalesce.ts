@@ -90,6 +90,12 @@ export class WriteCoalescer {
     const fid = file.fid;
     const run = this.open.get(fid);
     if (run && run.offset + run.length === offset && run.length + data.length <= this.opts.runBytes) {
+      if (run.buffer.length < run.length + data.length) {
+        // The run continues: now it gets a buffer of the full run size.
+        const grown = Buffer.allocUnsafeSlow(this.opts.runBytes);
+        run.buffer.copy(grown, 0, 0, run.length);
+        run.buffer = grown;
+      }
       data.copy(run.buffer, run.length);
       run.length += data.length;
       this.unappliedBytes += data.length;
@@ -99,8 +105,9 @@ export class WriteCoalescer {
     }
     if (run) this.dispatch(fid);
     else if (this.open.size >= this.opts.maxOpenRuns) this.dispatch(this.open.keys().next().value!);
-    const buffer = Buffer.allocUnsafeSlow(this.opts.runBytes);
-    data.copy(buffer, 0);
+    // A run's first write gets a buffer of its own size: a lone small write (random I/O)
+    // must not cost a run-sized allocation (V8 counts every one towards its next full GC).
+    const buffer = Buffer.from(data);
     this.unappliedBytes += data.length;
     this.open.set(fid, { fid, offset, buffer, length: data.length, timer: setTimeout(() => this.dispatch(fid), this.opts.lingerMs) });
     return this.pace();
