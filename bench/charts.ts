@@ -165,7 +165,8 @@ const LATENCY_PANEL_WIDTH = 260;
 function chartSpec(family: string, kind: ChartKind, rows: Labelled[], prefixCase: boolean, rounds: number): ChartSpec {
   const { bars, dots, unit, metrics, series, panels } = chartData(rows, kind, prefixCase);
   const what = kind === 'throughput' ? 'throughput' : kind === 'iops' ? 'IOPS' : 'latency';
-  const title = `${family}: ${what} (${unit})`;
+  const measure = what === unit ? what : `${what} (${unit})`;
+  const title = `${family}: ${measure}`;
   const better = kind === 'latency' ? 'shorter is better' : 'longer is better';
   const subtitle = [
     `bars: median${rounds > 1 ? ` of ${rounds} rounds, dots: each round` : ''}; ${better}`,
@@ -174,7 +175,7 @@ function chartSpec(family: string, kind: ChartKind, rows: Labelled[], prefixCase
   const slots: Slot[] = series.length > 1 ? ['name', 'subject', 'baseline'] : ['name', 'subject'];
   const y = { field: 'metric', type: 'nominal', sort: metrics, title: null, axis: null, scale: { paddingInner: 0.35, paddingOuter: 0.1 } } as const;
   const yOffset = { field: 'slot', type: 'nominal', sort: slots, scale: { domain: slots, paddingInner: 0.12 } } as const;
-  const x = { field: 'value', type: 'quantitative', title: `${what} (${unit})`, axis: { grid: true, tickCount: 6, labelFontSize: 10 } } as const;
+  const x = { field: 'value', type: 'quantitative', title: measure, axis: { grid: true, tickCount: 6, labelFontSize: 10 } } as const;
   const color = {
     field: 'series',
     type: 'nominal',

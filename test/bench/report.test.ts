@@ -119,6 +119,7 @@ t.test('chart specs: one per family and kind, units made common', async (t) => {
   const latency = specs.find((s) => s.name === 'replica-store-latency')!;
   t.same(latency.metrics, ['4 KiB QD1 latency', '1 MiB write, median time to quorum']);
   t.equal(specs.find((s) => s.name === 'checksum-throughput')!.title, 'checksum: throughput (GB/s)', 'one unit: kept');
+  t.equal(specs.find((s) => s.name === 'replica-store-iops')!.title, 'replica store: IOPS');
   t.equal(specs.find((s) => s.name === 'mixed-throughput')!.title, 'mixed: throughput (MiB/s)', 'GB/s with MiB/s: all in MiB/s');
   t.equal(specs.find((s) => s.name === 'mixed-latency')!.title, 'mixed: latency (µs)');
   const bars = JSON.stringify(specs.find((s) => s.name === 'mixed-throughput')!.spec);
