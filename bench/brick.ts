@@ -146,7 +146,9 @@ async function withDeviceBrick<T>(sizeBytes: number, body: (brick: TempBrick) =>
     return result;
   } finally {
     const failures: string[] = [];
-    if (manager && brick) await releaseBenchBrick(manager, brick).catch((err) => failures.push((err as Error).message));
+    // An adoption that failed after mkfs still left its brick in the manager's table.
+    const made = brick ?? manager?.list().find((b) => b.devicePath === device);
+    if (manager && made) await releaseBenchBrick(manager, made).catch((err) => failures.push((err as Error).message));
     if (dir) await rm(dir, { recursive: true, force: true }).catch((err) => failures.push(`remove ${dir}: ${(err as Error).message}`));
     devicesInUse.delete(device);
     if (failures.length > 0) {

@@ -117,7 +117,8 @@ interface Labelled {
   row: ResultRow;
 }
 
-function formatValue(value: number): string {
+/** A figure as the report and the charts print it: three significant digits or so. */
+export function formatNumber(value: number): string {
   const magnitude = Math.abs(value);
   return value.toFixed(magnitude >= 100 ? 0 : magnitude >= 10 ? 1 : 2);
 }
@@ -141,16 +142,16 @@ function chartData(rows: Labelled[], kind: ChartKind, prefixCase: boolean): { ba
     const sides: Array<{ slot: Slot; series: string; value: number; samples?: number[] }> = [
       { slot: 'subject', series: SUBJECT, value: row.value, ...(row.samples ? { samples: row.samples } : {}) },
     ];
-    if (row.baseline) {
+    if (row.baseline && Number.isFinite(row.baseline.value)) {
       sides.push({ slot: 'baseline', series: row.baseline.label, value: row.baseline.value, ...(row.baseline.samples ? { samples: row.baseline.samples } : {}) });
       if (!series.includes(row.baseline.label)) series.push(row.baseline.label);
     }
     for (const side of sides) {
       const value = scale(side.value, row.unit);
-      const samples = (side.samples ?? []).map((s) => scale(s, row.unit));
+      const samples = (side.samples ?? []).filter(Number.isFinite).map((s) => scale(s, row.unit));
       // One round: its dot is the bar's end and tells nothing more.
       if (samples.length > 1) for (const s of samples) dots.push({ metric, panel, slot: side.slot, series: side.series, value: s });
-      bars.push({ metric, panel, slot: side.slot, series: side.series, value, label: formatValue(value), labelAt: Math.max(value, ...samples) });
+      bars.push({ metric, panel, slot: side.slot, series: side.series, value, label: formatNumber(value), labelAt: Math.max(value, ...samples) });
     }
   }
   return { bars, dots, unit, metrics, series, panels };

@@ -6,8 +6,10 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { roundRatios, type CaseResult, type ResultRow, type Target } from './case.js';
-import { writeCharts, type ChartFile } from './charts.js';
+import { formatNumber, writeCharts, type ChartFile } from './charts.js';
 import type { MachineInfo, StorageInfo } from './machine.js';
+
+export { formatNumber };
 
 export interface CaseRecord {
   case: string;
@@ -140,11 +142,6 @@ function targetLine(caseName: string, t: Target): string {
   const mark = t.pass ? '**pass**' : '**SHORT**';
   const comparison = t.comparison === '>=' ? '≥' : '≤';
   return `${mark} ${caseName}: ${t.description} (required ${comparison} ${formatRatio(t.required)}, measured ${formatRatio(t.ratio)})`;
-}
-
-export function formatNumber(value: number): string {
-  const magnitude = Math.abs(value);
-  return value.toFixed(magnitude >= 100 ? 0 : magnitude >= 10 ? 1 : 2);
 }
 
 export function formatRatio(ratio: number): string {
