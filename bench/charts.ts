@@ -54,7 +54,7 @@ const BYTES_PER_SECOND: Record<string, number> = {
   'GiB/s': 2 ** 30,
 };
 
-/** Microseconds per latency unit. */
+/** Microseconds per latency (or duration) unit. */
 const MICROSECONDS: Record<string, number> = { ns: 1e-3, µs: 1, us: 1, ms: 1e3, s: 1e6 };
 
 function kindOf(unit: string): ChartKind | undefined {
@@ -69,7 +69,8 @@ function commonUnit(kind: ChartKind, units: string[]): { unit: string; scale: (v
   const distinct = [...new Set(units)];
   if (distinct.length === 1) return { unit: distinct[0]!, scale: (v) => v };
   if (kind === 'throughput') return { unit: 'MiB/s', scale: (v, from) => (v * BYTES_PER_SECOND[from]!) / 2 ** 20 };
-  if (kind === 'latency') return { unit: 'µs', scale: (v, from) => v * MICROSECONDS[from]! };
+  // Milliseconds sit between the µs of a 4 KiB write and the seconds of a resync.
+  if (kind === 'latency') return { unit: 'ms', scale: (v, from) => (v * MICROSECONDS[from]!) / 1e3 };
   return { unit: distinct[0]!, scale: (v) => v };
 }
 
@@ -131,9 +132,13 @@ function chartData(rows: Labelled[], kind: ChartKind, prefixCase: boolean): { ba
   const metrics: string[] = [];
   const series = [SUBJECT];
   const panels: string[] = [];
+  // Percentile panels where there are two kinds at least (p50 and p99, or a percentile and
+  // other latencies); otherwise one plain chart whose labels keep their percentile.
+  const panelOf = (metric: string) => splitPercentile(metric).percentile ?? 'other latencies';
+  const percentiles = kind === 'latency' && new Set(rows.map(({ row }) => panelOf(row.metric))).size > 1;
   for (const { caseName, row } of rows) {
-    const split = kind === 'latency' ? splitPercentile(row.metric) : { base: row.metric };
-    const panel = kind === 'latency' ? (split.percentile ?? 'other latencies') : '';
+    const split = percentiles ? splitPercentile(row.metric) : { base: row.metric };
+    const panel = percentiles ? panelOf(row.metric) : '';
     let metric = prefixCase ? `${caseName}: ${split.base}` : split.base;
     // Two rows with one label in one panel would land on the same bars: number the later one.
     for (let n = 2; bars.some((b) => b.metric === metric && b.panel === panel); n++) metric = `${prefixCase ? `${caseName}: ` : ''}${split.base} (${n})`;
@@ -165,13 +170,14 @@ const LATENCY_PANEL_WIDTH = 260;
 /** The Vega-Lite spec of one chart. */
 function chartSpec(family: string, kind: ChartKind, rows: Labelled[], prefixCase: boolean, rounds: number): ChartSpec {
   const { bars, dots, unit, metrics, series, panels } = chartData(rows, kind, prefixCase);
-  const what = kind === 'throughput' ? 'throughput' : kind === 'iops' ? 'IOPS' : 'latency';
+  // Durations in seconds (a resync, a copy) are times rather than latencies.
+  const what = kind === 'throughput' ? 'throughput' : kind === 'iops' ? 'IOPS' : unit === 's' ? 'time' : 'latency';
   const measure = what === unit ? what : `${what} (${unit})`;
   const title = `${family}: ${measure}`;
   const better = kind === 'latency' ? 'shorter is better' : 'longer is better';
   const subtitle = [
     `bars: median${rounds > 1 ? ` of ${rounds} rounds, dots: each round` : ''}; ${better}`,
-    kind === 'latency' && panels.length > 1 ? 'one panel per percentile, each with its own scale' : '',
+    panels.length > 1 ? 'one panel per percentile, each with its own scale' : '',
   ].filter(Boolean);
   const slots: Slot[] = series.length > 1 ? ['name', 'subject', 'baseline'] : ['name', 'subject'];
   const y = { field: 'metric', type: 'nominal', sort: metrics, title: null, axis: null, scale: { paddingInner: 0.35, paddingOuter: 0.1 } } as const;
@@ -219,7 +225,7 @@ function chartSpec(family: string, kind: ChartKind, rows: Labelled[], prefixCase
     config: { font: FONT, view: { stroke: null }, axis: { titleFontSize: 11 } },
   };
   let spec: TopLevelSpec;
-  if (kind === 'latency') {
+  if (panels.length > 1) {
     // One panel per percentile: a p99 is often ten times its p50, and on one axis the p50
     // bars would shrink to nothing.
     spec = {

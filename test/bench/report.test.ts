@@ -121,10 +121,21 @@ t.test('chart specs: one per family and kind, units made common', async (t) => {
   t.equal(specs.find((s) => s.name === 'checksum-throughput')!.title, 'checksum: throughput (GB/s)', 'one unit: kept');
   t.equal(specs.find((s) => s.name === 'replica-store-iops')!.title, 'replica store: IOPS');
   t.equal(specs.find((s) => s.name === 'mixed-throughput')!.title, 'mixed: throughput (MiB/s)', 'GB/s with MiB/s: all in MiB/s');
-  t.equal(specs.find((s) => s.name === 'mixed-latency')!.title, 'mixed: latency (µs)');
+  t.equal(specs.find((s) => s.name === 'mixed-latency')!.title, 'mixed: latency (ms)', 'ms with µs: all in ms');
+  t.match(JSON.stringify(specs.find((s) => s.name === 'mixed-latency')!.spec), '"value":0.5', '500 µs is 0.5 ms');
   const bars = JSON.stringify(specs.find((s) => s.name === 'mixed-throughput')!.spec);
   t.match(bars, '"value":1000', '1.048576 GB/s is 1000 MiB/s');
   t.match(bars, '"value":2000');
+  // Durations in seconds are times; one percentile alone keeps its name and needs no panels.
+  const resync = chartSpecs([record('resync', 'resync', [row('time to in sync', 's', [3]), row('write p99', 'µs', [3])])]);
+  t.equal(resync[0]!.title, 'resync: latency (ms)');
+  const times = chartSpecs([record('resync', 'resync', [row('time to in sync', 's', [3], { label: 'full copy', samples: [6] })])]);
+  t.equal(times[0]!.title, 'resync: time (s)');
+  t.notOk('concat' in times[0]!.spec, 'one plain chart');
+  const p99Only = chartSpecs([record('x', 'f', [row('write p99', 'µs', [3]), row('read p99', 'µs', [4])])]);
+  t.same(p99Only[0]!.metrics, ['write p99', 'read p99']);
+  t.notOk('concat' in p99Only[0]!.spec);
+  t.ok('concat' in resync[0]!.spec, 'a percentile beside other latencies: panels');
   // Two cases in one family: the case names the metric.
   const twoCases = chartSpecs([record('x', 'f', [row('m', 'IOPS', [1])]), record('y', 'f', [row('m', 'IOPS', [2])])]);
   t.same(twoCases[0]!.metrics, ['x: m', 'y: m']);
@@ -139,7 +150,7 @@ t.test('writeReport: charts as SVG and PNG next to REPORT.md, linked from it', a
   const expected: Record<string, string[]> = {
     'replica-store-throughput': ['seq write 1 MiB', 'seq read 1 MiB cold', 'fio libaio', 'fio read', 'MiB/s'],
     'replica-store-iops': ['4 KiB durable write QD1', 'fio psync', 'IOPS'],
-    'replica-store-latency': ['4 KiB QD1 latency', '1 MiB write, median time to quorum', 'p50', 'p99', 'µs'],
+    'replica-store-latency': ['4 KiB QD1 latency', '1 MiB write, median time to quorum', 'p50', 'p99', 'latency (ms)'],
     'checksum-throughput': ['fast path, 1 MiB', 'single chain (baseline), 1 MiB', 'single chain', 'GB/s'],
   };
   const links = [...markdown.matchAll(/\]\((charts\/[^)]+)\)/g)].map((m) => m[1]!);
