@@ -27,8 +27,11 @@ export interface ResultRow {
   metric: string;
   value: number;
   unit: string;
-  /** The same metric of the baseline, measured in the same run. */
-  baseline?: { label: string; value: number };
+  /**
+   * The same metric of the baseline, measured in the same run; `samples` are its rounds,
+   * in the same order as the row's own (round i of both sides ran back to back).
+   */
+  baseline?: { label: string; value: number; samples?: number[] };
   /** value / baseline.value */
   ratio?: number;
   /** Every round's figure; `value` is their median. */
@@ -75,14 +78,29 @@ export function target(description: string, ratio: number, comparison: '>=' | '<
   return { description, ratio, comparison, required, pass };
 }
 
-/** A row whose value is the median of `samples`, beside the median of its baseline's. */
+/**
+ * A row whose value is the median of `samples`, beside the median of its baseline's. Both
+ * lists are kept, round by round in the order given, so the report can show the ratio of
+ * each round (`samples[i] / baseline.samples[i]`) as well as the ratio of the medians.
+ */
 export function row(metric: string, unit: string, samples: number[], baseline?: { label: string; samples: number[] }): ResultRow {
   const value = median(samples);
-  const out: ResultRow = { metric, value, unit, samples };
+  const out: ResultRow = { metric, value, unit, samples: [...samples] };
   if (baseline) {
     const base = median(baseline.samples);
-    out.baseline = { label: baseline.label, value: base };
+    out.baseline = { label: baseline.label, value: base, samples: [...baseline.samples] };
     out.ratio = value / base;
   }
   return out;
+}
+
+/**
+ * The ratio of each round, subject over baseline, when both sides kept the same number of
+ * rounds; undefined otherwise (a row built without samples, or from unpaired rounds).
+ */
+export function roundRatios(row: ResultRow): number[] | undefined {
+  const own = row.samples;
+  const base = row.baseline?.samples;
+  if (!own || !base || own.length === 0 || own.length !== base.length) return undefined;
+  return own.map((value, i) => value / base[i]!);
 }

@@ -1,10 +1,16 @@
-// The benchmark program: `npm run bench [-- --quick] [--case NAME ...] [--peer NAME ...] [--out DIR]`.
+// The benchmark program: `npm run bench [-- --quick] [--case NAME ...] [--peer NAME ...] [--out DIR]
+// [--device /dev/X ... --destroy-data]`.
 //
 // Runs the selected cases one after another (never in parallel: they would compete for
 // the same cores), prints progress on stderr, writes <case>.json files and REPORT.md into
 // bench/results/<ISO-timestamp>/ (or --out DIR) and prints the report on stdout.
 // Benchmarks are not tests: a target that falls short is marked SHORT in the report,
 // while a case that fails to run makes the exit status 1.
+//
+// --device: the bricks go on these real devices instead of loop files, and everything on
+// them is destroyed. Refused (exit 2, before any case runs and without writing to any
+// device) unless --destroy-data is given and every device is eligible under the agent's
+// own adoption rules (bench/device.ts).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -16,18 +22,24 @@ import { fuseNullCase } from './cases/fuse-null.js';
 import { replicationCase } from './cases/replication.js';
 import { resyncCase } from './cases/resync.js';
 import { storeCase } from './cases/store.js';
-import { describeMachine } from './machine.js';
+import { useBenchDevices } from './brick.js';
+import { checkBenchDevices, describeRefusals } from './device.js';
+import { describeMachine, describeStorage } from './machine.js';
 import { PEERS } from './peers/peers.js';
 import { writeReport, type CaseRecord } from './report.js';
 
 const CASES: BenchCase[] = [crc32cCase, storeCase, replicationCase, resyncCase, fuseNullCase, fuseCase];
 
-const USAGE = `usage: npm run bench -- [--quick] [--case NAME]... [--peer NAME]... [--out DIR]
-  --quick       short smoke run (fewer, shorter rounds)
-  --case NAME   run only this case (repeatable); cases: ${CASES.map((c) => c.name).join(', ')}
-  --peer NAME   also measure this other system side by side (repeatable); peers:
-${Object.entries(PEERS).map(([name, what]) => `                ${name}: ${what}`).join('\n')}
-  --out DIR     write results into DIR instead of bench/results/<timestamp>/`;
+const USAGE = `usage: npm run bench -- [--quick] [--case NAME]... [--peer NAME]... [--out DIR] [--device PATH... --destroy-data]
+  --quick         short smoke run (fewer, shorter rounds)
+  --case NAME     run only this case (repeatable); cases: ${CASES.map((c) => c.name).join(', ')}
+  --peer NAME     also measure this other system side by side (repeatable); peers:
+${Object.entries(PEERS).map(([name, what]) => `                  ${name}: ${what}`).join('\n')}
+  --out DIR       write results into DIR instead of bench/results/<timestamp>/
+  --device PATH   put the bricks on this block device instead of loop files (repeatable, one per
+                  brick a case holds at once); it must be eligible as the agent would judge it
+                  (blank, unmounted, unused, at least 300 MiB). ALL DATA ON IT IS DESTROYED.
+  --destroy-data  confirm that the --device disks may be formatted and wiped`;
 
 function progress(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
@@ -53,6 +65,8 @@ async function main(): Promise<number> {
         case: { type: 'string', multiple: true },
         peer: { type: 'string', multiple: true },
         out: { type: 'string' },
+        device: { type: 'string', multiple: true },
+        'destroy-data': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -78,10 +92,32 @@ async function main(): Promise<number> {
   const selected = values.case ? CASES.filter((c) => values.case!.includes(c.name)) : CASES;
   const quick = values.quick ?? false;
 
+  const given = values.device ?? [];
+  if (values['destroy-data'] && given.length === 0) {
+    console.error(`--destroy-data confirms --device: give the devices to use\n${USAGE}`);
+    return 2;
+  }
+  if (given.length > 0 && !values['destroy-data']) {
+    // Refused before the devices are even probed: nothing is opened without the confirmation.
+    console.error(
+      `refusing --device ${given.join(', ')}: the benchmark formats ${given.length > 1 ? 'these devices' : 'this device'} ` +
+        'and destroys all data on it; add --destroy-data to confirm',
+    );
+    return 2;
+  }
+  const check = await checkBenchDevices(given);
+  if (check.refusals.length > 0) {
+    console.error(`${describeRefusals(check.refusals)}\nno device was written to; a --device must be eligible as the agent would judge it`);
+    return 2;
+  }
+  const devices = check.devices;
+  useBenchDevices(devices);
+
   const started = new Date();
-  const machine = describeMachine();
+  const machine = { ...describeMachine(), storage: await describeStorage(devices) };
   const outDir = path.resolve(values.out ?? path.join(projectRoot(), 'bench', 'results', timestamp(started)));
   progress(`${machine.cpuModel}, ${machine.logicalCpus} CPUs, node ${machine.node}; ${quick ? 'quick' : 'full'} run`);
+  if (devices.length > 0) progress(`bricks on ${devices.join(', ')} (formatted, then wiped)`);
 
   const records: CaseRecord[] = [];
   for (const benchCase of selected) {
@@ -97,7 +133,7 @@ async function main(): Promise<number> {
       machine,
     };
     try {
-      record.result = await benchCase.run({ quick, peers, devices: [], progress: (m) => progress(`${benchCase.name}: ${m}`) });
+      record.result = await benchCase.run({ quick, peers, devices, progress: (m) => progress(`${benchCase.name}: ${m}`) });
     } catch (err) {
       record.error = err instanceof Error ? err.message : String(err);
       progress(`case ${benchCase.name}: failed: ${record.error}`);
