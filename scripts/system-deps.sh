@@ -14,8 +14,9 @@ set -u
 # build time: libblkid (device probing/wiping), a C++ compiler
 BUILD_PKGS="libblkid-dev g++ make python3 pkg-config"
 # run time: mkfs.xfs, FUSE 2 (fuse-native loads libfuse.so.2, unmounts with fusermount),
-# losetup/wipefs/blkid, iproute2 (network namespaces in tests), fio (benchmarks, baselines)
-RUN_PKGS="xfsprogs e2fsprogs fuse libfuse2 util-linux iproute2 iptables fio sqlite3 kmod gdisk"
+# losetup/wipefs/blkid, iproute2 (network namespaces in tests), fio (benchmarks, baselines),
+# a font for the text of the benchmark charts rendered as PNG
+RUN_PKGS="xfsprogs e2fsprogs fuse libfuse2 util-linux iproute2 iptables fio sqlite3 kmod gdisk fonts-dejavu-core"
 
 missing() {
   out=""
