@@ -27,7 +27,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { controlClient, type ControlClient } from '../../src/wire/control.js';
-import { dropCaches, tempBrickUnavailable, withTempBrick } from '../brick.js';
+import { agentBrickFlags, dropCaches, eraseAgentBrick, tempBrickUnavailable, withTempBrick } from '../brick.js';
 import { row, target, type BenchCase, type BenchContext, type CaseResult, type ResultRow, type Target } from '../case.js';
 import { fioVersion, type FioResult } from '../fio.js';
 import { figure, fuseJobs, PARALLEL_WRITERS, runFuseJobs, type FuseJobKey } from '../fusejobs.js';
@@ -63,6 +63,19 @@ interface Agent {
   proc: ChildProcess;
   client: ControlClient;
   stateDir: string;
+  /** The --device this agent adopts as its brick (absent: its embedded loop-file disk). */
+  device?: string;
+}
+
+/** Adopt `device` as the agent's brick through the control API and wait for the operation. */
+async function adoptBrick(client: ControlClient, device: string): Promise<void> {
+  let op = await call<{ operationId: string; state: string; errorMessage: string }>(client, 'adoptDevice', { device, fsType: 'xfs' });
+  const deadline = Date.now() + 120_000;
+  while (op.state === 'running' && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    op = await call(client, 'getOperation', { operationId: op.operationId });
+  }
+  if (op.state !== 'succeeded') throw new Error(`adopting --device ${device}: ${op.state === 'running' ? 'still running after 120 s' : op.errorMessage}`);
 }
 
 /**
@@ -81,17 +94,19 @@ async function withBrickdMount<T>(quick: boolean, body: (mountpoint: string) => 
     for (let i = 0; i < 3; i++) {
       const stateDir = path.join(base, `agent-${i}`);
       const socket = path.join(base, `agent-${i}.sock`);
+      const brick = agentBrickFlags(i, BRICK_BYTES);
       const args = [
         BRICKD, '--state-dir', stateDir, '--control-socket', socket, '--metrics-address', 'off', '--log-level', 'warn',
-        '--embedded', '--embedded-count', '1', '--embedded-size-bytes', String(BRICK_BYTES), '--unmount-on-exit',
+        ...brick.args, '--unmount-on-exit',
         '--replication-address', `127.0.0.1:${await freePort()}`, '--replication-secret-file', secretFile, '--cluster-id', 'bench',
       ];
       const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-      agents.push({ proc, client: controlClient(socket), stateDir });
+      agents.push({ proc, client: controlClient(socket), stateDir, ...(brick.adopt ? { device: brick.adopt } : {}) });
     }
     const infos: Array<{ nodeId: string; replicationAddress: string }> = [];
     for (const agent of agents) {
       await new Promise<void>((resolve, reject) => agent.client.waitForReady(Date.now() + 60_000, (err) => (err ? reject(err) : resolve())));
+      if (agent.device) await adoptBrick(agent.client, agent.device);
       infos.push(await call(agent.client, 'getNodeInfo', {}));
     }
     const sizeLimitBytes = (quick ? 1 : 4) * GiB;
@@ -112,6 +127,8 @@ async function withBrickdMount<T>(quick: boolean, body: (mountpoint: string) => 
         clearTimeout(timer);
       }),
     );
+    // The agents unmounted their bricks on exit (--unmount-on-exit): blank the devices again.
+    for (const { device } of agents) if (device) await eraseAgentBrick(device);
     await rm(base, { recursive: true, force: true });
   }
 }
