@@ -83,6 +83,7 @@ export class FuseMount {
   private fuse: BrickdFuse | undefined;
   private fuseOps: FuseOps | undefined;
   private mountPathValue: string | undefined;
+  private served: VolumeBackend | undefined;
 
   constructor(private readonly log: Logger = silentLogger) {}
 
@@ -122,17 +123,27 @@ export class FuseMount {
     });
     this.fuse = fuse;
     this.fuseOps = fuseOps;
+    this.served = served;
     this.mountPathValue = target;
     log.info({ options: mountOptions.join(','), readOnly }, 'mount volume');
   }
 
-  /** Unmount (lazily, as fusermount -uz: processes still inside see ENOTCONN). */
+  /**
+   * Unmount (lazily, as fusermount -uz: processes still inside see ENOTCONN). Then every
+   * write the mount answered is handed to the store (a write-back backend's open runs are
+   * dispatched and applied), so whoever stops the volume next (drain, checkpoint) has it.
+   */
   async unmount(): Promise<void> {
     const fuse = this.fuse;
     if (!fuse) return;
     await new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve())));
+    const served = this.served;
     this.fuse = undefined;
     this.fuseOps = undefined;
+    this.served = undefined;
+    // A run that fails now was answered to its writer already, and no fsync can come through
+    // this mount any more: all that is left is to log it.
+    await served?.flush().catch((err: unknown) => this.log.warn({ err, mountPath: this.mountPathValue }, 'a write answered through the mount failed to apply'));
     this.log.info({ mountPath: this.mountPathValue }, 'unmount volume');
     this.mountPathValue = undefined;
   }
