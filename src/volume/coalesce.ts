@@ -11,9 +11,11 @@
 // theirs, the oldest run is dispatched past that). A write that continues its file's run
 // (offset at its end, room left) is copied in and answered at once. A write elsewhere in
 // the file dispatches that run and opens a new one; a full run, `lingerMs` without a
-// following write, and a barrier dispatch it too. Dispatching calls the backend's own write-back write with the run
-// (applied, then durable in the background, under the unsynced window), without waiting:
-// up to `maxRunsInFlight` runs apply at once, past that a writer waits for the oldest.
+// following write, and a barrier dispatch it too. Dispatching calls the backend's own
+// write-back write with the run (applied, then durable in the background, under the
+// unsynced window), without waiting: up to `maxRunsInFlight` runs apply at once, past
+// that a writer waits for the oldest. A run's first write is copied at its own size; the
+// run-sized buffer comes only when a second write continues it (random writes stay cheap).
 //
 // Barriers: every other operation of the backend (reads, stats, namespace changes,
 // truncate, sync, close) first dispatches the open run and waits until every dispatched
@@ -52,7 +54,7 @@ interface OpenRun {
 export class WriteCoalescer {
   /** Open runs by file id, oldest first (Map keeps insertion order). */
   private readonly open = new Map<string, OpenRun>();
-  /** Dispatched runs, oldest first; each resolves once applied (never rejects: see `fail`). */
+  /** Dispatched runs, oldest first; each resolves once applied or failed (never rejects: a failure goes to pendingError). */
   private readonly inFlight: Array<Promise<void>> = [];
   /** Bytes of dispatched runs not yet applied, and of the open run: not yet in the store's use. */
   private unappliedBytes = 0;
