@@ -18,7 +18,7 @@
 // run-sized buffer comes only when a second write continues it (random writes stay cheap).
 //
 // Barriers: every other operation of the backend (reads, stats, namespace changes,
-// truncate, sync, close) first dispatches the open run and waits until every dispatched
+// truncate, sync, close) first dispatches the open runs and waits until every dispatched
 // run is applied, so it sees (and is ordered after) every write that was answered.
 //
 // Errors: a write is copied before write() returns, so the caller may reuse its buffer at
