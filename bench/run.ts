@@ -27,6 +27,7 @@ import { checkBenchDevices, describeRefusals } from './device.js';
 import { describeMachine, describeStorage } from './machine.js';
 import { PEERS } from './peers/peers.js';
 import { writeReport, type CaseRecord } from './report.js';
+import { tuneV8Heap } from '../src/v8-heap.js';
 
 const CASES: BenchCase[] = [crc32cCase, storeCase, replicationCase, resyncCase, fuseNullCase, fuseCase];
 
@@ -152,4 +153,6 @@ async function main(): Promise<number> {
   return records.some((r) => r.error !== undefined) ? 1 : 0;
 }
 
+// The cases run brickd's data path in this process too (a primary, a store): as the agent runs it.
+tuneV8Heap();
 process.exitCode = await main();

@@ -1,6 +1,7 @@
 // The child side of bench/child.ts: report `ready`, answer `stats`, stop on `stop` or when
 // the parent's IPC channel closes.
 import type { ChildStats } from '../child.js';
+import { tuneV8Heap } from '../../src/v8-heap.js';
 
 export interface Served {
   /** What the parent needs to use the child (port, mount point, ...). */
@@ -16,6 +17,7 @@ export function sendEvent(event: Record<string, unknown>): void {
 
 /** Run `setup`, report ready, then serve the parent's requests until told to stop. */
 export async function serveChild(setup: () => Promise<Served>): Promise<void> {
+  tuneV8Heap(); // as the agent runs (src/v8-heap.ts)
   if (!process.send) throw new Error('a bench child must be started by bench/child.ts (fork with IPC)');
   let served: Served;
   try {

@@ -7,6 +7,9 @@ import { loadConfig } from '../agent/config.js';
 import { Agent } from '../agent/agent.js';
 import { isBrickdError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { tuneV8Heap } from '../v8-heap.js';
+
+tuneV8Heap();
 
 const USAGE = `usage: brickd [--config FILE] [--state-dir DIR] [--allow GLOB]... [--fs-type xfs|ext4]
               [--embedded | --no-embedded] [--embedded-count N] [--embedded-size-bytes SIZE]
