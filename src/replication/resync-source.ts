@@ -85,6 +85,9 @@ interface Outstanding {
   size: number;
 }
 
+/** Wanted chunks read ahead of the one being sent (each at most maxDataChunk bytes). */
+const READ_AHEAD = 8;
+
 export class ResyncSource {
   readonly progress: ResyncProgress;
   /** SUMS sent, no WANT yet (the replica answers in order). */
@@ -189,6 +192,8 @@ export class ResyncSource {
   private async sendWanted(o: Outstanding, bitmap: Buffer): Promise<void> {
     const blockSize = this.store.manifest.blockSize;
     const bits = bitmap.length * 8;
+    // The wanted runs of blocks, cut into chunks of at most maxChunk bytes.
+    const chunks: Array<{ offset: number; length: number }> = [];
     for (let i = 0; i < bits; ) {
       if (!(bitmap[i >> 3]! & (1 << (i & 7)))) {
         i++;
@@ -197,22 +202,32 @@ export class ResyncSource {
       let j = i;
       while (j < bits && bitmap[j >> 3]! & (1 << (j & 7))) j++;
       this.progress.blocksWanted += j - i;
-      const start = (o.firstBlock + i) * blockSize;
       const end = Math.min((o.firstBlock + j) * blockSize, o.size);
-      for (let offset = start; offset < end; offset += this.maxChunk) {
-        this.check();
-        const length = Math.min(this.maxChunk, end - offset);
-        const data = await this.store.read({ fid: o.fid }, offset, length).catch((err: unknown) => {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // removed after s0
-          throw err;
-        });
-        if (!data || data.length === 0) return this.answered();
-        await this.throttle(data.length);
-        await this.send({ type: 'RESYNC_DATA', fid: o.fid, offset, data });
-        this.progress.dataBytesSent += data.length;
-        if (data.length < length) break; // cut short after s0: the replay finishes it
-      }
+      for (let offset = (o.firstBlock + i) * blockSize; offset < end; offset += this.maxChunk) chunks.push({ offset, length: Math.min(this.maxChunk, end - offset) });
       i = j;
+    }
+    // Up to READ_AHEAD reads in flight, sent in order: scattered changes are many small
+    // chunks, and one read round trip per chunk before its send made them crawl.
+    const reads: Array<Promise<Buffer | undefined>> = [];
+    let next = 0;
+    const startRead = (): void => {
+      const { offset, length } = chunks[next++]!;
+      const read = this.store.read({ fid: o.fid }, offset, length).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // removed after s0
+        throw err;
+      });
+      read.catch(() => undefined); // awaited below in order; an abandoned one must not go unhandled
+      reads.push(read);
+    };
+    for (const { offset, length } of chunks) {
+      while (reads.length < READ_AHEAD && next < chunks.length) startRead();
+      this.check();
+      const data = await reads.shift()!;
+      if (!data || data.length === 0) break;
+      await this.throttle(data.length);
+      await this.send({ type: 'RESYNC_DATA', fid: o.fid, offset, data });
+      this.progress.dataBytesSent += data.length;
+      if (data.length < length) break; // cut short after s0: the replay finishes it
     }
     this.answered();
   }
