@@ -14,7 +14,7 @@
 // with libblkid, so the device report is cached and refreshed in the background at most
 // once per `deviceRefreshMs`, and only when someone scrapes (see DeviceCache).
 import { statfs } from 'node:fs/promises';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
 import type { DeviceReport } from '../brick/discover.js';
 import type { BrickManager, BrickState } from '../brick/manager.js';
 import type { EventBus } from '../events.js';
@@ -48,6 +48,15 @@ const LINK_STATES = Object.keys({
   failed: true,
   closed: true,
 } satisfies Record<LinkState, true>) as LinkState[];
+
+/** A series with one sample per row: its rows at scrape time, and each row's labels and value. */
+interface RowsSpec<R, L extends string> {
+  name: string;
+  help: string;
+  labelNames: readonly L[];
+  rows: () => readonly R[];
+  sample: (row: R) => [LabelValues<L>, number];
+}
 
 const DATA_OPS: ReadonlySet<Mutation['op']> = new Set(['write', 'writeDirect', 'truncate']);
 
@@ -122,6 +131,22 @@ export class AgentMetrics {
   constructor(options: AgentMetricsOptions) {
     const registers = [this.registry];
     const { bricks, volumes } = options;
+    // Most series are one sample per row of something the agent holds (a volume, a peer, a
+    // device): read the rows, then reset and fill the metric in one synchronous step. A
+    // counter re-adds the owner's running count (see the store counters below).
+    const fill = <R, L extends string>(metric: { reset(): void }, put: (labels: LabelValues<L>, value: number) => void, spec: RowsSpec<R, L>): void => {
+      const rows = spec.rows();
+      metric.reset();
+      for (const row of rows) put(...spec.sample(row));
+    };
+    const rowsGauge = <R, L extends string>(spec: RowsSpec<R, L>): void => {
+      const { name, help, labelNames } = spec;
+      new Gauge<L>({ name, help, labelNames, registers, collect() { fill(this, (labels, value) => this.set(labels, value), spec); } });
+    };
+    const rowsCounter = <R, L extends string>(spec: RowsSpec<R, L>): void => {
+      const { name, help, labelNames } = spec;
+      new Counter<L>({ name, help, labelNames, registers, collect() { fill(this, (labels, value) => this.inc(labels, value), spec); } });
+    };
     this.devices = new DeviceCache(bricks, options.deviceRefreshMs ?? 60_000, options.log);
     const devices = this.devices;
 
@@ -175,130 +200,87 @@ export class AgentMetrics {
       },
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_device_eligible',
       help: 'Per allowlisted device: 1 if it can be adopted as a brick now, else 0 with the first reason (IS_BRICK, HAS_SIGNATURE, IN_USE, ...); refreshed at most once a minute',
       labelNames: ['device', 'reason'],
-      registers,
-      collect() {
-        const list = devices.current();
-        this.reset();
-        for (const d of list) this.set({ device: d.path, reason: d.reasons[0]?.code ?? 'none' }, d.eligible ? 1 : 0);
-      },
+      rows: () => devices.current(),
+      sample: (d) => [{ device: d.path, reason: d.reasons[0]?.code ?? 'none' }, d.eligible ? 1 : 0],
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_device_size_bytes',
       help: 'Size of each allowlisted block device (refreshed with brickd_device_eligible)',
       labelNames: ['device'],
-      registers,
-      collect() {
-        const list = devices.current();
-        this.reset();
-        for (const d of list) this.set({ device: d.path }, d.sizeBytes);
-      },
+      rows: () => devices.current(),
+      sample: (d) => [{ device: d.path }, d.sizeBytes],
     });
 
     // ── volume replicas ─────────────────────────────────────────────────────────────
-    new Gauge({
+    rowsGauge({
       name: 'brickd_volume_durable_seq',
       help: 'Highest mutation seq of the replica that is durable on this node',
       labelNames: ['volume'],
-      registers,
-      collect() {
-        const list = volumes()?.list() ?? [];
-        this.reset();
-        for (const v of list) this.set({ volume: v.volumeId }, Number(v.store.durableSeq));
-      },
+      rows: () => volumes()?.list() ?? [],
+      sample: (v) => [{ volume: v.volumeId }, Number(v.store.durableSeq)],
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_volume_used_bytes',
       help: 'Bytes of file data held by the replica (what the size limit counts)',
       labelNames: ['volume'],
-      registers,
-      collect() {
-        const list = volumes()?.list() ?? [];
-        this.reset();
-        for (const v of list) this.set({ volume: v.volumeId }, v.store.usedBytes);
-      },
+      rows: () => volumes()?.list() ?? [],
+      sample: (v) => [{ volume: v.volumeId }, v.store.usedBytes],
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_volume_size_limit_bytes',
       help: 'Size limit of the replica',
       labelNames: ['volume'],
-      registers,
-      collect() {
-        const list = volumes()?.list() ?? [];
-        this.reset();
-        for (const v of list) this.set({ volume: v.volumeId }, v.store.manifest.sizeLimitBytes);
-      },
+      rows: () => volumes()?.list() ?? [],
+      sample: (v) => [{ volume: v.volumeId }, v.store.manifest.sizeLimitBytes],
     });
 
     // Counters read from the store's own counts (since the replica was opened): reset and
     // re-add at each scrape; a restart of the agent is a counter reset, as Prometheus expects.
-    new Counter({
+    rowsCounter({
       name: 'brickd_checksum_errors_total',
       help: 'Blocks found not to match their checksum (on read or scrub), repaired or not, since the replica was opened',
       labelNames: ['volume'],
-      registers,
-      collect() {
-        const list = volumes()?.list() ?? [];
-        this.reset();
-        for (const v of list) this.inc({ volume: v.volumeId }, v.store.stats.checksumErrors);
-      },
+      rows: () => volumes()?.list() ?? [],
+      sample: (v) => [{ volume: v.volumeId }, v.store.stats.checksumErrors],
     });
 
-    new Counter({
+    rowsCounter({
       name: 'brickd_checksum_repaired_total',
       help: 'Bad blocks rewritten from a healthy copy since the replica was opened (errors minus repaired = blocks still bad)',
       labelNames: ['volume'],
-      registers,
-      collect() {
-        const list = volumes()?.list() ?? [];
-        this.reset();
-        for (const v of list) this.inc({ volume: v.volumeId }, v.store.stats.repaired);
-      },
+      rows: () => volumes()?.list() ?? [],
+      sample: (v) => [{ volume: v.volumeId }, v.store.stats.repaired],
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_scrub_bytes_scanned',
       help: 'Bytes verified by the current (or last) scrub pass of the replica',
       labelNames: ['volume'],
-      registers,
-      collect() {
-        const list = volumes()?.list() ?? [];
-        this.reset();
-        for (const v of list) this.set({ volume: v.volumeId }, v.scrubber.progress.bytesScanned);
-      },
+      rows: () => volumes()?.list() ?? [],
+      sample: (v) => [{ volume: v.volumeId }, v.scrubber.progress.bytesScanned],
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_scrub_bytes_total',
       help: 'Bytes in use when the current (or last) scrub pass started: coverage = scanned / total',
       labelNames: ['volume'],
-      registers,
-      collect() {
-        const list = volumes()?.list() ?? [];
-        this.reset();
-        for (const v of list) this.set({ volume: v.volumeId }, v.scrubber.progress.bytesTotal);
-      },
+      rows: () => volumes()?.list() ?? [],
+      sample: (v) => [{ volume: v.volumeId }, v.scrubber.progress.bytesTotal],
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_scrub_last_completion_timestamp_seconds',
       help: 'Unix time at which the last complete scrub pass of the replica finished; 0 if none ever has',
       labelNames: ['volume'],
-      registers,
-      collect() {
-        const list = volumes()?.list() ?? [];
-        this.reset();
-        for (const v of list) {
-          const at = v.scrubber.progress.lastCompletedAt;
-          this.set({ volume: v.volumeId }, at ? Date.parse(at) / 1000 : 0);
-        }
-      },
+      rows: () => volumes()?.list() ?? [],
+      sample: (v) => [{ volume: v.volumeId }, v.scrubber.progress.lastCompletedAt ? Date.parse(v.scrubber.progress.lastCompletedAt) / 1000 : 0],
     });
 
     this.mutationSeconds = new Histogram({
@@ -328,28 +310,20 @@ export class AgentMetrics {
       },
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_replication_peer_lag_seqs',
       help: "Per primary volume and peer: the primary's last seq minus the peer's acknowledged durable seq",
       labelNames: ['volume', 'peer'],
-      registers,
-      collect() {
-        const rows = peerRows();
-        this.reset();
-        for (const r of rows) this.set({ volume: r.volume, peer: r.nodeId }, Number(r.lagSeq));
-      },
+      rows: () => peerRows(),
+      sample: (r) => [{ volume: r.volume, peer: r.nodeId }, Number(r.lagSeq)],
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_replication_peer_lag_bytes',
       help: 'Per primary volume and peer: bytes of mutation frames the peer does not hold durably yet (of those the primary still retains)',
       labelNames: ['volume', 'peer'],
-      registers,
-      collect() {
-        const rows = peerRows();
-        this.reset();
-        for (const r of rows) this.set({ volume: r.volume, peer: r.nodeId }, r.lagBytes);
-      },
+      rows: () => peerRows(),
+      sample: (r) => [{ volume: r.volume, peer: r.nodeId }, r.lagBytes],
     });
 
     // "Is my data safe now", per volume this agent is primary of: how many replicas hold
@@ -369,17 +343,7 @@ export class AgentMetrics {
           };
         });
     const safetyGauge = (name: string, help: string, value: (r: ReturnType<typeof safetyRows>[number]) => number) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['volume'],
-        registers,
-        collect() {
-          const rows = safetyRows();
-          this.reset();
-          for (const r of rows) this.set({ volume: r.volume }, value(r));
-        },
-      });
+      rowsGauge({ name, help, labelNames: ['volume'], rows: safetyRows, sample: (r) => [{ volume: r.volume }, value(r)] });
     safetyGauge('brickd_volume_replicas', 'Per primary volume: replicas it has (this one and its peers)', (r) => r.replicas);
     safetyGauge(
       'brickd_volume_replicas_in_sync',
@@ -405,74 +369,50 @@ export class AgentMetrics {
             return { volume: v.volumeId, peer: p.nodeId, fraction, eta: fraction > 0 ? (elapsed * (1 - fraction)) / fraction : -1, dataBytesSent: p.resync!.dataBytesSent };
           }),
       );
-    new Gauge({
+    rowsGauge({
       name: 'brickd_replication_resync_progress_ratio',
       help: 'Per primary volume and peer being resynced: the share of the volume compared so far (0..1); absent when no resync runs',
       labelNames: ['volume', 'peer'],
-      registers,
-      collect() {
-        const rows = resyncRows();
-        this.reset();
-        for (const r of rows) this.set({ volume: r.volume, peer: r.peer }, r.fraction);
-      },
+      rows: () => resyncRows(),
+      sample: (r) => [{ volume: r.volume, peer: r.peer }, r.fraction],
     });
-    new Gauge({
+    rowsGauge({
       name: 'brickd_replication_resync_eta_seconds',
       help: 'Per primary volume and peer being resynced: seconds left at the pace so far (-1 before anything was compared)',
       labelNames: ['volume', 'peer'],
-      registers,
-      collect() {
-        const rows = resyncRows();
-        this.reset();
-        for (const r of rows) this.set({ volume: r.volume, peer: r.peer }, r.eta);
-      },
+      rows: () => resyncRows(),
+      sample: (r) => [{ volume: r.volume, peer: r.peer }, r.eta],
     });
-    new Gauge({
+    rowsGauge({
       name: 'brickd_replication_resync_data_bytes',
       help: 'Per primary volume and peer being resynced: file bytes sent because they differed',
       labelNames: ['volume', 'peer'],
-      registers,
-      collect() {
-        const rows = resyncRows();
-        this.reset();
-        for (const r of rows) this.set({ volume: r.volume, peer: r.peer }, r.dataBytesSent);
-      },
+      rows: () => resyncRows(),
+      sample: (r) => [{ volume: r.volume, peer: r.peer }, r.dataBytesSent],
     });
 
-    new Counter({
+    rowsCounter({
       name: 'brickd_replication_sent_bytes_total',
       help: 'Per primary volume and peer: bytes of mutation frames sent since the volume became primary here',
       labelNames: ['volume', 'peer'],
-      registers,
-      collect() {
-        const rows = peerRows();
-        this.reset();
-        for (const r of rows) this.inc({ volume: r.volume, peer: r.nodeId }, r.bytesSent);
-      },
+      rows: () => peerRows(),
+      sample: (r) => [{ volume: r.volume, peer: r.nodeId }, r.bytesSent],
     });
 
-    new Counter({
+    rowsCounter({
       name: 'brickd_replication_quorum_lost_total',
       help: 'Per primary volume: writes that did not reach their write quorum in time and were not acknowledged',
       labelNames: ['volume'],
-      registers,
-      collect() {
-        const list = (volumes()?.list() ?? []).filter((v) => v.primary);
-        this.reset();
-        for (const v of list) this.inc({ volume: v.volumeId }, v.primary!.quorumLost);
-      },
+      rows: () => (volumes()?.list() ?? []).filter((v) => v.primary),
+      sample: (v) => [{ volume: v.volumeId }, v.primary!.quorumLost],
     });
 
-    new Counter({
+    rowsCounter({
       name: 'brickd_replication_refused_total',
       help: 'Replication connections and frames this agent refused, by the error code it answered (UNAUTHENTICATED, BAD_FRAME, GENERATION_STALE, ...)',
       labelNames: ['code'],
-      registers,
-      collect() {
-        const refused = options.replicaServer?.()?.stats.refused ?? {};
-        this.reset();
-        for (const [code, n] of Object.entries(refused)) this.inc({ code }, n ?? 0);
-      },
+      rows: () => Object.entries(options.replicaServer?.()?.stats.refused ?? {}),
+      sample: ([code, n]) => [{ code }, n ?? 0],
     });
 
     new Gauge({
@@ -484,16 +424,12 @@ export class AgentMetrics {
       },
     });
 
-    new Gauge({
+    rowsGauge({
       name: 'brickd_volume_mounted',
       help: 'Constant 1 per volume served through FUSE here, labelled with its path and mode',
       labelNames: ['volume', 'path', 'mode'],
-      registers,
-      collect() {
-        const list = options.mounts?.() ?? [];
-        this.reset();
-        for (const m of list) this.set({ volume: m.volumeId, path: m.mountPath, mode: m.readOnly ? 'ro' : 'rw' }, 1);
-      },
+      rows: () => options.mounts?.() ?? [],
+      sample: (m) => [{ volume: m.volumeId, path: m.mountPath, mode: m.readOnly ? 'ro' : 'rw' }, 1],
     });
   }
 
