@@ -63,42 +63,54 @@ async function removeStale(): Promise<void> {
   }
 }
 
-/** `count` nodes on one bridge for the body's lifetime; every namespace is deleted afterwards. */
-export async function withNetns<T>(count: number, body: (nodes: NetnsNode[]) => Promise<T>): Promise<T> {
-  if (count < 1 || count > 250) throw new RangeError(`withNetns: 1 to 250 nodes, got ${count}`);
-  await removeStale();
-  const tag = `${NETNS_PREFIX}-${process.pid}`;
-  const hub = `${tag}-hub`;
-  const created: string[] = [];
+/**
+ * The hub namespace (named `hub`, holding bridge br0) and one namespace per name in
+ * `nodeNames`: node i gets eth0 with `${subnet}.${i + 1}/24`, its veth peer h<i> on the
+ * bridge, and lo up. Each namespace is appended to `created` as soon as it exists, so after
+ * a failure halfway the caller deletes exactly what was made (in reverse: nodes, then the
+ * hub). Nothing is added to the host's own namespace. The one builder behind the bench's
+ * namespaces, the tests' partition cluster (test/helpers/netns.ts) and the demo's network
+ * (scripts/demo-netns.mjs); each names its own namespaces and subnet.
+ */
+export async function buildBridgedNamespaces(hub: string, nodeNames: readonly string[], subnet: string, created: string[]): Promise<NetnsNode[]> {
   const ip = (...args: string[]) => run('ip', args);
   const addNs = async (ns: string) => {
     await ip('netns', 'add', ns);
     created.push(ns);
     await ip('-n', ns, 'link', 'set', 'lo', 'up');
   };
+  await addNs(hub);
+  await ip('-n', hub, 'link', 'add', 'br0', 'type', 'bridge');
+  await ip('-n', hub, 'link', 'set', 'br0', 'up');
+  const nodes: NetnsNode[] = [];
+  for (const [i, ns] of nodeNames.entries()) {
+    await addNs(ns);
+    await ip('link', 'add', 'name', `h${i}`, 'netns', hub, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    await ip('-n', hub, 'link', 'set', `h${i}`, 'master', 'br0');
+    await ip('-n', hub, 'link', 'set', `h${i}`, 'up');
+    const address = `${subnet}.${i + 1}`;
+    await ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
+    await ip('-n', ns, 'link', 'set', 'eth0', 'up');
+    nodes.push({ ns, address, command: ['nsenter', `--net=/run/netns/${ns}`] });
+  }
+  return nodes;
+}
+
+/** `count` nodes on one bridge for the body's lifetime; every namespace is deleted afterwards. */
+export async function withNetns<T>(count: number, body: (nodes: NetnsNode[]) => Promise<T>): Promise<T> {
+  if (count < 1 || count > 250) throw new RangeError(`withNetns: 1 to 250 nodes, got ${count}`);
+  await removeStale();
+  const tag = `${NETNS_PREFIX}-${process.pid}`;
+  const created: string[] = [];
   let bodyFailed = true;
   try {
-    await addNs(hub);
-    await ip('-n', hub, 'link', 'add', 'br0', 'type', 'bridge');
-    await ip('-n', hub, 'link', 'set', 'br0', 'up');
-    const nodes: NetnsNode[] = [];
-    for (let i = 0; i < count; i++) {
-      const ns = `${tag}-n${i}`;
-      await addNs(ns);
-      await ip('link', 'add', 'name', `h${i}`, 'netns', hub, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-      await ip('-n', hub, 'link', 'set', `h${i}`, 'master', 'br0');
-      await ip('-n', hub, 'link', 'set', `h${i}`, 'up');
-      const address = `${NETNS_SUBNET}.${i + 1}`;
-      await ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
-      await ip('-n', ns, 'link', 'set', 'eth0', 'up');
-      nodes.push({ ns, address, command: ['nsenter', `--net=/run/netns/${ns}`] });
-    }
+    const nodes = await buildBridgedNamespaces(`${tag}-hub`, Array.from({ length: count }, (_, i) => `${tag}-n${i}`), NETNS_SUBNET, created);
     const result = await body(nodes);
     bodyFailed = false;
     return result;
   } finally {
     const failures: string[] = [];
-    for (const ns of created.reverse()) await ip('netns', 'del', ns).catch((err: Error) => failures.push(`${ns}: ${err.message}`));
+    for (const ns of created.reverse()) await run('ip', ['netns', 'del', ns]).catch((err: Error) => failures.push(`${ns}: ${err.message}`));
     if (failures.length > 0) {
       const message = `network namespace teardown failed: ${failures.join('; ')}`;
       if (bodyFailed) process.stderr.write(`[bench] ${message}\n`);

@@ -1,6 +1,6 @@
 // The demo's network: one network namespace per node, each with one address on
 // 10.213.8.0/24, joined by a bridge inside a hub namespace, as the partition tests do it
-// (test/helpers/netns.ts). Nothing is added to the host's own network: the host only gains
+// (test/helpers/netns.ts), with the same builder (bench/netns.ts). Nothing is added to the host's own network: the host only gains
 // the named namespaces (all named `brickd-demo-*`), and removing them removes the veth
 // pairs with them.
 //
@@ -15,6 +15,7 @@
 // Ownership: the caller passes `created`, an array this module appends each namespace to as
 // soon as it exists, so that a failure halfway still lets the caller remove exactly those.
 import { run } from '../dist/src/exec.js';
+import { buildBridgedNamespaces } from '../dist/bench/netns.js';
 
 export const NETNS_PREFIX = 'brickd-demo-';
 export const SUBNET = '10.213.8';
@@ -38,28 +39,12 @@ export async function createNetwork(nodeNames, created) {
   if (existing.length > 0) {
     throw new Error(`network namespaces ${existing.join(', ')} exist: another demo is running (or remove them: ip netns del NAME)`);
   }
-  const ip = (...args) => run('ip', args);
-  const hub = `${NETNS_PREFIX}hub`;
-  await ip('netns', 'add', hub);
-  created.push(hub);
-  await ip('-n', hub, 'link', 'set', 'lo', 'up');
-  await ip('-n', hub, 'link', 'add', 'br0', 'type', 'bridge');
-  await ip('-n', hub, 'link', 'set', 'br0', 'up');
-  const nodes = [];
-  for (const [i, name] of nodeNames.entries()) {
-    const ns = `${NETNS_PREFIX}${name}`;
-    await ip('netns', 'add', ns);
-    created.push(ns);
-    await ip('link', 'add', 'name', `h${i}`, 'netns', hub, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-    await ip('-n', hub, 'link', 'set', `h${i}`, 'master', 'br0');
-    await ip('-n', hub, 'link', 'set', `h${i}`, 'up');
-    const address = `${SUBNET}.${i + 1}`;
-    await ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
-    await ip('-n', ns, 'link', 'set', 'eth0', 'up');
-    await ip('-n', ns, 'link', 'set', 'lo', 'up');
-    nodes.push({ ns, address, command: ['nsenter', `--net=/run/netns/${ns}`] });
-  }
-  return nodes;
+  return buildBridgedNamespaces(
+    `${NETNS_PREFIX}hub`,
+    nodeNames.map((name) => `${NETNS_PREFIX}${name}`),
+    SUBNET,
+    created,
+  );
 }
 
 /** Remove the namespaces in `created` (nodes first, the hub last); resolve with the errors, if any. */

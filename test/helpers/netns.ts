@@ -11,19 +11,17 @@
 //   node2 (eth0 10.213.7.3) ─veth─ h2 ┘
 //
 // partition(i) takes node i's port on the bridge down: its TCP connections stall as with a
-// pulled cable (no RST); heal(i) brings it back.
+// pulled cable (no RST); heal(i) brings it back. The namespaces are built by the bench's
+// buildBridgedNamespaces (bench/netns.ts), with this file's names and subnet.
 import { randomBytes } from 'node:crypto';
 import type { Test } from 'tap';
 import { run } from '../../src/exec.js';
+import { buildBridgedNamespaces, netnsUnavailable, type NetnsNode } from '../../bench/netns.js';
 
 export const SUBNET = '10.213.7';
 
-export interface NetNode {
-  ns: string;
-  address: string;
-  /** Command prefix that runs a program in this node's network namespace. */
-  command: string[];
-}
+/** A node: its namespace, its address, and the command prefix that runs a program in it. */
+export type NetNode = NetnsNode;
 
 export interface NetCluster {
   nodes: NetNode[];
@@ -33,14 +31,7 @@ export interface NetCluster {
 
 /** Why netns tests skip: they need root and the ip and nsenter tools. */
 export async function needsNetns(): Promise<string | false> {
-  if (process.getuid?.() !== 0) return 'needs root to create network namespaces';
-  try {
-    await run('ip', ['-V']);
-    await run('nsenter', ['--version']);
-    return false;
-  } catch {
-    return 'needs iproute2 (ip) and util-linux (nsenter)';
-  }
+  return (await netnsUnavailable()) ?? false;
 }
 
 export async function netnsCluster(t: Test, count: number): Promise<NetCluster> {
@@ -51,25 +42,7 @@ export async function netnsCluster(t: Test, count: number): Promise<NetCluster> 
     for (const ns of created.reverse()) await run('ip', ['netns', 'del', ns]).catch(() => {});
   });
   const ip = (...args: string[]) => run('ip', args);
-  await ip('netns', 'add', hub);
-  created.push(hub);
-  await ip('-n', hub, 'link', 'set', 'lo', 'up');
-  await ip('-n', hub, 'link', 'add', 'br0', 'type', 'bridge');
-  await ip('-n', hub, 'link', 'set', 'br0', 'up');
-  const nodes: NetNode[] = [];
-  for (let i = 0; i < count; i++) {
-    const ns = `${tag}-n${i}`;
-    await ip('netns', 'add', ns);
-    created.push(ns);
-    await ip('link', 'add', 'name', `h${i}`, 'netns', hub, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-    await ip('-n', hub, 'link', 'set', `h${i}`, 'master', 'br0');
-    await ip('-n', hub, 'link', 'set', `h${i}`, 'up');
-    const address = `${SUBNET}.${i + 1}`;
-    await ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
-    await ip('-n', ns, 'link', 'set', 'eth0', 'up');
-    await ip('-n', ns, 'link', 'set', 'lo', 'up');
-    nodes.push({ ns, address, command: ['nsenter', `--net=/run/netns/${ns}`] });
-  }
+  const nodes: NetNode[] = await buildBridgedNamespaces(hub, Array.from({ length: count }, (_, i) => `${tag}-n${i}`), SUBNET, created);
   return {
     nodes,
     partition: async (i) => {
