@@ -115,6 +115,11 @@ export class WriteCoalescer {
     return this.pace();
   }
 
+  /** Nothing open, nothing applying, no failure to report: a barrier would have nothing to do. */
+  get idle(): boolean {
+    return this.open.size === 0 && this.inFlight.length === 0 && this.pendingError === undefined;
+  }
+
   /**
    * Dispatch the open run and wait until every run is applied; throws a run failure
    * nobody has heard of yet. Every non-write operation of the backend calls this first.

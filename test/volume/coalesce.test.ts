@@ -34,9 +34,11 @@ const bytes = (n: number, fill: number) => Buffer.alloc(n, fill);
 
 t.test('sequential writes become one run per runBytes, in order, with their bytes', async (t) => {
   const { c, calls } = harness();
+  t.equal(c.idle, true, 'idle before any write');
   for (let i = 0; i < 8; i++) await c.add({ fid: 'f1' }, i * 16, bytes(16, i));
   t.equal(calls.length, 2, 'two full runs of 64 bytes were dispatched without waiting for the linger');
   await c.barrier();
+  t.equal(c.idle, true, 'idle once every run is applied');
   t.same(calls.map((x) => [x.offset, x.data.length]), [[0, 64], [64, 64]]);
   t.same([...calls[0]!.data.subarray(0, 32)], [...bytes(16, 0), ...bytes(16, 1)]);
   t.same([...calls[1]!.data.subarray(48)], [...bytes(16, 7)]);
@@ -45,6 +47,7 @@ t.test('sequential writes become one run per runBytes, in order, with their byte
 t.test('a gap starts a new run; the linger dispatches lone runs', async (t) => {
   const { c, calls } = harness();
   await c.add({ fid: 'f1' }, 0, bytes(8, 1));
+  t.equal(c.idle, false, 'not idle with a run open');
   await c.add({ fid: 'f1' }, 100, bytes(8, 2)); // a gap
   await c.add({ fid: 'f2' }, 108, bytes(8, 3)); // another file: a run of its own
   t.same(calls.map((x) => [(x.file as { fid: string }).fid, x.offset]), [['f1', 0]], 'the gap dispatched the run before it');
