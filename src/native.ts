@@ -124,6 +124,12 @@ export interface NativeAddon {
    */
   writeBlocks(dataFd: number, sumsFd: number, data: Uint8Array, offset: number, blockSize: number, expectedCrc?: number, directFd?: number): Promise<void>;
   /**
+   * Several writeBlocks (no expectedCrc, no directFd) in one pool job, in order. Resolves
+   * with one slot per entry: null when it was written, else its system error (the other
+   * entries still run). A malformed entry throws before anything is written.
+   */
+  writeBlocksBatch(entries: ReadonlyArray<readonly [dataFd: number, sumsFd: number, data: Uint8Array, offset: number, blockSize: number]>): Promise<Array<Error | null>>;
+  /**
    * Read into `buffer` from `offset` (short at EOF), verifying every block it covers
    * against the sums file. Resolves { bytes, badBlock }: badBlock is -1 when all verified,
    * else the index of the first block whose CRC did not match (buffer content is then

@@ -193,6 +193,40 @@ class WriteBlocksWorker : public PromiseWorker {
   int directFd_;
 };
 
+// Several independent WriteBlocks in one pool job (see writeBlocksBatch in src/native.ts):
+// one queue/wake/callback for a group of small writes instead of one each. Entries run in
+// order; each one's failure is its own (the others still run) and is reported in its slot.
+class WriteBlocksBatchWorker : public PromiseWorker {
+ public:
+  struct Entry {
+    int dataFd, sumsFd;
+    const uint8_t* data;
+    size_t len;
+    uint64_t offset;
+    uint32_t blockSize;
+    SysError error;
+  };
+  WriteBlocksBatchWorker(Napi::Env env, Napi::Array keep, std::vector<Entry> entries)
+      : PromiseWorker(env, "brickd.writeBlocksBatch"), entries_(std::move(entries)) {
+    Retain(keep);
+  }
+  void Execute() override {
+    for (Entry& e : entries_) {
+      if (auto err = brickio::WriteBlocks(e.dataFd, e.sumsFd, e.data, e.len, e.offset, e.blockSize, std::nullopt, -1)) e.error = ToSysError(err);
+    }
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array out = Napi::Array::New(env, entries_.size());
+    for (uint32_t i = 0; i < entries_.size(); i++) {
+      out.Set(i, entries_[i].error ? MakeSystemError(env, entries_[i].error).Value() : env.Null());
+    }
+    return out;
+  }
+
+ private:
+  std::vector<Entry> entries_;
+};
+
 class ReadBlocksWorker : public PromiseWorker {
  public:
   ReadBlocksWorker(Napi::Env env, int dataFd, int sumsFd, Napi::Uint8Array buffer, uint64_t offset, uint32_t blockSize)
@@ -357,6 +391,29 @@ Napi::Value WriteBlocks(const Napi::CallbackInfo& info) {
   return (new WriteBlocksWorker(info.Env(), dataFd, sumsFd, data, offset, blockSize, expectedCrc, directFd))->Queue();
 }
 
+Napi::Value WriteBlocksBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) ThrowArgType(info[0], "entries", "an instance of Array");
+  Napi::Array entries = info[0].As<Napi::Array>();
+  // Our own array of the data buffers, retained by the worker (see Ownership at the top).
+  Napi::Array keep = Napi::Array::New(env, entries.Length());
+  std::vector<WriteBlocksBatchWorker::Entry> parsed;
+  parsed.reserve(entries.Length());
+  for (uint32_t i = 0; i < entries.Length(); i++) {
+    const std::string name = "entries[" + std::to_string(i) + "]";
+    Napi::Value value = entries.Get(i);
+    if (!value.IsArray() || value.As<Napi::Array>().Length() != 5) ThrowArgType(value, name, "an array [dataFd, sumsFd, data, offset, blockSize]");
+    Napi::Array entry = value.As<Napi::Array>();
+    Napi::Uint8Array data = ArgBytes(entry.Get(2u), name + "[2]");
+    keep.Set(i, data);
+    const int dataFd = ArgFd(entry.Get(0u), (name + "[0]").c_str());
+    const int sumsFd = ArgFd(entry.Get(1u), (name + "[1]").c_str());
+    const uint64_t offset = ArgUint(entry.Get(3u), (name + "[3]").c_str());
+    parsed.push_back({dataFd, sumsFd, data.Data(), data.ByteLength(), offset, ArgBlockSize(entry.Get(4u)), {}});
+  }
+  return (new WriteBlocksBatchWorker(env, keep, std::move(parsed)))->Queue();
+}
+
 Napi::Value ReadBlocks(const Napi::CallbackInfo& info) {
   int dataFd = ArgFd(info[0], "dataFd");
   int sumsFd = ArgFd(info[1], "sumsFd");
@@ -433,6 +490,7 @@ void InitBrickio(Napi::Env env, Napi::Object exports) {
   exports.Set("fdatasync", Napi::Function::New(env, Fdatasync, "fdatasync"));
   exports.Set("fsync", Napi::Function::New(env, Fsync, "fsync"));
   exports.Set("writeBlocks", Napi::Function::New(env, WriteBlocks, "writeBlocks"));
+  exports.Set("writeBlocksBatch", Napi::Function::New(env, WriteBlocksBatch, "writeBlocksBatch"));
   exports.Set("readBlocks", Napi::Function::New(env, ReadBlocks, "readBlocks"));
   exports.Set("truncateBlocks", Napi::Function::New(env, TruncateBlocks, "truncateBlocks"));
   exports.Set("verifyBlocks", Napi::Function::New(env, VerifyBlocks, "verifyBlocks"));

@@ -21,12 +21,14 @@ import { isSystemError } from '../errors.js';
 import { native } from '../native.js';
 import type { FileTable } from './files.js';
 import type { Mutation } from './mutations.js';
-import type { KeyedRwLock } from './rwlock.js';
+import type { KeyedRwLock, LockRange } from './rwlock.js';
 
 export interface ApplyContext {
   files: FileTable;
   locks: KeyedRwLock;
   blockSize: number;
+  /** native.writeBlocks for a logged write, grouped with concurrent ones (block-writes.ts). */
+  writeBlocks(dataFd: number, sumsFd: number, data: Uint8Array, offset: number, blockSize: number): Promise<void>;
   /** Note that a fid's data/sums or a directory needs syncing at the next checkpoint. */
   dirtyFid(fid: string): void;
   dirtyDir(absDir: string): void;
@@ -93,7 +95,11 @@ export async function removeFid(ctx: ApplyContext, fid: string): Promise<void> {
   ctx.dirtyDir(path.dirname(ctx.files.fidPath(fid)));
 }
 
-export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: boolean): Promise<void> {
+/**
+ * Apply `m` to the tree. `range`: for a data mutation, the part of its file to lock (the
+ * store's choice, see ReplicaStore.applyRange); the whole file when absent (replay).
+ */
+export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: boolean, range?: LockRange): Promise<void> {
   const { files } = ctx;
   switch (m.op) {
     case 'create': {
@@ -148,7 +154,7 @@ export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: bool
         files.use(m.fid, async (file) => {
           const before = file.size;
           if (m.op === 'write') {
-            await native.writeBlocks(file.data.fd, file.sums.fd, m.data, m.offset, ctx.blockSize);
+            await ctx.writeBlocks(file.data.fd, file.sums.fd, m.data, m.offset, ctx.blockSize);
             file.size = Math.max(file.size, m.offset + m.data.length);
           } else if (m.op === 'truncate') {
             await native.truncateBlocks(file.data.fd, file.sums.fd, m.size, ctx.blockSize);
@@ -163,6 +169,7 @@ export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: bool
           ctx.usage(file.size - before, m);
           ctx.dirtyFid(m.fid);
         }),
+        range,
       );
       return;
     }

@@ -29,6 +29,8 @@ export interface OpenFile {
   size: number;
   /** The data file opened O_DIRECT, for large aligned writes (opened on first use). */
   direct?: FileHandle;
+  /** Set with the first directHandle() call; `direct` once it has opened. */
+  directOpening?: Promise<FileHandle>;
 }
 
 export class FileTable {
@@ -146,8 +148,10 @@ export class FileTable {
 
   /** The O_DIRECT descriptor of an open file (call inside use()). */
   async directHandle(file: OpenFile): Promise<FileHandle> {
-    file.direct ??= await open(this.fidPath(file.fid), constants.O_RDWR | constants.O_DIRECT);
-    return file.direct;
+    // The opening promise is kept, not just its result: writes to different blocks of a file
+    // apply concurrently, and two of them must not each open (and one leak) a descriptor.
+    file.directOpening ??= open(this.fidPath(file.fid), constants.O_RDWR | constants.O_DIRECT).then((handle) => (file.direct = handle));
+    return file.directOpening;
   }
 
   /** Close `fid`'s handles if open and unpinned (before its files are removed). */

@@ -1,60 +1,101 @@
-// Per-key reader/writer locks: many readers or one writer per key (a file id), FIFO fair.
-// Used so a read never sees a block whose data and checksum are mid-update.
+// Per-key reader/writer locks over ranges of a file (a key is a file id), FIFO fair among
+// requests that conflict. Used so a read never sees a block whose data and checksum are
+// mid-update, and so the applies of one file's writes keep their seq order where they touch
+// the same blocks while writes to different blocks of the file run side by side.
+//
+// A request is a read or a write over a range [first, end) of units the caller chooses
+// (the store uses 4 KiB-aligned runs of checksum blocks), or over the whole key when no
+// range is given. Two requests conflict when either writes and their ranges overlap.
+// A request is granted once it conflicts with no holder and with no request queued before
+// it: so conflicting requests are granted in the order they were made (the store queues a
+// file's applies in seq order), and a request may pass earlier ones it does not conflict
+// with. A whole-key write conflicts with everything, so it waits for every earlier holder
+// and holds everything after it back.
+export interface LockRange {
+  first: number;
+  /** Exclusive. */
+  end: number;
+}
+
+interface Request {
+  write: boolean;
+  range: LockRange | undefined;
+  grant?: () => void;
+}
+
 interface Entry {
-  readers: number;
-  writer: boolean;
-  queue: Array<{ write: boolean; grant: () => void }>;
+  holders: Request[];
+  queue: Request[];
+}
+
+function overlaps(a: LockRange | undefined, b: LockRange | undefined): boolean {
+  return !a || !b || (a.first < b.end && b.first < a.end);
+}
+
+function conflicts(a: Request, b: Request): boolean {
+  return (a.write || b.write) && overlaps(a.range, b.range);
 }
 
 export class KeyedRwLock {
   private readonly entries = new Map<string, Entry>();
 
-  async withRead<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    await this.acquire(key, false);
+  /** Run `fn` holding a read of `range` of `key` (the whole key if none). */
+  withRead<T>(key: string, fn: () => Promise<T>, range?: LockRange): Promise<T> {
+    return this.with(key, { write: false, range }, fn);
+  }
+
+  /** Run `fn` holding a write of `range` of `key` (the whole key if none). */
+  withWrite<T>(key: string, fn: () => Promise<T>, range?: LockRange): Promise<T> {
+    return this.with(key, { write: true, range }, fn);
+  }
+
+  private async with<T>(key: string, request: Request, fn: () => Promise<T>): Promise<T> {
+    await this.acquire(key, request);
     try {
       return await fn();
     } finally {
-      this.release(key, false);
+      this.release(key, request);
     }
   }
 
-  async withWrite<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    await this.acquire(key, true);
-    try {
-      return await fn();
-    } finally {
-      this.release(key, true);
-    }
-  }
-
-  private acquire(key: string, write: boolean): Promise<void> {
+  /** Queued synchronously: requests made one after another are ordered as made. */
+  private acquire(key: string, request: Request): Promise<void> {
     let e = this.entries.get(key);
     if (!e) {
-      e = { readers: 0, writer: false, queue: [] };
+      e = { holders: [], queue: [] };
       this.entries.set(key, e);
     }
-    const free = write ? !e.writer && e.readers === 0 : !e.writer && e.queue.length === 0;
-    if (free && e.queue.length === 0) {
-      if (write) e.writer = true;
-      else e.readers++;
+    if (this.grantable(e, request, e.queue.length)) {
+      e.holders.push(request);
       return Promise.resolve();
     }
-    return new Promise((grant) => e.queue.push({ write, grant }));
+    const entry = e;
+    return new Promise((grant) => {
+      request.grant = grant;
+      entry.queue.push(request);
+    });
   }
 
-  private release(key: string, write: boolean): void {
+  /** `request` (at queue position `before`, or new) conflicts with no holder and no earlier waiter. */
+  private grantable(e: Entry, request: Request, before: number): boolean {
+    for (const h of e.holders) if (conflicts(h, request)) return false;
+    for (let i = 0; i < before; i++) if (conflicts(e.queue[i]!, request)) return false;
+    return true;
+  }
+
+  private release(key: string, request: Request): void {
     const e = this.entries.get(key)!;
-    if (write) e.writer = false;
-    else e.readers--;
-    while (e.queue.length > 0 && !e.writer) {
-      const next = e.queue[0]!;
-      if (next.write && e.readers > 0) break;
-      e.queue.shift();
-      if (next.write) e.writer = true;
-      else e.readers++;
-      next.grant();
-      if (next.write) break;
+    e.holders.splice(e.holders.indexOf(request), 1);
+    for (let i = 0; i < e.queue.length; ) {
+      const next = e.queue[i]!;
+      if (!this.grantable(e, next, i)) {
+        i++;
+        continue;
+      }
+      e.queue.splice(i, 1);
+      e.holders.push(next);
+      next.grant!();
     }
-    if (!e.writer && e.readers === 0 && e.queue.length === 0) this.entries.delete(key);
+    if (e.holders.length === 0 && e.queue.length === 0) this.entries.delete(key);
   }
 }

@@ -39,12 +39,13 @@ import { applyMutation, type ApplyContext } from './apply.js';
 import type { CrashPoint } from './crashpoints.js';
 import { FileTable } from './files.js';
 import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, type ResyncEntry } from './resync-apply.js';
+import { BlockWriteBatcher } from './block-writes.js';
+import { KeyedRwLock, type LockRange } from './rwlock.js';
 import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, writeReplicaManifest, type ReplicaManifest } from './manifest.js';
 import { decodeMutation, encodeMutation, type Mutation } from './mutations.js';
 import { validatePath, validateSymlinkTarget } from './names.js';
 import { posixError, volumeFull } from './posix.js';
 import { ContiguousSeq } from './contiguous.js';
-import { KeyedRwLock } from './rwlock.js';
 import { SyncCoalescer } from './sync.js';
 import { MAX_RECORD_PAYLOAD, WriteLog } from './wal.js';
 
@@ -65,6 +66,12 @@ export interface StoreOptions {
   checkpointIntervalMs?: number;
   /** Free space kept on the brick beyond what writes need (default 32 MiB). */
   brickReserveBytes?: number;
+  /**
+   * Most small block writes sent to the addon as one job (default 128; see
+   * block-writes.ts). 1 sends each alone, so concurrent applies run on parallel pool
+   * threads: tests use it to race them.
+   */
+  blockWriteBatch?: number;
   repair?: RepairHook;
   /**
    * Told of every mutation as soon as it has its seq, in seq order (replication ships them
@@ -130,6 +137,19 @@ function entryType(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLi
   return st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
 }
 
+/**
+ * The lock range of the bytes [offset, offset + length) of a file: the run of whole 4 KiB
+ * pages (or of checksum blocks, if larger) that covers them. Whole pages, because a direct
+ * (O_DIRECT) write and a buffered write must never share a page: the direct write
+ * invalidates the page's cached copy, and a buffered write to it at the same time could be
+ * written back over the direct data. Never empty, so a zero-length write still orders.
+ */
+function lockRange(offset: number, length: number, blockSize: number): LockRange {
+  const unit = Math.max(blockSize, 4096);
+  const first = Math.floor(offset / unit);
+  return { first, end: Math.max(first + 1, Math.ceil((offset + length) / unit)) };
+}
+
 function checkInteger(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
   if (!Number.isSafeInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${value}`);
 }
@@ -166,6 +186,7 @@ export class ReplicaStore {
   private failure: unknown;
   private closed = false;
   private readonly applyContext: ApplyContext;
+  private readonly blockWrites: BlockWriteBatcher;
   private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable'>> &
     Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable'>;
 
@@ -182,6 +203,7 @@ export class ReplicaStore {
       checkpointBytes: options.checkpointBytes ?? 128 * 2 ** 20,
       checkpointIntervalMs: options.checkpointIntervalMs ?? 10_000,
       brickReserveBytes: options.brickReserveBytes ?? 32 * 2 ** 20,
+      blockWriteBatch: options.blockWriteBatch ?? 128,
       repair: options.repair,
       onChecksumError: options.onChecksumError,
       onMutation: options.onMutation,
@@ -189,10 +211,12 @@ export class ReplicaStore {
       crashPoint: options.crashPoint,
     };
     this.files = new FileTable(dir);
+    this.blockWrites = new BlockWriteBatcher(this.opts.blockWriteBatch);
     this.applyContext = {
       files: this.files,
       locks: this.locks,
       blockSize: manifestValue.blockSize,
+      writeBlocks: (...args) => this.blockWrites.write(...args),
       dirtyFid: (fid) => this.dirtyFids.add(fid),
       dirtyDir: (d) => this.dirtyDirs.add(d),
       usage: (delta, mutation) => this.countUsage(delta, mutation),
@@ -505,8 +529,10 @@ export class ReplicaStore {
     const into = options.into;
     const buffer = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     for (let attempt = 0; ; attempt++) {
-      const result = await this.locks.withRead(fid, () =>
-        this.files.use(fid, (f) => native.readBlocks(f.data.fd, f.sums.fd, buffer, offset, this.manifestValue.blockSize)),
+      const result = await this.locks.withRead(
+        fid,
+        () => this.files.use(fid, (f) => native.readBlocks(f.data.fd, f.sums.fd, buffer, offset, this.manifestValue.blockSize)),
+        lockRange(offset, length, this.manifestValue.blockSize),
       );
       if (!result) throw posixError('ENOENT', 'read', label ?? fid);
       if (result.badBlock < 0) return buffer.subarray(0, result.bytes);
@@ -841,7 +867,9 @@ export class ReplicaStore {
       // Called synchronously here, so the file lock is queued in seq order.
       // In the applied mode a direct write goes through the page cache (its fdatasync follows
       // in the background); a caller waiting for durability gets O_DIRECT, which skips the copy.
-      const applying = mutation.op === 'writeDirect' ? this.applyDirect(mutation, directData!, wait === 'applied') : applyMutation(this.applyContext, mutation, false);
+      const range = this.applyRange(mutation);
+      const applying =
+        mutation.op === 'writeDirect' ? this.applyDirect(mutation, directData!, wait === 'applied', range) : applyMutation(this.applyContext, mutation, false, range);
       const done = this.settleApply(seq, mutation, written, applying);
       if (!isData) {
         await done;
@@ -921,7 +949,7 @@ export class ReplicaStore {
   }
 
   /** Apply a direct write: the file lock is requested synchronously (seq order), see mutate(). */
-  private async applyDirect(m: Extract<Mutation, { op: 'writeDirect' }>, data: Buffer, buffered: boolean): Promise<void> {
+  private async applyDirect(m: Extract<Mutation, { op: 'writeDirect' }>, data: Buffer, buffered: boolean, range: LockRange | undefined): Promise<void> {
     await this.locks.withWrite(m.fid, () =>
       this.files.use(m.fid, async (file) => {
         const before = file.size;
@@ -931,7 +959,21 @@ export class ReplicaStore {
         this.countUsage(file.size - before, m);
         this.dirtyFids.add(m.fid);
       }),
+      range,
     );
+  }
+
+  /**
+   * What the apply of a data mutation locks (see rwlock.ts). A write that does not grow its
+   * file (its growth, from reserveRoom, is 0) locks only the blocks it touches, so writes
+   * to different blocks of one file apply side by side and reach the addon together
+   * (block-writes.ts). Anything else locks the whole file: a write that grows the file
+   * moves its size and re-sums its old last block, a truncate cuts blocks. Called in seq
+   * order, synchronously with the lock request (see mutate), under the mutex.
+   */
+  private applyRange(m: Mutation): LockRange | undefined {
+    if ((m.op !== 'write' && m.op !== 'writeDirect') || this.growthOf.get(m) !== 0) return undefined;
+    return lockRange(m.offset, m.op === 'write' ? m.data.length : m.length, this.manifestValue.blockSize);
   }
 
   /** Re-sum the range of a direct write that failed part way; false if that fails too. */

@@ -45,6 +45,24 @@ export interface WalRecord {
   payloadCrc: number;
 }
 
+/** Records reserved one after another in one segment, written together (see queueWrite). */
+interface WriteBatch {
+  seg: Segment;
+  /** Byte range [offset, end) of the segment the batch covers. */
+  offset: number;
+  end: number;
+  firstSeq: bigint;
+  lastSeq: bigint;
+  parts: Uint8Array[];
+  /** Some record's caller will wait for durability (see appendStart's `lazy`). */
+  eager: boolean;
+  settle: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
+}
+
+/** A batch stops growing at this many buffers (well under IOV_MAX per syscall) or bytes. */
+const MAX_BATCH_PARTS = 512;
+const MAX_BATCH_BYTES = 8 * 2 ** 20;
+
 interface Segment {
   name: string;
   handle: FileHandle;
@@ -124,6 +142,8 @@ export class WriteLog {
   private failed: unknown;
   private rollover: Promise<void> = Promise.resolve();
   private rollingOver = false;
+  /** The batch still taking records (written at the next setImmediate). */
+  private batch: WriteBatch | undefined;
 
   private constructor(private readonly options: WalOptions) {}
 
@@ -264,27 +284,56 @@ export class WriteLog {
     seg.lastSeq = seq;
     const crc = payload.length === 0 ? 0 : native.crc32c(payload);
     const header = encodeHeader(type, seq, body, payload.length, crc);
-    const fd = seg.handle.fd;
-    // A record with nothing before it waiting to be written or synced is written with
+    const parts = payload.length ? [header, body, payload] : [header, body];
+    return { seq, written: this.queueWrite(seg, offset, size, seq, parts, lazy) };
+  }
+
+  /**
+   * Add a reserved record to the open write batch (one per segment: the records reserved
+   * in one turn of the event loop), opening one if needed. The batch is written by one
+   * pwritev in setImmediate, so N concurrent appends cost one pool job and one syscall,
+   * not N. Records reserved back to back are adjacent in the segment, so a batch is one
+   * contiguous range; a record that is not (a new segment) starts a new batch.
+   */
+  private queueWrite(seg: Segment, offset: number, size: number, seq: bigint, parts: Uint8Array[], lazy: boolean): Promise<void> {
+    let batch = this.batch;
+    if (!batch || batch.seg !== seg || batch.end !== offset || batch.parts.length + parts.length > MAX_BATCH_PARTS || batch.end - batch.offset + size > MAX_BATCH_BYTES) {
+      batch = { seg, offset, end: offset, firstSeq: seq, lastSeq: seq, parts: [], eager: false, settle: [] };
+      this.batch = batch;
+      const opened = batch;
+      process.nextTick(() => this.writeBatch(opened));
+    }
+    batch.parts.push(...parts);
+    batch.end += size;
+    batch.lastSeq = seq;
+    batch.eager ||= !lazy;
+    return new Promise<void>((resolve, reject) => batch.settle.push({ resolve, reject }));
+  }
+
+  /** Write one batch (see queueWrite); its records are written, in one syscall, when it resolves. */
+  private writeBatch(batch: WriteBatch): void {
+    if (this.batch === batch) this.batch = undefined;
+    // A batch with nothing before it waiting to be written or synced is written with
     // RWF_DSYNC: write and flush in one syscall, the common case of a lone synchronous
-    // writer. Records that arrive while others are in flight are flushed together by a
-    // sync round instead (group commit).
-    const dsync = !lazy && this.durableSeqValue === seq - 1n && !this.syncing;
-    const written = native.writev(fd, payload.length ? [header, body, payload] : [header, body], offset, dsync).then(
+    // writer (or of a burst of them). Batches that are written while others are in flight
+    // are flushed together by a sync round instead (group commit). A batch of write-back
+    // records only (nobody waits for them yet) leaves its flush to a later round.
+    const dsync = batch.eager && this.durableSeqValue === batch.firstSeq - 1n && !this.syncing;
+    native.writev(batch.seg.handle.fd, batch.parts, batch.offset, dsync).then(
       () => {
         this.options.crashPoint?.('wal.appended');
-        this.markWritten(seq);
-        if (dsync && this.durableSeqValue === seq - 1n) {
+        for (let seq = batch.firstSeq; seq <= batch.lastSeq; seq++) this.markWritten(seq);
+        if (dsync && this.durableSeqValue === batch.firstSeq - 1n) {
           this.options.crashPoint?.('wal.synced');
-          this.markDurable(seq);
+          this.markDurable(batch.lastSeq);
         }
+        for (const s of batch.settle) s.resolve();
       },
       (err: unknown) => {
         this.fail(err);
-        throw err;
+        for (const s of batch.settle) s.reject(err);
       },
     );
-    return { seq, written };
   }
 
   private markWritten(seq: bigint): void {

@@ -478,6 +478,11 @@ t.test('misuse: TypeError / RangeError naming the argument, before any I/O', asy
     ['verify maxBad 0', () => native.verifyBlocks(1, 2, 0, 1, 4096, 0), RangeError, /"maxBad"/],
     ['verify firstBlock', () => native.verifyBlocks(1, 2, -1, 1, 4096, 1), RangeError, /"firstBlock"/],
     ['resum count', () => native.resumBlocks(1, 2, 0, 0.5, 4096), RangeError, /"count"/],
+    ['writeBlocksBatch not array', () => native.writeBlocksBatch({} as never), TypeError, /"entries"/],
+    ['writeBlocksBatch entry shape', () => native.writeBlocksBatch([[1, 2, buf, 0, 4096], [1, 2, buf]] as never), TypeError, /"entries\[1\]"/],
+    ['writeBlocksBatch data', () => native.writeBlocksBatch([[1, 2, 'x', 0, 4096]] as never), TypeError, /"entries\[0\]\[2\]"/],
+    ['writeBlocksBatch offset', () => native.writeBlocksBatch([[1, 2, buf, -1, 4096]]), RangeError, /"entries\[0\]\[3\]"/],
+    ['writeBlocksBatch blockSize', () => native.writeBlocksBatch([[1, 2, buf, 0, 4000]]), RangeError, /"blockSize"/],
     ['xattr target', () => native.getXattr({} as unknown as string, 'user.a'), TypeError, /"target"/],
     ['xattr name', () => native.getXattr('/tmp', 5 as unknown as string), TypeError, /"name"/],
     ['xattr path with NUL', () => native.getXattr('/tmp\0x', 'user.a'), TypeError, /target/],
@@ -486,6 +491,34 @@ t.test('misuse: TypeError / RangeError naming the argument, before any I/O', asy
   for (const [name, call, type, message] of cases) {
     t.throws(call, { name: type.name, message, code: /^ERR_/ }, name);
   }
+});
+
+t.test('writeBlocksBatch: each entry written as writeBlocks would, each failure in its own slot', async (t) => {
+  const dir = await tempDir(t);
+  const pairs = await Promise.all(Array.from({ length: 6 }, (_, i) => openPair(t, dir, `b${i}`)));
+  const models = pairs.map((_, i) => pattern(64 * KiB + i * 999, 900 + i));
+  for (const [i, pair] of pairs.entries()) await native.writeBlocks(pair.data.fd, pair.sums.fd, models[i]!, 0, 4096);
+  // Two writes per file in one batch (entries run in order: the later one wins where they
+  // overlap), unaligned and extending ones among them, and one entry on a closed fd.
+  const closed = await open(path.join(dir, 'closed'), 'w+');
+  const closedFd = closed.fd;
+  await closed.close();
+  const entries: Array<[number, number, Uint8Array, number, number]> = [];
+  for (const [i, pair] of pairs.entries()) {
+    const first = pattern(5000 + i, 40 + i);
+    const second = pattern(3000, 70 + i);
+    const at = 1000 * i + 17;
+    entries.push([pair.data.fd, pair.sums.fd, first, at, 4096], [pair.data.fd, pair.sums.fd, second, at + 2000 + 40_000 * (i % 2), 4096]);
+    models[i] = modelWrite(modelWrite(models[i]!, first, at), second, at + 2000 + 40_000 * (i % 2));
+    if (i === 2) entries.push([closedFd, closedFd, first, 0, 4096]);
+  }
+  const results = await native.writeBlocksBatch(entries);
+  t.equal(results.length, entries.length, 'one slot per entry');
+  const failed = results.flatMap((r, i) => (r ? [i] : []));
+  t.same(failed, [6], 'only the entry on the closed fd failed');
+  t.match(results[6], { code: 'EBADF' });
+  for (const [i, pair] of pairs.entries()) await checkFiles(t, pair, models[i]!, 4096, `file ${i}`);
+  t.same(await native.writeBlocksBatch([]), [], 'an empty batch resolves empty');
 });
 
 t.test('many concurrent calls on different files', async (t) => {
