@@ -9,7 +9,9 @@
 // PROTOCOL_VIOLATION. A refused frame changes nothing. Accepted frames become work items
 // run one after another in arrival order (the store's own locks make each item safe; the
 // order makes a SUMS comparison see the entry placed and the DATA that answers a WANT land
-// after it):
+// after it). DATA items only start in that order: up to MAX_WRITES_IN_FLIGHT of them run
+// side by side (the store's range locks order writes to the same blocks), and END waits
+// for all of them:
 //   BEGIN  store.beginResync(s0): flag the replica, drop its log, continue from s0
 //   ENTRY  store.resyncEntry: the entry exists with the primary's fid, type, attributes, size
 //   SUMS   compare with our stored CRCs block by block, answer RESYNC_WANT (a bitmap; blocks
@@ -57,10 +59,14 @@ export interface ResyncTargetStats {
 
 const MAX_QUEUED_ITEMS = 256;
 const MAX_QUEUED_BYTES = 32 * 2 ** 20;
+/** DATA writes running at once (each holds its frame's payload until done). */
+const MAX_WRITES_IN_FLIGHT = 64;
 
 export class ResyncTarget {
   readonly stats: ResyncTargetStats = { entries: 0, sumsFrames: 0, blocksCompared: 0, blocksWanted: 0, dataBytes: 0 };
   private chain: Promise<void> = Promise.resolve();
+  /** DATA writes started and not yet done: they run side by side (see onData). */
+  private readonly writes = new Set<Promise<void>>();
   private queuedItems = 0;
   private queuedBytes = 0;
   private paused = false;
@@ -173,16 +179,27 @@ export class ResyncTarget {
     }
     const data = m.data; // kept without a copy, see onSums
     const { fid, offset } = m;
-    this.enqueue(data.length, async () => {
-      await this.store.resyncWrite(fid, offset, data);
-      this.stats.dataBytes += data.length;
-    });
+    // Started in arrival order but not awaited: the writes of a file's blocks run side by
+    // side and reach the addon in batches (the store's range locks keep any two that touch
+    // the same blocks in order). Its ENTRY, an earlier item, has sized the file; END waits
+    // for every write.
+    this.enqueue(
+      data.length,
+      async () => {
+        await this.store.resyncWrite(fid, offset, data);
+        this.stats.dataBytes += data.length;
+      },
+      true,
+    );
   }
 
   private onEnd(m: ResyncEndMessage): void {
     if (m.entries !== this.stats.entries) return this.port.refuse('PROTOCOL_VIOLATION', `RESYNC_END says ${m.entries} entries, ${this.stats.entries} came`);
     this.ended = true;
     this.enqueue(0, async () => {
+      await this.allWritten();
+      // A write that failed meanwhile has ended the resync: the replica must stay flagged.
+      if (this.cancelled) return;
       const removed = await this.store.endResync(this.listed);
       this.log.info({ s0: String(this.s0), ...this.stats, ...removed }, 'resync complete');
       this.port.send({ type: 'RESYNC_DONE', appliedSeq: this.s0 });
@@ -190,32 +207,68 @@ export class ResyncTarget {
     });
   }
 
-  private enqueue(bytes: number, work: () => Promise<unknown>): void {
+  /**
+   * Queue a work item behind the ones before it. A `background` item (a DATA write) only
+   * starts in turn: the chain goes on at once, at most MAX_WRITES_IN_FLIGHT of them run,
+   * and its bytes stay counted (for the read pause) until it is done.
+   */
+  private enqueue(bytes: number, work: () => Promise<unknown>, background = false): void {
     this.queuedItems++;
     this.queuedBytes += bytes;
     if (!this.paused && (this.queuedItems > MAX_QUEUED_ITEMS || this.queuedBytes > MAX_QUEUED_BYTES)) {
       this.paused = true;
       this.port.pause();
     }
-    const run = this.chain.then(async () => {
-      try {
-        if (!this.cancelled) await work();
-      } finally {
-        this.queuedItems--;
-        this.queuedBytes -= bytes;
-        if (this.paused && this.queuedItems <= MAX_QUEUED_ITEMS / 2 && this.queuedBytes <= MAX_QUEUED_BYTES / 2) {
-          this.paused = false;
-          this.port.resume();
-        }
+    const settled = () => {
+      this.queuedItems--;
+      this.queuedBytes -= bytes;
+      if (this.paused && this.queuedItems <= MAX_QUEUED_ITEMS / 2 && this.queuedBytes <= MAX_QUEUED_BYTES / 2) {
+        this.paused = false;
+        this.port.resume();
       }
+    };
+    const run = this.chain.then(async () => {
+      if (!background) {
+        try {
+          if (!this.cancelled) await work();
+        } finally {
+          settled();
+        }
+        return;
+      }
+      while (this.writes.size >= MAX_WRITES_IN_FLIGHT) await Promise.race(this.writes);
+      if (this.cancelled) return settled();
+      const write = (async () => {
+        try {
+          await work();
+        } finally {
+          settled();
+        }
+      })();
+      this.writes.add(write);
+      this.port.track(write.catch(() => undefined));
+      write.then(
+        () => this.writes.delete(write),
+        (err: unknown) => {
+          this.writes.delete(write);
+          this.fail(err);
+        },
+      );
     });
     // A failed item ends the resync (and the session); later items are skipped.
-    this.chain = run.catch((err: unknown) => {
-      if (this.cancelled) return;
-      this.cancelled = true;
-      const message = err instanceof BrickdError ? err.message : (err as Error).message;
-      this.port.refuse('APPLY_FAILED', `resync: ${message}`);
-    });
+    this.chain = run.catch((err: unknown) => this.fail(err));
     this.port.track(this.chain);
+  }
+
+  /** Every DATA write started so far is done (a failed one has already ended the resync). */
+  private async allWritten(): Promise<void> {
+    while (this.writes.size > 0) await Promise.allSettled([...this.writes]);
+  }
+
+  private fail(err: unknown): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    const message = err instanceof BrickdError ? err.message : (err as Error).message;
+    this.port.refuse('APPLY_FAILED', `resync: ${message}`);
   }
 }

@@ -162,6 +162,11 @@ export class FileTable {
     await closeFile(file);
   }
 
+  /** The size of `fid` if it is open now (the store keeps it current), else undefined. */
+  sizeIfOpen(fid: string): number | undefined {
+    return this.open.get(fid)?.size;
+  }
+
   isOpen(fid: string): boolean {
     return this.open.has(fid);
   }

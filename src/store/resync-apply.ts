@@ -24,6 +24,7 @@ import { isSystemError } from '../errors.js';
 import { native } from '../native.js';
 import { removeFid, type ApplyContext } from './apply.js';
 import type { FileTable } from './files.js';
+import { pageRange, type LockRange } from './rwlock.js';
 
 export interface ResyncEntry {
   /** Relative to data/, never empty (the root is not listed). */
@@ -177,18 +178,35 @@ export async function placeEntry(ctx: ApplyContext, entry: ResyncEntry): Promise
   );
 }
 
-/** Write fetched bytes of a file, with their block CRCs (no log: see the module comment). */
+/**
+ * Write fetched bytes of a file, with their block CRCs (no log: see the module comment).
+ * A resync's data lands inside entries already sized to the primary's (placeEntry), so it
+ * does not grow its file and locks only its pages: the writes of one file run side by side
+ * and go to the addon together (ctx.writeBlocks). A write that grows the file locks the
+ * whole file (growing re-sums the old last block), and so does one of a file not open now.
+ */
 export async function writeFetched(ctx: ApplyContext, fid: string, offset: number, data: Buffer): Promise<boolean> {
-  const done = await ctx.locks.withWrite(fid, () =>
-    ctx.files.use(fid, async (f) => {
-      const before = f.size;
-      await native.writeBlocks(f.data.fd, f.sums.fd, data, offset, ctx.blockSize);
-      f.size = Math.max(f.size, offset + data.length);
-      ctx.usage(f.size - before);
-      ctx.dirtyFid(fid);
-      return true;
-    }),
-  );
+  const end = offset + data.length;
+  const size = ctx.files.sizeIfOpen(fid);
+  const attempt = (range: LockRange | undefined) =>
+    ctx.locks.withWrite(
+      fid,
+      () =>
+        ctx.files.use(fid, async (f) => {
+          // A whole-file lock granted between the size check and here may have shrunk the
+          // file: then this write grows it, which a range lock does not cover. Retried whole.
+          if (range && end > f.size) return 'grows' as const;
+          const before = f.size;
+          await ctx.writeBlocks(f.data.fd, f.sums.fd, data, offset, ctx.blockSize);
+          f.size = Math.max(f.size, end);
+          ctx.usage(f.size - before);
+          ctx.dirtyFid(fid);
+          return true;
+        }),
+      range,
+    );
+  let done = await attempt(size !== undefined && end <= size ? pageRange(offset, data.length, ctx.blockSize) : undefined);
+  if (done === 'grows') done = await attempt(undefined);
   return done === true;
 }
 

@@ -17,6 +17,19 @@ export interface LockRange {
   end: number;
 }
 
+/**
+ * The lock range of the bytes [offset, offset + length) of a file: the run of whole 4 KiB
+ * pages (or of checksum blocks, if larger) that covers them. Whole pages, because a direct
+ * (O_DIRECT) write and a buffered write must never share a page: the direct write
+ * invalidates the page's cached copy, and a buffered write to it at the same time could be
+ * written back over the direct data. Never empty, so a zero-length write still orders.
+ */
+export function pageRange(offset: number, length: number, blockSize: number): LockRange {
+  const unit = Math.max(blockSize, 4096);
+  const first = Math.floor(offset / unit);
+  return { first, end: Math.max(first + 1, Math.ceil((offset + length) / unit)) };
+}
+
 interface Request {
   write: boolean;
   range: LockRange | undefined;

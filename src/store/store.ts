@@ -40,7 +40,7 @@ import type { CrashPoint } from './crashpoints.js';
 import { FileTable } from './files.js';
 import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, type ResyncEntry } from './resync-apply.js';
 import { BlockWriteBatcher } from './block-writes.js';
-import { KeyedRwLock, type LockRange } from './rwlock.js';
+import { KeyedRwLock, pageRange, type LockRange } from './rwlock.js';
 import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, writeReplicaManifest, type ReplicaManifest } from './manifest.js';
 import { decodeMutation, encodeMutation, type Mutation } from './mutations.js';
 import { validatePath, validateSymlinkTarget } from './names.js';
@@ -135,19 +135,6 @@ const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 function entryType(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }): EntryStat['type'] {
   return st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
-}
-
-/**
- * The lock range of the bytes [offset, offset + length) of a file: the run of whole 4 KiB
- * pages (or of checksum blocks, if larger) that covers them. Whole pages, because a direct
- * (O_DIRECT) write and a buffered write must never share a page: the direct write
- * invalidates the page's cached copy, and a buffered write to it at the same time could be
- * written back over the direct data. Never empty, so a zero-length write still orders.
- */
-function lockRange(offset: number, length: number, blockSize: number): LockRange {
-  const unit = Math.max(blockSize, 4096);
-  const first = Math.floor(offset / unit);
-  return { first, end: Math.max(first + 1, Math.ceil((offset + length) / unit)) };
 }
 
 function checkInteger(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
@@ -532,7 +519,7 @@ export class ReplicaStore {
       const result = await this.locks.withRead(
         fid,
         () => this.files.use(fid, (f) => native.readBlocks(f.data.fd, f.sums.fd, buffer, offset, this.manifestValue.blockSize)),
-        lockRange(offset, length, this.manifestValue.blockSize),
+        pageRange(offset, length, this.manifestValue.blockSize),
       );
       if (!result) throw posixError('ENOENT', 'read', label ?? fid);
       if (result.badBlock < 0) return buffer.subarray(0, result.bytes);
@@ -973,7 +960,7 @@ export class ReplicaStore {
    */
   private applyRange(m: Mutation): LockRange | undefined {
     if ((m.op !== 'write' && m.op !== 'writeDirect') || this.growthOf.get(m) !== 0) return undefined;
-    return lockRange(m.offset, m.op === 'write' ? m.data.length : m.length, this.manifestValue.blockSize);
+    return pageRange(m.offset, m.op === 'write' ? m.data.length : m.length, this.manifestValue.blockSize);
   }
 
   /** Re-sum the range of a direct write that failed part way; false if that fails too. */
