@@ -173,6 +173,8 @@ export class ReplicaStore {
   private failure: unknown;
   private closed = false;
   private readonly applyContext: ApplyContext;
+  /** See readStamp. */
+  private changes = 0;
   private readonly blockWrites: BlockWriteBatcher;
   private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable'>> &
     Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable'>;
@@ -204,8 +206,15 @@ export class ReplicaStore {
       locks: this.locks,
       blockSize: manifestValue.blockSize,
       writeBlocks: (...args) => this.blockWrites.write(...args),
-      dirtyFid: (fid) => this.dirtyFids.add(fid),
-      dirtyDir: (d) => this.dirtyDirs.add(d),
+      // Called once a change is made, by every apply path (resync's included): see readStamp.
+      dirtyFid: (fid) => {
+        this.changes++;
+        this.dirtyFids.add(fid);
+      },
+      dirtyDir: (d) => {
+        this.changes++;
+        this.dirtyDirs.add(d);
+      },
       usage: (delta, mutation) => this.countUsage(delta, mutation),
     };
   }
@@ -280,6 +289,15 @@ export class ReplicaStore {
 
   get volumeId(): string {
     return this.manifestValue.volumeId;
+  }
+
+  /**
+   * Changes after every change to the tree's content (a mutation settled, a resync step
+   * made). A read that started and was used with the same stamp saw content that no change
+   * since has touched: read-ahead (volume/readahead.ts) keeps data only while it holds.
+   */
+  get readStamp(): number {
+    return this.changes;
   }
 
   /** Highest seq that is durable (in the log or checkpointed). */
@@ -910,6 +928,7 @@ export class ReplicaStore {
   /** Wait for a mutation's log write and apply; on failure decide between a clean refusal and stopping. */
   private async settleApply(seq: bigint, mutation: Mutation, written: Promise<void>, applying: Promise<void>): Promise<void> {
     const [log, apply] = await Promise.allSettled([written, applying]);
+    this.changes++; // applied or not, the tree may differ now (see readStamp)
     this.releaseGrowth(mutation);
     if (log.status === 'rejected') {
       // The log stopped (it fails every later append too): nothing more is acknowledged.

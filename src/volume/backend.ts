@@ -20,6 +20,7 @@
 import { posixError } from '../store/posix.js';
 import type { EntryStat, FileRef, ReplicaStore } from '../store/store.js';
 import { DEFAULT_COALESCING, WriteCoalescer, type CoalescerOptions } from './coalesce.js';
+import { DEFAULT_READ_AHEAD, ReadAhead, type ReadAheadOptions } from './readahead.js';
 
 export type SetAttrs = { mode?: number; uid?: number; gid?: number; atimeMs?: number; mtimeMs?: number };
 
@@ -82,6 +83,8 @@ export interface StoreBackendOptions {
    * replica only; `replicated` then only paces the write-back window (the peers' lag).
    */
   acknowledgeLocally?: () => boolean;
+  /** Read-ahead for sequential readers (readahead.ts); default DEFAULT_READ_AHEAD, false for none. */
+  readAhead?: ReadAheadOptions | false;
 }
 
 /**
@@ -148,6 +151,12 @@ export function storeBackend(store: ReplicaStore, options: StoreBackendOptions =
   const after = coalescer
     ? <T>(op: () => Promise<T>): Promise<T> => (coalescer.idle ? op() : coalescer.barrier().then(op))
     : <T>(op: () => Promise<T>) => op();
+  // Behind the barrier (`after`): every write answered before a read has settled in the store
+  // when the read-ahead checks the store's readStamp.
+  const readAhead =
+    options.readAhead === false
+      ? undefined
+      : new ReadAhead({ read: (file, offset, length, into) => store.read(file, offset, length, { into }), get readStamp() { return store.readStamp; } }, options.readAhead ?? DEFAULT_READ_AHEAD);
   const backend: VolumeBackend = {
     volumeId: store.volumeId,
     readOnly: false,
@@ -163,7 +172,7 @@ export function storeBackend(store: ReplicaStore, options: StoreBackendOptions =
     rmdir: (p) => after(() => acked(store.rmdir(p))),
     rename: (from, to) => after(() => acked(store.rename(from, to))),
     setattr: (p, attrs) => after(() => acked(store.setattr(p, attrs))),
-    read: (file, offset, length, into) => after(() => store.read(file, offset, length, { into })),
+    read: (file, offset, length, into) => after(() => (readAhead ? readAhead.read(file, offset, length, into) : store.read(file, offset, length, { into }))),
     stat: (p) => after(() => store.stat(p)),
     // A listing and a link target do not depend on file data: no barrier.
     readdir: (p) => store.readdir(p),
