@@ -58,6 +58,11 @@ export interface ResyncProgress {
   /** Blocks whose CRCs were sent for comparison, and their bytes. */
   blocksCompared: number;
   bytesCompared: number;
+  /**
+   * Bytes compared, answered, and whose differing blocks have all been sent: how far the
+   * resync really is (bytesCompared runs up to 16 SUMS frames, 256 MiB, ahead of the data).
+   */
+  bytesDone: number;
   /** Blocks the replica wanted (they differed). */
   blocksWanted: number;
   /** File bytes sent as RESYNC_DATA payloads. */
@@ -83,6 +88,8 @@ interface Outstanding {
   firstBlock: number;
   /** The file's size at s0: nothing past it is sent. */
   size: number;
+  /** The file bytes the SUMS frame covered (progress.bytesDone once answered and sent). */
+  bytes: number;
 }
 
 /** Wanted chunks read ahead of the one being sent (each at most maxDataChunk bytes). */
@@ -111,7 +118,7 @@ export class ResyncSource {
     this.rate = options.rateBytesPerSec ?? 0;
     this.maxOutstanding = options.maxOutstandingSums ?? 16;
     this.maxChunk = options.maxDataChunk ?? 2 ** 20;
-    this.progress = { s0: 0n, phase: 'snapshot', entries: 0, entriesSent: 0, blocksCompared: 0, bytesCompared: 0, blocksWanted: 0, dataBytesSent: 0, bytesSent: 0, startedAt: Date.now() };
+    this.progress = { s0: 0n, phase: 'snapshot', entries: 0, entriesSent: 0, blocksCompared: 0, bytesCompared: 0, bytesDone: 0, blocksWanted: 0, dataBytesSent: 0, bytesSent: 0, startedAt: Date.now() };
   }
 
   /** The snapshot seq once taken (the link's retained queue must keep everything after it). */
@@ -142,9 +149,10 @@ export class ResyncSource {
         // Gone or shorter now: mutations after s0 removed or cut it; their replay finishes it.
         if (!sums || sums.length === 0) break;
         await this.slot(this.maxOutstanding);
-        this.awaitingWant.push({ fid: e.fid, firstBlock: first, size: e.size });
+        const bytes = Math.min(e.size - first * blockSize, (sums.length / 4) * blockSize);
+        this.awaitingWant.push({ fid: e.fid, firstBlock: first, size: e.size, bytes });
         this.progress.blocksCompared += sums.length / 4;
-        this.progress.bytesCompared += Math.min(e.size - first * blockSize, (sums.length / 4) * blockSize);
+        this.progress.bytesCompared += bytes;
         await this.send({ type: 'RESYNC_SUMS', fid: e.fid, firstBlock: first, sums });
         if (sums.length / 4 < Math.min(MAX_RESYNC_SUMS_BLOCKS, blocks - first)) break;
       }
@@ -229,6 +237,7 @@ export class ResyncSource {
       this.progress.dataBytesSent += data.length;
       if (data.length < length) break; // cut short after s0: the replay finishes it
     }
+    this.progress.bytesDone += o.bytes;
     this.answered();
   }
 

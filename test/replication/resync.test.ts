@@ -89,6 +89,8 @@ t.test('a replica down while the primary outruns a small retained queue is resyn
   t.ok(states.includes('resyncing'), `link went ${states.join(' → ')}`);
   const progress = p.links[0]!.resyncProgress!;
   t.equal(progress.phase, 'done');
+  t.ok(progress.bytesCompared > 0);
+  t.equal(progress.bytesDone, progress.bytesCompared, 'done: every compared byte answered and its differing blocks sent');
   t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 holds exactly the primary tree');
   await checkAcked(t, r1.store, acked, 'r1');
   t.equal(r1.store.resyncing, false, 'r1 no longer flagged');
