@@ -6,9 +6,10 @@
 // the event loop go to the addon together (native.writeBlocksBatch), each with its own
 // result.
 //
-// Ordering: this adds none and removes none. Callers hold their file's write lock across
-// the write, so two writes to one file never share a batch, and writes to different files
-// are independent. The caller also keeps its file open (FileTable.use) until the returned
+// Ordering: this adds none and removes none. Callers hold their file's lock (rwlock.ts)
+// across the write, so two writes that touch the same pages never share a batch; writes
+// to other pages of the file, or to other files, are independent (and a batch runs its
+// entries in order anyway). The caller also keeps its file open (FileTable.use) until the returned
 // promise settles, so every descriptor in a batch is open while the batch runs.
 import { native } from '../native.js';
 

@@ -56,7 +56,9 @@ interface WriteBatch {
   parts: Uint8Array[];
   /** Some record's caller will wait for durability (see appendStart's `lazy`). */
   eager: boolean;
-  settle: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
+  /** Every record's `written`: settles once the batch's one write has. */
+  written: Promise<void>;
+  settle: { resolve: () => void; reject: (err: unknown) => void };
 }
 
 /** A batch stops growing at this many buffers (well under IOV_MAX per syscall) or bytes. */
@@ -142,7 +144,7 @@ export class WriteLog {
   private failed: unknown;
   private rollover: Promise<void> = Promise.resolve();
   private rollingOver = false;
-  /** The batch still taking records (written at the next setImmediate). */
+  /** The batch still taking records (written at the next process.nextTick). */
   private batch: WriteBatch | undefined;
 
   private constructor(private readonly options: WalOptions) {}
@@ -291,14 +293,17 @@ export class WriteLog {
   /**
    * Add a reserved record to the open write batch (one per segment: the records reserved
    * in one turn of the event loop), opening one if needed. The batch is written by one
-   * pwritev in setImmediate, so N concurrent appends cost one pool job and one syscall,
+   * pwritev at process.nextTick (queued from a promise continuation, that runs once the
+   * microtask queue is empty), so N concurrent appends cost one pool job and one syscall,
    * not N. Records reserved back to back are adjacent in the segment, so a batch is one
    * contiguous range; a record that is not (a new segment) starts a new batch.
    */
   private queueWrite(seg: Segment, offset: number, size: number, seq: bigint, parts: Uint8Array[], lazy: boolean): Promise<void> {
     let batch = this.batch;
     if (!batch || batch.seg !== seg || batch.end !== offset || batch.parts.length + parts.length > MAX_BATCH_PARTS || batch.end - batch.offset + size > MAX_BATCH_BYTES) {
-      batch = { seg, offset, end: offset, firstSeq: seq, lastSeq: seq, parts: [], eager: false, settle: [] };
+      let settle!: WriteBatch['settle'];
+      const written = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+      batch = { seg, offset, end: offset, firstSeq: seq, lastSeq: seq, parts: [], eager: false, written, settle };
       this.batch = batch;
       const opened = batch;
       process.nextTick(() => this.writeBatch(opened));
@@ -307,7 +312,7 @@ export class WriteLog {
     batch.end += size;
     batch.lastSeq = seq;
     batch.eager ||= !lazy;
-    return new Promise<void>((resolve, reject) => batch.settle.push({ resolve, reject }));
+    return batch.written;
   }
 
   /** Write one batch (see queueWrite); its records are written, in one syscall, when it resolves. */
@@ -327,11 +332,11 @@ export class WriteLog {
           this.options.crashPoint?.('wal.synced');
           this.markDurable(batch.lastSeq);
         }
-        for (const s of batch.settle) s.resolve();
+        batch.settle.resolve();
       },
       (err: unknown) => {
         this.fail(err);
-        for (const s of batch.settle) s.reject(err);
+        batch.settle.reject(err);
       },
     );
   }
