@@ -358,6 +358,14 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     if (m.resyncing) return 'the replica is in the middle of a resync';
     if (m.durableSeq < this.ackedSeqValue) return `the replica reports durable seq ${m.durableSeq}, below the ${this.ackedSeqValue} it acknowledged: it lost or replaced its copy`;
     if (m.appliedSeq > queue.lastSeq) return `the replica is at seq ${m.appliedSeq}, ahead of the primary's ${queue.lastSeq}`;
+    // A generation names one primary, which numbers its own mutations: if another generation
+    // made the replica's last seq than made ours, the same numbers hold other mutations
+    // (store/generations.ts). Unknown on either side (histories predating this check, or
+    // trimmed): the seq-range rules below still apply.
+    const ourGeneration = this.opts.resync?.generationAt(m.appliedSeq);
+    if (m.appliedGeneration !== undefined && ourGeneration !== undefined && m.appliedGeneration !== ourGeneration) {
+      return `the replica's seq ${m.appliedSeq} was made by generation ${m.appliedGeneration}, this primary's by generation ${ourGeneration}: another primary's mutations`;
+    }
     // Seqs past where this primary's queue started that this link never sent came from
     // another primary (one that died after shipping them): same numbers, other mutations.
     const ours = queue.startSeq > this.highestSent ? queue.startSeq : this.highestSent;

@@ -6,7 +6,8 @@
 //   1. snapshot  store.resyncSnapshot() lists the tree (parents first) at a seq boundary s0,
 //                with no data mutation in flight. From here the retained queue keeps every
 //                mutation after s0 for this link (the link's retain floor is s0).
-//   2. BEGIN{s0} The replica flags itself resyncing and continues its log from s0.
+//   2. BEGIN{s0} The replica flags itself resyncing and continues its log from s0; it takes
+//                over the primary's generation history up to s0 (store/generations.ts).
 //   3. entries   ENTRY for each listed entry; for each file, SUMS frames of its stored block
 //                CRCs (read from the sums file, no data read), up to maxOutstandingSums
 //                unanswered. The replica answers each with a WANT bitmap of the blocks that
@@ -28,13 +29,16 @@
 // identical volumes at the price of one more round trip per region.
 import { BrickdError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { GenerationStart } from '../store/generations.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
 import { MAX_RESYNC_SUMS_BLOCKS, type ReplicationMessage, type ResyncWantMessage } from '../wire/replication.js';
 
 /** What a resync needs of the primary's store (ReplicaStore has it). */
 export interface ResyncSourceStore {
   readonly manifest: { readonly blockSize: number };
-  resyncSnapshot(): Promise<{ s0: bigint; entries: ResyncEntry[] }>;
+  resyncSnapshot(): Promise<{ s0: bigint; entries: ResyncEntry[]; history: GenerationStart[] }>;
+  /** The generation that made `seq` here, if known (the link compares a replica's with it). */
+  generationAt(seq: bigint): number | undefined;
   readSums(fid: string, firstBlock: number, count: number): Promise<Buffer | undefined>;
   read(file: { fid: string }, offset: number, length: number): Promise<Buffer>;
 }
@@ -131,13 +135,13 @@ export class ResyncSource {
    * and takes MUTATION s0 + 1 next). `onSnapshot` is told s0 as soon as it is known.
    */
   async run(generation: number, onSnapshot: (s0: bigint) => void): Promise<bigint> {
-    const { s0, entries } = await this.store.resyncSnapshot();
+    const { s0, entries, history } = await this.store.resyncSnapshot();
     this.progress.s0 = s0;
     this.progress.entries = entries.length;
     this.progress.phase = 'comparing';
     onSnapshot(s0);
     this.options.log.info({ s0: String(s0), entries: entries.length }, 'resync: snapshot taken');
-    await this.send({ type: 'RESYNC_BEGIN', s0, generation });
+    await this.send({ type: 'RESYNC_BEGIN', s0, generation, history });
     const blockSize = this.store.manifest.blockSize;
     for (const e of entries) {
       await this.send({ type: 'RESYNC_ENTRY', entry: e });

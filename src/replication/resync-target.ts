@@ -12,7 +12,8 @@
 // after it). DATA items only start in that order: up to MAX_WRITES_IN_FLIGHT of them run
 // side by side (the store's range locks order writes to the same blocks), and END waits
 // for all of them:
-//   BEGIN  store.beginResync(s0): flag the replica, drop its log, continue from s0
+//   BEGIN  store.beginResync(s0, history): flag the replica, drop its log, continue from s0
+//          with the primary's generation history up to s0
 //   ENTRY  store.resyncEntry: the entry exists with the primary's fid, type, attributes, size
 //   SUMS   compare with our stored CRCs block by block, answer RESYNC_WANT (a bitmap; blocks
 //          past the listed size are never wanted: mutations after s0 bring them)
@@ -22,6 +23,7 @@
 // wait, and resumes at half (TCP then stalls the primary).
 import { BrickdError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { GenerationStart } from '../store/generations.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
 import { validatePath, validateSymlinkTarget } from '../store/names.js';
 import type { ReplicationMessage, ResyncDataMessage, ResyncEndMessage, ResyncEntryMessage, ResyncSumsMessage } from '../wire/replication.js';
@@ -31,7 +33,7 @@ import type { WireErrorCode } from './session.js';
 export interface ResyncTargetStore {
   readonly resyncing: boolean;
   readonly manifest: { readonly blockSize: number };
-  beginResync(s0: bigint): Promise<void>;
+  beginResync(s0: bigint, history?: readonly GenerationStart[]): Promise<void>;
   resyncEntry(entry: ResyncEntry): Promise<void>;
   readSums(fid: string, firstBlock: number, count: number): Promise<Buffer | undefined>;
   resyncWrite(fid: string, offset: number, data: Buffer): Promise<boolean>;
@@ -85,9 +87,11 @@ export class ResyncTarget {
     private readonly log: Logger,
     /** Resolves when nothing of an earlier session is still applying. */
     ready: Promise<void>,
+    /** The primary's generation history up to s0 (RESYNC_BEGIN). */
+    history: readonly GenerationStart[] = [],
   ) {
     this.chain = ready;
-    this.enqueue(0, () => store.beginResync(s0));
+    this.enqueue(0, () => store.beginResync(s0, history));
   }
 
   /** The session ended: items not started yet are skipped. */

@@ -62,6 +62,8 @@ export interface ReplicaTarget extends ResyncTargetStore, BlockSource {
   readonly manifest: { readonly generation: number; readonly blockSize: number };
   applyReplicated(seq: bigint, mutation: Mutation, crc?: number): Promise<void>;
   raiseGeneration(generation: number): Promise<void>;
+  /** The generation that made `seq` here, if known (store/generations.ts). */
+  generationAt(seq: bigint): number | undefined;
 }
 
 export interface ReplicaServerOptions {
@@ -109,6 +111,13 @@ const MUTATION_OVERHEAD_BYTES = 256;
 /** One replica store served to primaries, across connections. */
 class VolumeState {
   acceptedSeq: bigint;
+  /**
+   * The generation that made acceptedSeq (reported in WELCOME), if known. A mutation is
+   * accepted at volume.generation, and the store records the generation in force when the
+   * mutation takes its seq: a raise is queued in the store ahead of every mutation accepted
+   * after it, so the two agree.
+   */
+  acceptedGeneration: number | undefined;
   generation: number;
   session: ServerSession | undefined;
   /** An apply failed: the next session realigns acceptedSeq once every pending apply settles. */
@@ -119,6 +128,7 @@ class VolumeState {
 
   constructor(readonly store: ReplicaTarget) {
     this.acceptedSeq = store.appliedSeq;
+    this.acceptedGeneration = store.generationAt(store.appliedSeq);
     this.durable = new ContiguousSeq(store.durableSeq < store.appliedSeq ? store.durableSeq : store.appliedSeq);
     this.generation = store.manifest.generation;
   }
@@ -131,6 +141,7 @@ class VolumeState {
   resetTo(seq: bigint): void {
     this.durable.reset(seq);
     this.acceptedSeq = seq;
+    this.acceptedGeneration = this.store.generationAt(seq);
   }
 
   /** Record a completed apply; true if durableSeq advanced. */
@@ -143,6 +154,7 @@ class VolumeState {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
     this.durable.reset(this.durableSeq);
     this.acceptedSeq = this.durableSeq;
+    this.acceptedGeneration = this.store.generationAt(this.acceptedSeq);
     this.failed = false;
   }
 
@@ -328,7 +340,15 @@ class ServerSession {
       // A resync was cut short (here or before a restart): our seqs mean nothing until one completes.
       this.conn.send({ type: 'WELCOME', mac: proof, appliedSeq: 0n, durableSeq: 0n, generation: volume.generation, resyncing: true });
     } else {
-      this.conn.send({ type: 'WELCOME', mac: proof, appliedSeq: volume.acceptedSeq, durableSeq: volume.durableSeq, generation: volume.generation });
+      const appliedGeneration = volume.acceptedGeneration;
+      this.conn.send({
+        type: 'WELCOME',
+        mac: proof,
+        appliedSeq: volume.acceptedSeq,
+        durableSeq: volume.durableSeq,
+        generation: volume.generation,
+        ...(appliedGeneration !== undefined ? { appliedGeneration } : {}),
+      });
     }
     this.lastAckSeq = volume.durableSeq;
     this.log.info({ appliedSeq: String(volume.acceptedSeq), durableSeq: String(volume.durableSeq), generation: volume.generation, resyncing: volume.store.resyncing }, 'accept replication session');
@@ -367,6 +387,7 @@ class ServerSession {
       },
       this.log,
       ready,
+      m.history,
     );
     this.log.warn({ s0: String(m.s0) }, 'resync requested by the primary');
   }
@@ -395,6 +416,7 @@ class ServerSession {
       raising.catch((err: unknown) => this.applyFailed(volume, m.seq, err));
     }
     volume.acceptedSeq = m.seq;
+    volume.acceptedGeneration = volume.generation;
     const bytes = (m.mutation.op === 'write' ? m.mutation.data.length : 0) + MUTATION_OVERHEAD_BYTES;
     this.inFlightBytes += bytes;
     this.inFlightMutations++;

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BrickdError, isSystemError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
+import { parseStoredHistory, type StoredGenerationStart } from './generations.js';
 
 export const REPLICA_FORMAT = 'brickd-replica';
 export const REPLICA_VERSION = 1;
@@ -30,6 +31,12 @@ export interface ReplicaManifest {
    * trusted or served until the resync ends. Absent otherwise.
    */
   resyncing?: true;
+  /**
+   * Which generation made which seqs (see generations.ts): present once this replica has
+   * taken a mutation, absent in manifests of agents that predate it (their seqs then have no
+   * known generation, and replication falls back to comparing seq ranges).
+   */
+  generations?: StoredGenerationStart[];
 }
 
 export function replicaManifestPath(replicaDir: string): string {
@@ -69,5 +76,6 @@ export async function readReplicaManifest(replicaDir: string): Promise<ReplicaMa
     /^\d+$/.test(parsed.appliedSeq) &&
     (parsed.resyncing === undefined || parsed.resyncing === true);
   if (!ok) throw new BrickdError('VOLUME_NOT_FOUND', `${file} is missing fields`, { file });
+  parseStoredHistory(parsed.generations, file);
   return parsed as ReplicaManifest;
 }

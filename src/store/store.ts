@@ -38,6 +38,7 @@ import { native } from '../native.js';
 import { applyMutation, type ApplyContext } from './apply.js';
 import type { CrashPoint } from './crashpoints.js';
 import { FileTable } from './files.js';
+import { generationAt, historyProblem, historyThrough, parseStoredHistory, storedHistory, withGenerationStart, type GenerationStart } from './generations.js';
 import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, type ResyncEntry } from './resync-apply.js';
 import { BlockWriteBatcher } from './block-writes.js';
 import { KeyedRwLock, pageRange, type LockRange } from './rwlock.js';
@@ -166,6 +167,8 @@ export class ReplicaStore {
   /** Every mutation up to applied.value is applied (completions arrive out of order). */
   private readonly applied = new ContiguousSeq(0n);
   private checkpointSeq = 0n;
+  /** Which generation made which seqs (generations.ts); mirrors the manifest's `generations`. */
+  private history: readonly GenerationStart[];
   private loggedSinceCheckpoint = 0;
   private usedBytesValue = 0;
   private brickFree = { bytes: Number.MAX_SAFE_INTEGER, at: 0 };
@@ -199,6 +202,7 @@ export class ReplicaStore {
       onMutationDurable: options.onMutationDurable,
       crashPoint: options.crashPoint,
     };
+    this.history = parseStoredHistory(manifestValue.generations, dir);
     this.files = new FileTable(dir);
     this.blockWrites = new BlockWriteBatcher(this.opts.blockWriteBatch);
     this.applyContext = {
@@ -308,6 +312,16 @@ export class ReplicaStore {
   /** Highest seq applied to data/ (visible to reads). */
   get appliedSeq(): bigint {
     return this.applied.value;
+  }
+
+  /** The generation whose primary made `seq`, or undefined if this replica cannot tell (see generations.ts). */
+  generationAt(seq: bigint): number | undefined {
+    return generationAt(this.history, seq);
+  }
+
+  /** Which generation made which seqs, as far back as this replica knows. */
+  get generationHistory(): readonly GenerationStart[] {
+    return this.history;
   }
 
   /** Logical bytes in use (file sizes, each inode once). */
@@ -691,6 +705,12 @@ export class ReplicaStore {
     });
   }
 
+  /** Record a new generation history (under the mutex, or with nothing else applying). */
+  private async saveHistory(history: readonly GenerationStart[]): Promise<void> {
+    await this.saveManifest((m) => ({ ...m, generations: storedHistory(history) }));
+    this.history = history;
+  }
+
   /**
    * The one way the manifest is rewritten: one writer at a time, each write carrying every
    * earlier change, so a checkpoint and a generation raise can never undo each other on disk.
@@ -715,11 +735,12 @@ export class ReplicaStore {
    * data mutations in flight have applied, so the listing is exactly the state after s0 (no
    * mutation can start meanwhile: writes wait while the tree is listed).
    */
-  resyncSnapshot(): Promise<{ s0: bigint; entries: ResyncEntry[] }> {
+  resyncSnapshot(): Promise<{ s0: bigint; entries: ResyncEntry[]; history: GenerationStart[] }> {
     return this.mutex.run(async () => {
       this.checkOpen();
       await Promise.allSettled([...this.inFlight]);
-      return { s0: this.wal.lastSeq, entries: await snapshotTree(this.files) };
+      const s0 = this.wal.lastSeq;
+      return { s0, entries: await snapshotTree(this.files), history: historyThrough(this.history, s0) };
     });
   }
 
@@ -736,10 +757,15 @@ export class ReplicaStore {
    * Crash safety, in this order: (1) the manifest is flagged `resyncing`, so from here a
    * crash leaves a replica that reports it needs a resync; (2) every log segment is deleted:
    * their records belong to the replica's old history and must never be replayed onto the
-   * new one; (3) the checkpoint moves to s0 and an empty log continues from it.
+   * new one; (3) the checkpoint moves to s0 and an empty log continues from it, with the
+   * primary's generation history up to s0 in place of ours (written together: the flag is
+   * still set, so nothing trusts either before the resync ends).
    */
-  async beginResync(s0: bigint): Promise<void> {
+  async beginResync(s0: bigint, history: readonly GenerationStart[] = []): Promise<void> {
     if (typeof s0 !== 'bigint' || s0 < 0n) throw new RangeError(`s0 must be a non-negative bigint, got ${String(s0)}`);
+    const inherited = historyThrough(history, s0);
+    const problem = historyProblem(inherited);
+    if (problem) throw new RangeError(`generation history: ${problem}`);
     await this.checkpointMutex.run(() =>
       this.mutex.run(async () => {
         this.checkOpen();
@@ -750,7 +776,8 @@ export class ReplicaStore {
         await this.wal.close();
         for (const name of await readdir(logDir)) await unlink(path.join(logDir, name));
         await fsyncDir(logDir);
-        await this.saveManifest((m) => ({ ...m, appliedSeq: String(s0) }));
+        await this.saveManifest((m) => ({ ...m, appliedSeq: String(s0), generations: storedHistory(inherited) }));
+        this.history = inherited;
         this.wal = (await WriteLog.open({ dir: logDir, segmentBytes: this.opts.segmentBytes, crashPoint: this.opts.crashPoint }, s0)).log;
         this.checkpointSeq = s0;
         this.applied.reset(s0);
@@ -860,6 +887,12 @@ export class ReplicaStore {
       }
       const mutation = await validate();
       if (!mutation) return undefined;
+      // The first mutation of a generation: its start is durable before the mutation's log
+      // record can be, so no seq ever lacks its generation (generations.ts).
+      const last = this.history[this.history.length - 1];
+      if (last?.generation !== this.manifestValue.generation) {
+        await this.saveHistory(withGenerationStart(this.history, this.wal.lastSeq + 1n, this.manifestValue.generation));
+      }
       const isData = mutation.op === 'write' || mutation.op === 'writeDirect' || mutation.op === 'truncate';
       if (!isData) await Promise.all(this.inFlight);
       const { type, body, payload } = encodeMutation(mutation);

@@ -17,6 +17,7 @@
 import { protobuf } from './protobuf.js';
 import type { Mutation } from '../store/mutations.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
+import { historyProblem, MAX_GENERATION_STARTS, type GenerationStart } from '../store/generations.js';
 import { badFrame, encodeFrame, FrameType, frameTypeName, type Frame, type FrameTypeName } from './frames.js';
 import { brickd } from './gen/replication.js';
 
@@ -60,6 +61,8 @@ export interface WelcomeMessage {
   generation: number;
   /** Present (true) only when the replica is mid-resync: its seqs are then 0 and mean nothing. */
   resyncing?: true;
+  /** The generation that made the replica's applied seq, when it can tell (never while resyncing). */
+  appliedGeneration?: number;
 }
 export interface MutationMessage {
   type: 'MUTATION';
@@ -96,6 +99,8 @@ export interface ResyncBeginMessage {
   type: 'RESYNC_BEGIN';
   s0: bigint;
   generation: number;
+  /** The primary's generation history up to s0 (store/generations.ts); empty when it has none. */
+  history: GenerationStart[];
 }
 export interface ResyncEntryMessage {
   type: 'RESYNC_ENTRY';
@@ -202,7 +207,14 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
     case 'WELCOME':
       return frame(
         'WELCOME',
-        pb.Welcome.encode({ mac: message.mac, appliedSeq: seqNumber(message.appliedSeq), durableSeq: seqNumber(message.durableSeq), generation: message.generation, resyncing: message.resyncing === true }).finish(),
+        pb.Welcome.encode({
+          mac: message.mac,
+          appliedSeq: seqNumber(message.appliedSeq),
+          durableSeq: seqNumber(message.durableSeq),
+          generation: message.generation,
+          resyncing: message.resyncing === true,
+          ...(message.appliedGeneration !== undefined ? { appliedGeneration: message.appliedGeneration } : {}),
+        }).finish(),
       );
     case 'MUTATION':
       return encodeMutation(message);
@@ -218,7 +230,10 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
     case 'PONG':
       return frame('PONG', pb.Pong.encode({ id: message.id }).finish());
     case 'RESYNC_BEGIN':
-      return frame('RESYNC_BEGIN', pb.ResyncBegin.encode({ s0: seqNumber(message.s0), generation: message.generation }).finish());
+      return frame(
+        'RESYNC_BEGIN',
+        pb.ResyncBegin.encode({ s0: seqNumber(message.s0), generation: message.generation, history: message.history.map((h) => ({ fromSeq: seqNumber(h.fromSeq), generation: h.generation })) }).finish(),
+      );
     case 'RESYNC_ENTRY':
       return frame('RESYNC_ENTRY', pb.ResyncEntry.encode(message.entry).finish());
     case 'RESYNC_SUMS':
@@ -325,6 +340,10 @@ export function decodeMessage(f: Frame): ReplicationMessage {
           if (welcome.appliedSeq !== 0n || welcome.durableSeq !== 0n) throw invalid('resyncing', 'comes with seqs that are not 0');
           welcome.resyncing = true;
         }
+        if (m.appliedGeneration !== null && m.appliedGeneration !== undefined) {
+          if (welcome.resyncing) throw invalid('applied_generation', 'comes with resyncing: a replica mid-resync holds no seq');
+          welcome.appliedGeneration = safe('applied_generation', m.appliedGeneration);
+        }
         return welcome;
       }
       case 'MUTATION':
@@ -345,7 +364,16 @@ export function decodeMessage(f: Frame): ReplicationMessage {
         return { type, id: safe('id', strict(pb.Pong.decode(reader(f.body))).id) };
       case 'RESYNC_BEGIN': {
         const m = strict(pb.ResyncBegin.decode(reader(f.body)));
-        return { type, s0: seq('s0', m.s0), generation: safe('generation', m.generation) };
+        const s0 = seq('s0', m.s0);
+        if (m.history.length > MAX_GENERATION_STARTS) throw invalid('history', `has ${m.history.length} starts, more than ${MAX_GENERATION_STARTS}`);
+        const history = m.history.map((h) => {
+          strict(h);
+          return { fromSeq: seq('history.from_seq', h.fromSeq ?? 0), generation: safe('history.generation', h.generation ?? 0) };
+        });
+        const problem = historyProblem(history);
+        if (problem) throw invalid('history', problem);
+        if (history.length > 0 && history[history.length - 1]!.fromSeq > s0) throw invalid('history', `starts past s0 ${s0}`);
+        return { type, s0, generation: safe('generation', m.generation), history };
       }
       case 'RESYNC_ENTRY':
         return decodeResyncEntry(f);

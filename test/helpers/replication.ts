@@ -107,6 +107,8 @@ export async function startPrimary(
   if (options.reopen) {
     store = await ReplicaStore.open(replicaDir(brick, volumeId), { segmentBytes: 4 * 2 ** 20, checkpointIntervalMs: 0, ...storeOptions });
     t.teardown(() => store.close().catch(() => {}));
+    // A restart at a higher generation (a promotion): recorded before anything is written.
+    if (options.generation !== undefined) await store.raiseGeneration(options.generation);
   } else {
     store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1, ...(options.sizeLimitBytes ? { sizeLimitBytes: options.sizeLimitBytes } : {}) }, storeOptions);
   }

@@ -166,7 +166,7 @@ t.test('hostile peers are refused with the right code, counted, and change nothi
   await expectRefusal('a RESYNC_BEGIN before authentication', 'PROTOCOL_VIOLATION', async (peer) => {
     peer.send(hello());
     await peer.next('CHALLENGE');
-    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 1 });
+    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 1, history: [] });
   });
   await expectRefusal('a RESYNC_ENTRY without RESYNC_BEGIN', 'PROTOCOL_VIOLATION', async (peer) => {
     await peer.authenticate({ generation: 5 });
@@ -182,7 +182,7 @@ t.test('hostile peers are refused with the right code, counted, and change nothi
   });
   await expectRefusal('a RESYNC_BEGIN with a stale generation', 'GENERATION_STALE', async (peer) => {
     await peer.authenticate({ generation: 5 });
-    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 4 });
+    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 4, history: [] });
   });
   await expectRefusal('a RESYNC_ENTRY whose file id walks out of the metadata tree', 'BAD_FRAME', async (peer) => {
     await peer.authenticate({ generation: 5 });

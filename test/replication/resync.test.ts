@@ -147,6 +147,72 @@ t.test('a replica holding another primary\'s mutations (same seqs, other changes
   t.equal(r1.server.stats.mutations, Number(p.queue.lastSeq - p.links[0]!.resyncProgress!.s0), 'after the resync r1 took in only the mutations after s0');
 });
 
+t.test('a replica holding another generation\'s mutations up to exactly where a restarted primary\'s queue starts is resynced', { skip: needsRoot() }, async (t) => {
+  const { testBrick } = await import('../helpers/store.js');
+  const primaryBrick = await testBrick(t, 1024);
+  const stopPrimary = async (p: PrimaryNode) => {
+    await Promise.all(p.links.map((l) => l.close()));
+    p.quorum.close();
+    await p.store.close();
+  };
+  // Generation 1: this node and r1 both follow it up to seq n.
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const p1 = await startPrimary(t, { brick: primaryBrick, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1 });
+  await p1.replicated(p1.store.mkdir('dir'));
+  const { fid: aFid } = await p1.replicated(p1.store.create('dir/a'));
+  await p1.replicated(p1.store.write('dir/a', 0, pattern(64 * 1024, 1)));
+  await caughtUp(p1);
+  const n = p1.queue.lastSeq;
+  await stopReplica(r1);
+  await stopPrimary(p1);
+
+  // The generation-1 primary shipped seqs n+1..n+3 to r1 only, then died (never acknowledged).
+  const diverged = await ReplicaStore.open(replicaDir(r1.brick, 'vol1'), { checkpointIntervalMs: 0 });
+  const rogue = [
+    { op: 'write', fid: aFid, offset: 0, data: pattern(8192, 66) },
+    { op: 'create', path: 'rogue', fid: 'eeeeeeeeeeeeeeee', mode: 0o600 },
+    { op: 'write', fid: 'eeeeeeeeeeeeeeee', offset: 0, data: pattern(5000, 67) },
+  ] as const;
+  for (let i = 0; i < rogue.length; i++) await diverged.applyReplicated(n + 1n + BigInt(i), rogue[i] as never);
+  t.same(diverged.generationHistory.map((s) => s.generation), [1], 'r1 holds seqs of generation 1 only');
+  await diverged.close();
+
+  // This node, promoted at generation 2, makes its own n+1..n+3 (r1 is down), then restarts:
+  // its new queue starts at n+3, exactly r1's seq. By seq numbers alone r1 looks up to date.
+  const p2 = await startPrimary(t, { brick: primaryBrick, reopen: true, generation: 2, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1 });
+  await p2.store.write('dir/a', 4096, pattern(4096, 2));
+  await p2.store.truncate('dir/a', 10_000);
+  await p2.store.create('mine');
+  t.equal(p2.store.appliedSeq, n + 3n);
+  await stopPrimary(p2);
+  const p = await startPrimary(t, { brick: primaryBrick, reopen: true, generation: 2, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true });
+  t.equal(p.queue.startSeq, n + 3n, 'the queue starts at r1\'s seq');
+  const states: Array<[string, string]> = [];
+  p.links[0]!.on('state', (s, reason) => states.push([s, reason]));
+  t.same(p.store.generationHistory, [{ fromSeq: 1n, generation: 1 }, { fromSeq: n + 1n, generation: 2 }]);
+
+  r1 = await restartReplica(t, r1);
+  await caughtUp(p);
+  const resync = states.find(([s]) => s === 'resyncing');
+  t.match(resync?.[1] ?? '', new RegExp(`seq ${n + 3n} was made by generation 1, this primary's by generation 2`), `resynced: ${resync?.[1]}`);
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 holds exactly the promoted primary\'s tree');
+  t.same(r1.store.generationHistory, p.store.generationHistory, 'and its generation history');
+
+  // The same situation with the same generation is a replica up to date: it streams on.
+  await p.replicated(p.store.write('mine', 0, Buffer.from('after the resync')));
+  await caughtUp(p);
+  await stopReplica(r1);
+  await stopPrimary(p);
+  const again = await startPrimary(t, { brick: primaryBrick, reopen: true, generation: 2, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true });
+  const statesAgain: string[] = [];
+  again.links[0]!.on('state', (s) => statesAgain.push(s));
+  r1 = await restartReplica(t, r1);
+  await again.replicated(again.store.write('mine', 0, Buffer.from('streamed on')));
+  await caughtUp(again);
+  t.notOk(statesAgain.includes('resyncing'), `r1 at the queue's start with generation 2 streams on (${statesAgain.join(' -> ')})`);
+  t.same(await treeOf(r1.store), await treeOf(again.store), 'and stays equal');
+});
+
 t.test('writes go on during a resync: the fuzzy copy plus replay from s0 + 1 ends equal', { skip: needsRoot() }, async (t) => {
   const { testBrick } = await import('../helpers/store.js');
   const primaryBrick = await testBrick(t, 1024);
@@ -286,7 +352,7 @@ t.test('hostile resync frames inside a resync are refused before anything of the
   for (const [name, code, attack] of cases) {
     const peer = await RawPeer.connect(r.port);
     await peer.authenticate({ generation: 1 });
-    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 1 });
+    peer.send({ type: 'RESYNC_BEGIN', s0: 0n, generation: 1, history: [] });
     await new Promise((resolve) => setTimeout(resolve, 100)); // let the BEGIN itself run
     attack(peer);
     const error = await peer.next('ERROR');

@@ -83,9 +83,16 @@ class Model {
   }
 }
 
-async function verify(t: Test, dir: string, model: Model): Promise<void> {
+async function verify(t: Test, dir: string, model: Model, run?: { generation: number; openSeq: bigint }): Promise<void> {
   const store = await ReplicaStore.open(dir, { segmentBytes: 1 << 20, checkpointIntervalMs: 0 });
   try {
+    if (run) {
+      // Every seq the child made (after the seq it opened at) is known to be its generation's.
+      const made = store.appliedSeq - run.openSeq;
+      const wrong = [run.openSeq + 1n, store.appliedSeq].filter((s) => s > run.openSeq && store.generationAt(s) !== run.generation);
+      t.same(wrong, [], `generation ${run.generation} recorded for the ${made} seqs made after seq ${run.openSeq}`);
+      if (run.openSeq > 0n) t.ok((store.generationAt(run.openSeq) ?? Infinity) < run.generation, `seq ${run.openSeq} keeps an earlier generation`);
+    }
     const names = new Set(await store.readdir(''));
     for (const name of model.gone) if (names.has(name)) t.fail(`${name} was unlinked (acknowledged) but is back`);
     let checked = 0;
@@ -127,7 +134,7 @@ t.test('SIGKILL at random moments and at named crash points loses no acknowledge
     t.ok(acks[0]?.op === 'open', `cycle ${cycle} (${JSON.stringify(plan)}, seed ${seed}): child opened the replica`);
     model.apply(acks);
     totalAcks += acks.length;
-    await verify(t, dir, model);
+    await verify(t, dir, model, { generation: cycle + 1, openSeq: BigInt((acks[0] as { durableSeq?: string } | undefined)?.durableSeq ?? '0') });
     cycle++;
   }
   t.ok(totalAcks > cycles.length * 5, `the children acknowledged ${totalAcks} mutations in all`);

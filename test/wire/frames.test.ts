@@ -38,6 +38,8 @@ const MESSAGES: ReplicationMessage[] = [
   { type: 'CHALLENGE', nodeId: 'n2', nonce: nonce(2) },
   { type: 'AUTH', mac: nonce(3) },
   { type: 'WELCOME', mac: nonce(4), appliedSeq: 10n, durableSeq: 9n, generation: 3 },
+  { type: 'WELCOME', mac: nonce(4), appliedSeq: 10n, durableSeq: 9n, generation: 3, appliedGeneration: 2 },
+  { type: 'WELCOME', mac: nonce(4), appliedSeq: 10n, durableSeq: 9n, generation: 3, appliedGeneration: 0 },
   { type: 'MUTATION', seq: 11n, generation: 3, mutation: { op: 'create', path: 'a/b', fid: 'aaaaaaaaaaaaaaaa', mode: 0o644 } },
   { type: 'MUTATION', seq: 12n, generation: 3, mutation: { op: 'mkdir', path: 'd', fid: 'bbbbbbbbbbbbbbbb', mode: 0o755 } },
   { type: 'MUTATION', seq: 13n, generation: 3, mutation: { op: 'symlink', path: 'l', fid: 'cccccccccccccccc', target: '../x' } },
@@ -53,7 +55,8 @@ const MESSAGES: ReplicationMessage[] = [
   { type: 'MUTATION', seq: 23n, generation: 3, mutation: { op: 'setattr', path: 'c', fid: 'aaaaaaaaaaaaaaaa', uid: 1000 } },
   { type: 'ACK', durableSeq: 23n },
   { type: 'WELCOME', mac: nonce(5), appliedSeq: 0n, durableSeq: 0n, generation: 3, resyncing: true },
-  { type: 'RESYNC_BEGIN', s0: 23n, generation: 3 },
+  { type: 'RESYNC_BEGIN', s0: 23n, generation: 3, history: [] },
+  { type: 'RESYNC_BEGIN', s0: 23n, generation: 3, history: [{ fromSeq: 1n, generation: 0 }, { fromSeq: 9n, generation: 2 }, { fromSeq: 23n, generation: 3 }] },
   { type: 'RESYNC_ENTRY', entry: { path: 'a/b', type: 'file', fid: 'aaaaaaaaaaaaaaaa', mode: 0o644, uid: 1, gid: 2, mtimeMs: 1.5, size: 5000, target: '' } },
   { type: 'RESYNC_ENTRY', entry: { path: 'l', type: 'symlink', fid: 'cccccccccccccccc', mode: 0o777, uid: 0, gid: 0, mtimeMs: 0, size: 0, target: '../x' } },
   { type: 'RESYNC_SUMS', fid: 'aaaaaaaaaaaaaaaa', firstBlock: 0, sums: Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]) },
@@ -354,6 +357,26 @@ t.test('repair frames are decoded strictly', async (t) => {
   t.same(decodeMessage(read({ length: 2 ** 20, minSeq: 9 })), { type: 'READ_BLOCKS', requestId: 1, fid: 'aaaaaaaaaaaaaaaa', offset: 0, length: 2 ** 20, minSeq: 9n });
   t.throws(() => encodeMessage({ type: 'READ_BLOCKS', requestId: 1, fid: 'aaaaaaaaaaaaaaaa', offset: 0, length: 2 ** 20 + 1, minSeq: 0n }), RangeError);
   t.throws(() => encodeMessage({ type: 'BLOCKS', requestId: 1, code: 'NOT_FOUND', message: '', data: Buffer.alloc(1) }), RangeError);
+});
+
+t.test('generation history frames are decoded strictly', async (t) => {
+  const frameOf = (type: FrameTypeCode, body: Uint8Array) => new FrameDecoder().push(Buffer.concat(encodeFrame(type, body)))[0]!;
+  const begin = (history: Array<{ fromSeq: number; generation: number }>, s0 = 100) => frameOf(FrameType.RESYNC_BEGIN, pb.ResyncBegin.encode({ s0, generation: 9, history }).finish());
+  const welcome = (fields: Record<string, unknown>) => frameOf(FrameType.WELCOME, pb.Welcome.encode({ mac: nonce(0), appliedSeq: 5, durableSeq: 5, generation: 3, ...fields }).finish());
+  const cases: Array<[string, Frame]> = [
+    ['a start at seq 0', begin([{ fromSeq: 0, generation: 1 }])],
+    ['starts out of seq order', begin([{ fromSeq: 5, generation: 1 }, { fromSeq: 5, generation: 2 }])],
+    ['generations not rising', begin([{ fromSeq: 1, generation: 2 }, { fromSeq: 5, generation: 2 }])],
+    ['a start past s0', begin([{ fromSeq: 1, generation: 1 }, { fromSeq: 101, generation: 2 }])],
+    ['65 starts', begin(Array.from({ length: 65 }, (_, i) => ({ fromSeq: i + 1, generation: i })))],
+    ['a start with an unknown field', frameOf(FrameType.RESYNC_BEGIN, Buffer.concat([pb.ResyncBegin.encode({ s0: 9, generation: 1 }).finish(), Buffer.from([0x1a, 0x04, 0x08, 0x01, 0x18, 0x01])]))],
+    ['applied generation beyond 2^53', welcome({ appliedGeneration: 2 ** 60 })],
+    ['applied generation while resyncing', welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, appliedGeneration: 1 })],
+  ];
+  for (const [name, frame] of cases) badFrameReason(t, () => decodeMessage(frame), 'message', name);
+  const full = Array.from({ length: 64 }, (_, i) => ({ fromSeq: i + 1, generation: i }));
+  t.same((decodeMessage(begin(full)) as { history: unknown[] }).history.length, 64, '64 starts are accepted');
+  t.same(decodeMessage(welcome({})), { type: 'WELCOME', mac: nonce(0), appliedSeq: 5n, durableSeq: 5n, generation: 3 }, 'no applied generation: absent, not 0');
 });
 
 t.test('wire fixtures of version 1 still decode, and encode to the same bytes', async (t) => {

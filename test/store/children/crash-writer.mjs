@@ -28,6 +28,9 @@ const SIZES = [1, 100, 4096, 5000, 20_000, 65_536, 100_000, 300_000];
 const report = (line) => process.stdout.write(JSON.stringify(line) + '\n');
 const options = { segmentBytes: 1 << 20, checkpointBytes: 2 << 20, checkpointIntervalMs: 200, directWriteBytes: 64 * 1024, crashPoint: crashPointFromEnv() };
 const store = await ReplicaStore.create(dir, { volumeId: 'crash', sizeLimitBytes: 200 * 2 ** 20 }, options);
+// Each cycle runs at its own generation: its first mutation writes a generation start
+// (store/generations.ts), which a kill at any point must leave in place for every seq it made.
+await store.raiseGeneration(Number(cycle) + 1);
 report({ op: 'open', durableSeq: String(store.durableSeq) });
 
 async function writer(id) {
