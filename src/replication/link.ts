@@ -39,7 +39,7 @@ import { encodeMessage, MAX_READ_BLOCKS_BYTES, type ChallengeMessage, type Error
 import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
 import { ResyncSource, type ResyncProgress, type ResyncSourceStore } from './resync-source.js';
 import type { RetainedConsumer, RetainedQueue } from './retained.js';
-import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type Transcript, type WireErrorCode } from './session.js';
+import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type Transcript, type WireErrorCode } from './session.js';
 
 export type LinkState = 'connecting' | 'handshake' | 'resyncing' | 'streaming' | 'behind' | 'failed' | 'closed';
 
@@ -72,6 +72,8 @@ export interface ReplicaLinkOptions {
   blocks?: BlockSource;
   /** Resync data bytes per second (default 0: unthrottled). */
   resyncRateBytesPerSec?: number;
+  /** Features offered in HELLO (default FEATURES; tests offer fewer to act as an older agent). */
+  features?: readonly string[];
   log?: Logger;
 }
 
@@ -113,6 +115,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   retainFloor: bigint | undefined;
   /** Highest seq ever sent on any connection of this link (see needsResync). */
   private highestSent = 0n;
+  /** Features both ends of the current connection offered (session.ts FEATURES). */
+  private sharedFeatures = new Set<string>();
   private stateValue: LinkState = 'connecting';
   private ackedSeqValue = 0n;
   /** The error that put the link in 'failed' or 'behind', or the last connection loss. */
@@ -154,6 +158,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       volumeId: options.volumeId,
       secret: options.secret,
       queue: options.queue,
+      features: options.features ?? FEATURES,
       replicaNodeId: options.replicaNodeId,
       maxInFlightBytes: options.maxInFlightBytes ?? 8 * 2 ** 20,
       maxInFlightMutations: options.maxInFlightMutations ?? 1024,
@@ -261,7 +266,9 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
         primaryNonce: nonce,
         replicaNonce: Buffer.alloc(0),
       };
-      conn.send({ type: 'HELLO', clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, volumeId: this.opts.volumeId, generation: this.opts.queue.generation, nonce });
+      this.sharedFeatures = new Set();
+      const features = [...this.opts.features];
+      conn.send({ type: 'HELLO', clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, volumeId: this.opts.volumeId, generation: this.opts.queue.generation, nonce, features });
     });
     socket.on('error', (err) => {
       if (this.conn === conn) this.lastError = err;
@@ -330,6 +337,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     const t = this.transcript!;
     t.replicaNodeId = m.nodeId;
     t.replicaNonce = m.nonce;
+    this.sharedFeatures = new Set((m.features ?? []).filter((f) => this.opts.features.includes(f)));
     this.phase = 'auth';
     conn.send({ type: 'AUTH', mac: sessionMac(this.opts.secret, 'primary', t) });
   }
@@ -403,10 +411,14 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     );
     this.resyncSource = source;
     source
-      .run(this.opts.queue.generation, (s0) => {
-        // From the snapshot on, the queue keeps every mutation after s0 for this link.
-        this.retainFloor = s0;
-      })
+      .run(
+        this.opts.queue.generation,
+        (s0) => {
+          // From the snapshot on, the queue keeps every mutation after s0 for this link.
+          this.retainFloor = s0;
+        },
+        this.sharedFeatures.has('generation-history'),
+      )
       .then(
         (s0) => {
           if (this.conn !== conn || this.stateValue !== 'resyncing') return;

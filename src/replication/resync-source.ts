@@ -133,15 +133,16 @@ export class ResyncSource {
   /**
    * Run the resync; resolves with s0 once the replica said DONE (it is then durable at s0
    * and takes MUTATION s0 + 1 next). `onSnapshot` is told s0 as soon as it is known.
+   * `sendHistory`: both ends have the generation-history feature (else BEGIN carries none).
    */
-  async run(generation: number, onSnapshot: (s0: bigint) => void): Promise<bigint> {
+  async run(generation: number, onSnapshot: (s0: bigint) => void, sendHistory = true): Promise<bigint> {
     const { s0, entries, history } = await this.store.resyncSnapshot();
     this.progress.s0 = s0;
     this.progress.entries = entries.length;
     this.progress.phase = 'comparing';
     onSnapshot(s0);
     this.options.log.info({ s0: String(s0), entries: entries.length }, 'resync: snapshot taken');
-    await this.send({ type: 'RESYNC_BEGIN', s0, generation, history });
+    await this.send({ type: 'RESYNC_BEGIN', s0, generation, history: sendHistory ? history : [] });
     const blockSize = this.store.manifest.blockSize;
     for (const e of entries) {
       await this.send({ type: 'RESYNC_ENTRY', entry: e });

@@ -51,7 +51,7 @@ import { MAX_BODY_BYTES, MAX_PAYLOAD_BYTES } from '../wire/frames.js';
 import type { HelloMessage, MutationMessage, ReplicationMessage, ResyncBeginMessage } from '../wire/replication.js';
 import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
 import { ResyncTarget, type ResyncTargetStore } from './resync-target.js';
-import { checkSecret, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type WireErrorCode } from './session.js';
+import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type WireErrorCode } from './session.js';
 import { ContiguousSeq } from '../store/contiguous.js';
 
 /** What the server needs of a replica store (ReplicaStore has it). */
@@ -83,6 +83,8 @@ export interface ReplicaServerOptions {
   /** A connection with no frame for this long is closed (the primary pings; default 30 s). */
   idleTimeoutMs?: number;
   maxConnections?: number;
+  /** Features offered in CHALLENGE (default FEATURES; tests offer fewer to act as an older agent). */
+  features?: readonly string[];
 }
 
 export interface ReplicaServerStats {
@@ -174,6 +176,8 @@ class ServerSession {
   private state: SessionState = 'hello';
   private readonly conn: FramedSocket;
   private hello: HelloMessage | undefined;
+  /** Features both ends offered (session.ts FEATURES): what this session may send. */
+  private sharedFeatures = new Set<string>();
   private replicaNonce: Buffer | undefined;
   private volume: VolumeState | undefined;
   private inFlightBytes = 0;
@@ -290,7 +294,9 @@ class ServerSession {
     this.hello = hello;
     this.replicaNonce = newNonce();
     this.state = 'auth';
-    this.conn.send({ type: 'CHALLENGE', nodeId: this.opts.nodeId, nonce: this.replicaNonce });
+    const offered = this.opts.features;
+    this.sharedFeatures = new Set((hello.features ?? []).filter((f) => offered.includes(f)));
+    this.conn.send({ type: 'CHALLENGE', nodeId: this.opts.nodeId, nonce: this.replicaNonce, features: [...offered] });
   }
 
   private async onAuth(mac: Buffer): Promise<void> {
@@ -340,7 +346,7 @@ class ServerSession {
       // A resync was cut short (here or before a restart): our seqs mean nothing until one completes.
       this.conn.send({ type: 'WELCOME', mac: proof, appliedSeq: 0n, durableSeq: 0n, generation: volume.generation, resyncing: true });
     } else {
-      const appliedGeneration = volume.acceptedGeneration;
+      const appliedGeneration = this.sharedFeatures.has('generation-history') ? volume.acceptedGeneration : undefined;
       this.conn.send({
         type: 'WELCOME',
         mac: proof,
@@ -521,6 +527,7 @@ export class ReplicaServer {
       handshakeTimeoutMs: positive('handshakeTimeoutMs', options.handshakeTimeoutMs ?? 5000),
       idleTimeoutMs: positive('idleTimeoutMs', options.idleTimeoutMs ?? 30_000),
       maxConnections: positive('maxConnections', options.maxConnections ?? 256),
+      features: options.features ?? FEATURES,
     };
     this.log = (options.log ?? silentLogger).child({ node: options.nodeId, component: 'replica-server' });
     this.server = net.createServer((socket) => this.accept(socket));

@@ -41,6 +41,18 @@ export type WireErrorCode = Extract<
 
 export const MIN_SECRET_BYTES = 16;
 
+/**
+ * What this agent understands beyond the frames and fields of the first version-1 agents,
+ * offered in HELLO (primary) and CHALLENGE (replica). What a feature adds to the frames is
+ * sent only when both sides listed it, so an agent built before a feature and one built
+ * after it still replicate (decoding is strict: an unexpected field is BAD_FRAME). The lists
+ * are not part of the proofs: a peer in the middle could strip them, which only makes the
+ * two ends fall back to the base protocol.
+ *   generation-history  WELCOME.applied_generation and RESYNC_BEGIN.history
+ *                       (store/generations.ts, docs/replication.md "Generation history")
+ */
+export const FEATURES: readonly string[] = ['generation-history'];
+
 export interface Transcript {
   clusterId: string;
   primaryNodeId: string;

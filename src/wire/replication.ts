@@ -43,11 +43,15 @@ export interface HelloMessage {
   volumeId: string;
   generation: number;
   nonce: Buffer;
+  /** Features the primary understands (absent: none); see replication/session.ts. */
+  features?: string[];
 }
 export interface ChallengeMessage {
   type: 'CHALLENGE';
   nodeId: string;
   nonce: Buffer;
+  /** Features the replica understands (absent: none). */
+  features?: string[];
 }
 export interface AuthMessage {
   type: 'AUTH';
@@ -199,9 +203,12 @@ type PbMutation = brickd.v1.replication.Mutation.$Properties;
 export function encodeMessage(message: ReplicationMessage): Buffer[] {
   switch (message.type) {
     case 'HELLO':
-      return frame('HELLO', pb.Hello.encode({ clusterId: message.clusterId, nodeId: message.nodeId, volumeId: message.volumeId, generation: message.generation, nonce: message.nonce }).finish());
+      return frame(
+        'HELLO',
+        pb.Hello.encode({ clusterId: message.clusterId, nodeId: message.nodeId, volumeId: message.volumeId, generation: message.generation, nonce: message.nonce, features: message.features ?? [] }).finish(),
+      );
     case 'CHALLENGE':
-      return frame('CHALLENGE', pb.Challenge.encode({ nodeId: message.nodeId, nonce: message.nonce }).finish());
+      return frame('CHALLENGE', pb.Challenge.encode({ nodeId: message.nodeId, nonce: message.nonce, features: message.features ?? [] }).finish());
     case 'AUTH':
       return frame('AUTH', pb.Auth.encode({ mac: message.mac }).finish());
     case 'WELCOME':
@@ -323,11 +330,19 @@ export function decodeMessage(f: Frame): ReplicationMessage {
     switch (type) {
       case 'HELLO': {
         const m = strict(pb.Hello.decode(reader(f.body)));
-        return { type, clusterId: id('cluster_id', m.clusterId), nodeId: id('node_id', m.nodeId), volumeId: id('volume_id', m.volumeId), generation: safe('generation', m.generation), nonce: bytes('nonce', m.nonce, NONCE_BYTES) };
+        return {
+          type,
+          clusterId: id('cluster_id', m.clusterId),
+          nodeId: id('node_id', m.nodeId),
+          volumeId: id('volume_id', m.volumeId),
+          generation: safe('generation', m.generation),
+          nonce: bytes('nonce', m.nonce, NONCE_BYTES),
+          ...features(m.features),
+        };
       }
       case 'CHALLENGE': {
         const m = strict(pb.Challenge.decode(reader(f.body)));
-        return { type, nodeId: id('node_id', m.nodeId), nonce: bytes('nonce', m.nonce, NONCE_BYTES) };
+        return { type, nodeId: id('node_id', m.nodeId), nonce: bytes('nonce', m.nonce, NONCE_BYTES), ...features(m.features) };
       }
       case 'AUTH': {
         const m = strict(pb.Auth.decode(reader(f.body)));
@@ -548,6 +563,16 @@ function strict<T extends { $unknowns?: Uint8Array[] }>(m: T): T {
 function id(field: string, value: string): string {
   if (!ID_RE.test(value)) throw invalid(field, `${JSON.stringify(value.slice(0, 64))} does not match ${ID_RE}`);
   return value;
+}
+
+/** At most this many feature names in a HELLO or CHALLENGE, each a short lower-case word. */
+export const MAX_FEATURES = 32;
+const FEATURE_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
+
+function features(value: string[]): { features?: string[] } {
+  if (value.length > MAX_FEATURES) throw invalid('features', `${value.length} names, more than ${MAX_FEATURES}`);
+  for (const name of value) if (!FEATURE_RE.test(name)) throw invalid('features', `${JSON.stringify(name.slice(0, 64))} does not match ${FEATURE_RE}`);
+  return value.length > 0 ? { features: [...value] } : {};
 }
 
 function fileId(field: string, value: string): string {

@@ -286,12 +286,21 @@ export class RawPeer {
     }
   }
 
-  /** Run the handshake as a primary; resolves with WELCOME. `secret` defaults to the right one. */
-  async authenticate(options: { volumeId?: string; generation?: number; secret?: Buffer; clusterId?: string; nodeId?: string } = {}): Promise<Extract<ReplicationMessage, { type: 'WELCOME' }>> {
+  /** The replica's CHALLENGE of the last authenticate(). */
+  challenge: Extract<ReplicationMessage, { type: 'CHALLENGE' }> | undefined;
+
+  /**
+   * Run the handshake as a primary; resolves with WELCOME. `secret` defaults to the right one;
+   * no `features` are offered unless given (the peer then acts as the first version-1 agents).
+   */
+  async authenticate(
+    options: { volumeId?: string; generation?: number; secret?: Buffer; clusterId?: string; nodeId?: string; features?: string[] } = {},
+  ): Promise<Extract<ReplicationMessage, { type: 'WELCOME' }>> {
     const nonce = Buffer.alloc(32, 7);
     const hello = { clusterId: options.clusterId ?? CLUSTER, nodeId: options.nodeId ?? 'raw-primary', volumeId: options.volumeId ?? VOLUME, generation: options.generation ?? 1, nonce };
-    this.send({ type: 'HELLO', ...hello });
+    this.send({ type: 'HELLO', ...hello, ...(options.features ? { features: options.features } : {}) });
     const challenge = await this.next('CHALLENGE');
+    this.challenge = challenge;
     const transcript = { clusterId: hello.clusterId, primaryNodeId: hello.nodeId, replicaNodeId: challenge.nodeId, volumeId: hello.volumeId, generation: hello.generation, primaryNonce: nonce, replicaNonce: challenge.nonce };
     this.send({ type: 'AUTH', mac: sessionMac(options.secret ?? SECRET, 'primary', transcript) });
     const welcome = await this.next('WELCOME');

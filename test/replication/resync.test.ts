@@ -213,6 +213,43 @@ t.test('a replica holding another generation\'s mutations up to exactly where a 
   t.same(await treeOf(r1.store), await treeOf(again.store), 'and stays equal');
 });
 
+t.test('the generation fields go only to a peer that offered generation-history', { skip: needsRoot() }, async (t) => {
+  const { RawPeer } = await import('../helpers/replication.js');
+  const r = await startReplica(t, { nodeId: 'r1' });
+  const first = await RawPeer.connect(r.port);
+  await first.authenticate({ generation: 3, features: ['generation-history', 'some-later-feature'] });
+  t.ok(first.challenge?.features?.includes('generation-history'), `the replica offers it in CHALLENGE (${first.challenge?.features?.join(', ')})`);
+  first.send({ type: 'MUTATION', seq: 1n, generation: 3, mutation: { op: 'mkdir', path: 'd', fid: 'aaaaaaaaaaaaaaaa', mode: 0o755 } });
+  t.equal((await first.next('ACK')).durableSeq, 1n);
+  first.destroy();
+  await first.closed;
+  t.same(r.store.generationHistory, [{ fromSeq: 1n, generation: 3 }]);
+
+  const newer = await RawPeer.connect(r.port);
+  const welcome = await newer.authenticate({ generation: 3, features: ['generation-history'] });
+  t.equal(welcome.appliedGeneration, 3, 'a primary that offered it learns the generation of seq 1');
+  newer.destroy();
+  await newer.closed;
+  const older = await RawPeer.connect(r.port);
+  const plain = await older.authenticate({ generation: 3 });
+  t.equal(plain.appliedSeq, 1n);
+  t.notOk('appliedGeneration' in plain, 'a primary that offered nothing gets a WELCOME it can decode (no new field)');
+  older.destroy();
+  await older.closed;
+
+  // A primary link that offers nothing sends a RESYNC_BEGIN without history: the replica then
+  // knows no generation for s0 (it never guesses one).
+  await stopReplica(r);
+  const p = await startPrimary(t, { replicas: [{ port: r.port, name: 'r1' }], writeQuorum: 1, resync: true, generation: 4, link: { features: [] } });
+  await p.replicated(p.store.mkdir('mine'));
+  const r2 = await restartReplica(t, r); // after the primary's seq 1: s0 is at least 1
+  await caughtUp(p);
+  t.ok(p.links[0]!.resyncProgress!.s0 >= 1n, 's0 covers the primary\'s seq 1');
+  t.equal(p.links[0]!.stats.resyncs, 1, 'r1 (holding another primary\'s seq 1) was resynced by the seq rules');
+  t.equal(r2.store.generationAt(p.links[0]!.resyncProgress!.s0), undefined, 'no generation inherited for s0');
+  t.same(await treeOf(r2.store), await treeOf(p.store));
+});
+
 t.test('writes go on during a resync: the fuzzy copy plus replay from s0 + 1 ends equal', { skip: needsRoot() }, async (t) => {
   const { testBrick } = await import('../helpers/store.js');
   const primaryBrick = await testBrick(t, 1024);

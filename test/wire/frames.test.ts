@@ -36,6 +36,8 @@ const nonce = (from: number) => Buffer.from(Array.from({ length: 32 }, (_, i) =>
 const MESSAGES: ReplicationMessage[] = [
   { type: 'HELLO', clusterId: 'c1', nodeId: 'n1', volumeId: 'v1', generation: 3, nonce: nonce(1) },
   { type: 'CHALLENGE', nodeId: 'n2', nonce: nonce(2) },
+  { type: 'HELLO', clusterId: 'c1', nodeId: 'n1', volumeId: 'v1', generation: 3, nonce: nonce(1), features: ['generation-history', 'x-2'] },
+  { type: 'CHALLENGE', nodeId: 'n2', nonce: nonce(2), features: ['generation-history'] },
   { type: 'AUTH', mac: nonce(3) },
   { type: 'WELCOME', mac: nonce(4), appliedSeq: 10n, durableSeq: 9n, generation: 3 },
   { type: 'WELCOME', mac: nonce(4), appliedSeq: 10n, durableSeq: 9n, generation: 3, appliedGeneration: 2 },
@@ -359,7 +361,7 @@ t.test('repair frames are decoded strictly', async (t) => {
   t.throws(() => encodeMessage({ type: 'BLOCKS', requestId: 1, code: 'NOT_FOUND', message: '', data: Buffer.alloc(1) }), RangeError);
 });
 
-t.test('generation history frames are decoded strictly', async (t) => {
+t.test('generation history and feature frames are decoded strictly', async (t) => {
   const frameOf = (type: FrameTypeCode, body: Uint8Array) => new FrameDecoder().push(Buffer.concat(encodeFrame(type, body)))[0]!;
   const begin = (history: Array<{ fromSeq: number; generation: number }>, s0 = 100) => frameOf(FrameType.RESYNC_BEGIN, pb.ResyncBegin.encode({ s0, generation: 9, history }).finish());
   const welcome = (fields: Record<string, unknown>) => frameOf(FrameType.WELCOME, pb.Welcome.encode({ mac: nonce(0), appliedSeq: 5, durableSeq: 5, generation: 3, ...fields }).finish());
@@ -372,6 +374,9 @@ t.test('generation history frames are decoded strictly', async (t) => {
     ['a start with an unknown field', frameOf(FrameType.RESYNC_BEGIN, Buffer.concat([pb.ResyncBegin.encode({ s0: 9, generation: 1 }).finish(), Buffer.from([0x1a, 0x04, 0x08, 0x01, 0x18, 0x01])]))],
     ['applied generation beyond 2^53', welcome({ appliedGeneration: 2 ** 60 })],
     ['applied generation while resyncing', welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, appliedGeneration: 1 })],
+    ['33 features', frameOf(FrameType.HELLO, pb.Hello.encode({ clusterId: 'a', nodeId: 'n', volumeId: 'v', nonce: nonce(0), features: Array.from({ length: 33 }, (_, i) => `f${i}`) }).finish())],
+    ['an upper-case feature', frameOf(FrameType.CHALLENGE, pb.Challenge.encode({ nodeId: 'n', nonce: nonce(0), features: ['Generation-History'] }).finish())],
+    ['an empty feature', frameOf(FrameType.CHALLENGE, pb.Challenge.encode({ nodeId: 'n', nonce: nonce(0), features: [''] }).finish())],
   ];
   for (const [name, frame] of cases) badFrameReason(t, () => decodeMessage(frame), 'message', name);
   const full = Array.from({ length: 64 }, (_, i) => ({ fromSeq: i + 1, generation: i }));
