@@ -395,6 +395,7 @@ export const COMMANDS: Command[] = [
           ['used', formatBytes(Number(s.usedBytes))],
           ['applied seq', Number(s.appliedSeq)],
           ['durable seq', Number(s.durableSeq)],
+          ['durable seq made by generation', s.durableGeneration === null || s.durableGeneration === undefined ? 'unknown' : Number(s.durableGeneration)],
           ['checksum errors', Number(s.checksumErrors)],
           ['repaired blocks', Number(s.repairedBlocks)],
           ['peers', s.peers.map((p) => `${p.nodeId} ${p.state} acked ${Number(p.ackedSeq)} lag ${Number(p.lagSeq)}${p.resync ? ` (${resyncText(p.resync)})` : ''}`).join('; ')],

@@ -512,11 +512,13 @@ export class ControlServer {
         const peers = volumes.peerStates(volume.volumeId);
         // Degraded: a bad block not repaired, or a peer that is not being streamed to.
         const degraded = store.stats.checksumErrors > store.stats.repaired || peers.some((p) => p.state !== 'streaming');
+        const durableGeneration = store.generationAt(store.durableSeq);
         return {
           volume: volumeMessage(volume),
           health: degraded ? 'degraded' : 'healthy',
           appliedSeq: Number(store.appliedSeq),
           durableSeq: Number(store.durableSeq),
+          ...(durableGeneration !== undefined ? { durableGeneration } : {}),
           usedBytes: store.usedBytes,
           checksumErrors: store.stats.checksumErrors,
           repairedBlocks: store.stats.repaired,

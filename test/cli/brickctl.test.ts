@@ -420,6 +420,9 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
     t.equal(primaryStatus.mountPath, mnt);
     t.equal(primaryStatus.health, 'healthy', 'the primary streams to its replica');
     t.ok(Number(replicaStatus.durableSeq) >= 1 && replicaStatus.durableSeq === primaryStatus.peers[0].ackedSeq, 'the replica holds what the primary shipped');
+    const generation = Number(primaryStatus.volume.generation);
+    t.same([Number(primaryStatus.durableGeneration), Number(replicaStatus.durableGeneration)], [generation, generation], 'both report the durable seq made by the primary\'s generation');
+    t.match((await other.ctl('volume', 'status', 'pvm')).stdout, new RegExp(`durable seq made by generation:\\s+${generation}`));
     t.equal((await b.ctl('volume', 'unmount', 'pvm')).code, 0);
     for (const n of [b, other]) t.equal((await n.ctl('volume', 'delete', 'pvm')).code, 0);
     t.equal((await provision('--volume', 'x', '--size', '1MiB', '--replicas', '1', '--mount-on', 'node-z', '--path', '/mnt/x')).code, 2, 'unknown mount node');

@@ -6,7 +6,7 @@
 //    (read straight from <brick>/volumes/<id>/data, as an admin would, without brickd).
 // 2. sqlite3 in WAL mode commits batches of rows; the primary agent is SIGKILLed mid-batch
 //    (its mount dies with it); the orchestrator promotes the replica with the highest
-//    durable seq at a higher generation, fences the other one, and mounts it there:
+//    (generation, durable seq) at a higher generation, fences the other, and mounts it there:
 //    PRAGMA integrity_check is ok and every committed row is present.
 //
 // Needs root (loop devices, mkfs, mount) and /dev/fuse; skipped otherwise.
@@ -71,10 +71,13 @@ t.test('a 3-replica volume through FUSE: identical bricks, sqlite survives losin
     t.ok(committed >= 15, `${committed} batches committed before the primary died (${failedBatches} failed with it)`);
     t.teardown(() => run('umount', ['--lazy', mntA]).catch(() => {}));
 
-    // The orchestrator: the replica with the highest durable seq becomes primary at
-    // generation 2; the other is fenced at 2 too (a stale primary can never write to it).
+    // The orchestrator: the replica with the highest (generation of its durable seq, durable
+    // seq) becomes primary at generation 2 (docs/operations.md, Failover); the other is fenced
+    // at 2 too (a stale primary can never write to it).
     const statuses = await Promise.all([b, c].map((r) => r.api.getVolumeStatus({ volumeId: VOLUME })));
-    const [promoted, other] = statuses[0]!.durableSeq >= statuses[1]!.durableSeq ? [b, c] : [c, b];
+    t.same(statuses.map((s) => Number(s.durableGeneration)), [1, 1], 'both replicas hold seqs of generation 1');
+    const rank = (s: (typeof statuses)[number]) => Number(s.durableGeneration ?? -1) * 2 ** 32 + Number(s.durableSeq);
+    const [promoted, other] = rank(statuses[0]!) >= rank(statuses[1]!) ? [b, c] : [c, b];
     await other.api.updateVolume({ volumeId: VOLUME, generation: 2 });
     const otherInfo = await other.api.getNodeInfo({});
     await promoted.api.updateVolume({ volumeId: VOLUME, generation: 2, role: 'primary', setPeers: true, peers: [{ nodeId: otherInfo.nodeId, address: otherInfo.replicationAddress }], writeQuorum: 2 });
