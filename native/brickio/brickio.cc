@@ -288,13 +288,27 @@ IoError WriteBlocks(int dataFd, int sumsFd, const uint8_t* data, size_t len, uin
     return {};
   };
 
+  // Large aligned writes bypass the page cache (O_DIRECT descriptor of the same file), so
+  // the fdatasync that makes them durable only flushes instead of writing them back:
+  // measured here, 1 MiB writes synced every 4 ran ~4x faster direct than buffered. The
+  // caller's buffer has no alignment guarantee: unless it happens to be aligned, it goes
+  // through this thread's aligned copy, piece by piece, and then the blocks it covers whole
+  // are summed from the copy just made (in cache) instead of from the caller's buffer first:
+  // one pass over the caller's memory instead of two. Edge blocks are summed first, as
+  // always: they need the bytes on disk before the write replaces them.
+  const bool direct = directFd >= 0 && offset % kDirectAlign == 0 && len % kDirectAlign == 0;
+  const bool throughCopy = direct && reinterpret_cast<uintptr_t>(data) % kDirectAlign != 0;
+  // Pieces are whole multiples of the block size (kBounceBytes is), so with the write
+  // starting on a block boundary every whole block lies inside one piece.
+  const bool sumFromCopy = throughCopy && offset % blockSize == 0 && kBounceBytes % blockSize == 0;
+
   std::vector<uint32_t> crcs(lastBlock - firstBlock + 1);
   for (uint64_t block = firstBlock; block <= lastBlock; block++) {
     const uint64_t start = block * blockSize;
     const uint64_t extentEnd = std::min(start + blockSize, newSize);
     uint32_t& crc = crcs[block - firstBlock];
     if (start >= offset && extentEnd <= end) {
-      crc = Crc32cForBlocks(data + (start - offset), extentEnd - start);
+      if (!sumFromCopy) crc = Crc32cForBlocks(data + (start - offset), extentEnd - start);
     } else if (IoError err = sumAssembled(block, &crc)) {
       return err;
     }
@@ -309,23 +323,21 @@ IoError WriteBlocks(int dataFd, int sumsFd, const uint8_t* data, size_t len, uin
     oldLastCrc = crc;
   }
 
-  if (directFd >= 0 && offset % kDirectAlign == 0 && len % kDirectAlign == 0) {
-    // Large aligned writes bypass the page cache (O_DIRECT descriptor of the same file), so
-    // the fdatasync that makes them durable only flushes instead of writing them back:
-    // measured here, 1 MiB writes synced every 4 ran ~4x faster direct than buffered. The
-    // caller's buffer has no alignment guarantee: unless it happens to be aligned, it goes
-    // through this thread's aligned copy, piece by piece.
-    if (reinterpret_cast<uintptr_t>(data) % kDirectAlign == 0) {
-      if (IoError err = PwriteFull(directFd, data, len, offset, kData)) return err;
-    } else {
-      uint8_t* bounce = ThreadBounce();
-      if (!bounce) return IoError{ENOMEM, "posix_memalign", kData, ""};
-      for (size_t done = 0; done < len;) {
-        const size_t piece = std::min(len - done, kBounceBytes);
-        std::memcpy(bounce, data + done, piece);
-        if (IoError err = PwriteFull(directFd, bounce, piece, offset + done, kData)) return err;
-        done += piece;
+  if (direct && !throughCopy) {
+    if (IoError err = PwriteFull(directFd, data, len, offset, kData)) return err;
+  } else if (direct) {
+    uint8_t* bounce = ThreadBounce();
+    if (!bounce) return IoError{ENOMEM, "posix_memalign", kData, ""};
+    for (size_t done = 0; done < len;) {
+      const size_t piece = std::min(len - done, kBounceBytes);
+      std::memcpy(bounce, data + done, piece);
+      for (uint64_t start = offset + done; sumFromCopy && start < offset + done + piece; start += blockSize) {
+        const uint64_t extentEnd = std::min(start + blockSize, newSize);
+        // A block running past the write is an edge, summed above.
+        if (extentEnd <= end) crcs[start / blockSize - firstBlock] = Crc32cForBlocks(bounce + (start - offset - done), extentEnd - start);
       }
+      if (IoError err = PwriteFull(directFd, bounce, piece, offset + done, kData)) return err;
+      done += piece;
     }
   } else if (IoError err = PwriteFull(dataFd, data, len, offset, kData)) {
     return err;

@@ -192,33 +192,40 @@ t.test('a large aligned write sums 256 blocks from the caller buffer and reads b
   await checkRead(t, pair, model, 0, 4 * MiB + 4096, 4096);
 });
 
-t.test('direct writes: through the aligned per-thread copy in 1 MiB pieces, from any source alignment', async (t) => {
+t.test('direct writes: through the aligned per-thread copy in 1 MiB pieces, from any source alignment, at every block size', async (t) => {
   const dir = await tempDir(t);
-  const pair = await openPair(t, dir);
-  let direct: FileHandle;
-  try {
-    direct = await open(pair.dataPath, constants.O_RDWR | constants.O_DIRECT);
-  } catch (err) {
-    t.skip(`O_DIRECT is not supported on ${dir}: ${(err as Error).message}`);
-    return;
+  for (const blockSize of [4096, 512, 8192, 65536]) {
+    const pair = await openPair(t, dir, `direct-${blockSize}`);
+    let direct: FileHandle;
+    try {
+      direct = await open(pair.dataPath, constants.O_RDWR | constants.O_DIRECT);
+    } catch (err) {
+      t.skip(`O_DIRECT is not supported on ${dir}: ${(err as Error).message}`);
+      return;
+    }
+    t.teardown(() => direct.close());
+    let model = Buffer.alloc(0);
+    const write = async (data: Buffer, offset: number) => {
+      await native.writeBlocks(pair.data.fd, pair.sums.fd, data, offset, blockSize, undefined, direct.fd);
+      model = modelWrite(model, data, offset);
+    };
+    // 3 MiB + 8 KiB: three whole pieces and a short one. The views start at different
+    // offsets of their allocation, so some may be page-aligned (written without the copy).
+    // Offsets on 4 KiB boundaries that are not block boundaries (8 and 64 KiB blocks), and
+    // writes inside the file, have edge blocks summed with the bytes on disk.
+    const source = pattern(3 * MiB + 8 * KiB + 3 * 4096, blockSize);
+    for (const [i, shift] of [0, 16, 4096, 4096 + 512].entries()) {
+      await write(source.subarray(shift, shift + 3 * MiB + 8 * KiB - i * 4096), i * 5 * MiB + (i % 2) * 4096);
+    }
+    await write(pattern(12 * KiB, 7).subarray(0), 4096);
+    await write(pattern(MiB + 4 * KiB, 8).subarray(4), 2 * MiB + 8 * KiB);
+    // Concurrent direct writes share no copy: each pool thread has its own.
+    const concurrent = [0, 1, 2, 3, 4, 5].map((k) => pattern(MiB + 4 * KiB, 100 + k).subarray(4096));
+    await Promise.all(concurrent.map((data, k) => native.writeBlocks(pair.data.fd, pair.sums.fd, data, 20 * MiB + k * MiB, blockSize, undefined, direct.fd)));
+    concurrent.forEach((data, k) => (model = modelWrite(model, data, 20 * MiB + k * MiB)));
+    await checkFiles(t, pair, model, blockSize, `direct writes, ${blockSize}-byte blocks`);
+    await checkRead(t, pair, model, 0, model.length, blockSize);
   }
-  t.teardown(() => direct.close());
-  let model = Buffer.alloc(0);
-  // 3 MiB + 8 KiB: three whole pieces and a short one. The views start at different
-  // offsets of their allocation, so some may be page-aligned (written without the copy).
-  const source = pattern(3 * MiB + 8 * KiB + 3 * 4096, 11);
-  for (const [i, shift] of [0, 16, 4096, 4096 + 512].entries()) {
-    const data = source.subarray(shift, shift + 3 * MiB + 8 * KiB - i * 4096);
-    const offset = i * 5 * MiB;
-    await native.writeBlocks(pair.data.fd, pair.sums.fd, data, offset, 4096, undefined, direct.fd);
-    model = modelWrite(model, data, offset);
-  }
-  // Concurrent direct writes share no copy: each pool thread has its own.
-  const concurrent = [0, 1, 2, 3, 4, 5].map((k) => pattern(MiB + 4 * KiB, 100 + k).subarray(4096));
-  await Promise.all(concurrent.map((data, k) => native.writeBlocks(pair.data.fd, pair.sums.fd, data, 20 * MiB + k * MiB, 4096, undefined, direct.fd)));
-  concurrent.forEach((data, k) => (model = modelWrite(model, data, 20 * MiB + k * MiB)));
-  await checkFiles(t, pair, model, 4096, 'direct writes');
-  await checkRead(t, pair, model, 0, model.length, 4096);
 });
 
 t.test('writes past EOF leave holes and re-sum the old short last block', async (t) => {
