@@ -60,6 +60,7 @@ export interface ReplicaTarget extends ResyncTargetStore, BlockSource {
   readonly appliedSeq: bigint;
   readonly durableSeq: bigint;
   readonly manifest: { readonly generation: number; readonly blockSize: number };
+  /** Must not keep a write's `data` once the promise settles: the server reuses its memory. */
   applyReplicated(seq: bigint, mutation: Mutation, crc?: number): Promise<void>;
   raiseGeneration(generation: number): Promise<void>;
   /** The generation that made `seq` here, if known (store/generations.ts). */
@@ -430,12 +431,21 @@ class ServerSession {
     this.server.stats.payloadBytes += bytes - MUTATION_OVERHEAD_BYTES;
     const applying = store.applyReplicated(m.seq, m.mutation);
     volume.track(applying);
+    // Once the apply settles the store has written the data (log and data file) and keeps no
+    // reference to it: the decoder may fill its memory with a later payload. (A store only
+    // passes it on through onMutation when it is a primary, and a volume is never served
+    // here and a primary at once: the manager removes it from this server, waiting for its
+    // applies, before it attaches a primary.)
+    const decoder = this.conn.decoder;
+    const data = m.mutation.op === 'write' ? m.mutation.data : undefined;
     applying.then(
       () => {
+        if (data) decoder.recycle(data);
         this.release(bytes);
         if (volume.complete(m.seq)) volume.session?.scheduleAck();
       },
       (err: unknown) => {
+        if (data) decoder.recycle(data);
         this.release(bytes);
         this.applyFailed(volume, m.seq, err);
       },

@@ -245,6 +245,62 @@ t.test('a large frame arriving in pieces holds no more than its header plus limi
   t.throws(() => encodeFrame(42 as FrameTypeCode, Buffer.alloc(0)), RangeError);
 });
 
+t.test('payload rooms: a recycled room takes a later payload; chunk views and foreign buffers are never reused', async (t) => {
+  const mutation = (seq: bigint, data: Buffer) => Buffer.concat(encodeMessage({ type: 'MUTATION', seq, generation: 0, mutation: { op: 'write', fid: 'aaaaaaaaaaaaaaaa', offset: 0, data } }));
+  const inPieces = (decoder: FrameDecoder, bytes: Buffer, piece: number) => {
+    let frames: Frame[] = [];
+    for (let pos = 0; pos < bytes.length; pos += piece) frames = frames.concat(decoder.push(bytes.subarray(pos, pos + piece)));
+    return frames;
+  };
+  const decoder = new FrameDecoder();
+  const first = randomBytes(rng(21), 300_000);
+  const [a] = inPieces(decoder, mutation(1n, first), 65_536);
+  t.ok(a!.payload.equals(first), 'a payload in pieces arrives whole');
+  t.equal(a!.payloadCrc, native.crc32c(first) >>> 0, 'its CRC, chained piece by piece, is the CRC of the whole');
+  const room = a!.payload.buffer;
+
+  // Not recycled: the next payload gets its own room.
+  const second = randomBytes(rng(22), 200_000);
+  const [b] = inPieces(decoder, mutation(2n, second), 65_536);
+  t.not(b!.payload.buffer, room, 'a room still in use is not filled again');
+  t.ok(a!.payload.equals(first), 'the first payload is untouched');
+
+  decoder.recycle(a!.payload);
+  decoder.recycle(a!.payload); // twice: still one spare
+  const third = randomBytes(rng(23), 250_000);
+  const [c] = inPieces(decoder, mutation(3n, third), 65_536);
+  t.equal(c!.payload.buffer, room, 'a recycled room large enough takes the next payload');
+  t.equal(c!.payload.length, third.length);
+  t.ok(c!.payload.equals(third), 'with exactly its bytes');
+  const fourth = randomBytes(rng(24), 250_000);
+  const [d] = inPieces(decoder, mutation(4n, fourth), 65_536);
+  t.not(d!.payload.buffer, room, 'recycled once, the room is used once');
+
+  // A payload that arrived whole in one chunk is a view of the chunk: never reused.
+  const chunk = mutation(5n, randomBytes(rng(25), 10_000));
+  const [e] = decoder.push(chunk);
+  t.equal(e!.payload.buffer, chunk.buffer);
+  decoder.recycle(e!.payload);
+  decoder.recycle(Buffer.allocUnsafeSlow(1_000_000)); // not the decoder's
+  const [f] = inPieces(decoder, mutation(6n, fourth), 65_536);
+  t.not(f!.payload.buffer, chunk.buffer, 'a chunk view handed back is ignored');
+  t.ok(f!.payload.equals(fourth));
+  t.ok(chunk.equals(mutation(5n, e!.payload)), 'the chunk was not written to');
+
+  // Spare rooms are bounded in bytes (32 MiB): of three 12 MiB rooms handed back, two are kept.
+  const big = Buffer.alloc(12 * 2 ** 20, 5);
+  const bigRooms = [8n, 9n, 10n].map((seq) => inPieces(decoder, mutation(seq, big), 2 ** 20)[0]!.payload);
+  for (const payload of bigRooms) decoder.recycle(payload);
+  const again = [11n, 12n, 13n].map((seq) => inPieces(decoder, mutation(seq, big), 2 ** 20)[0]!.payload.buffer);
+  t.equal(again.filter((memory) => bigRooms.some((p) => p.buffer === memory)).length, 2, 'two of three 12 MiB rooms were kept for reuse');
+
+  // A flipped payload bit in a later piece of a recycled room is still caught.
+  decoder.recycle(f!.payload);
+  const broken = mutation(7n, fourth);
+  broken[broken.length - 1]! ^= 0x10;
+  badFrameReason(t, () => inPieces(decoder, broken, 65_536), 'payload-crc', 'a flipped bit in the last piece');
+});
+
 t.test('fuzz: random bytes only ever give BAD_FRAME', async (t) => {
   const random = rng(0xb41c4d);
   let refused = 0;
