@@ -47,6 +47,7 @@ import {
   SEQ_IN_FLIGHT,
   tcpInProcess,
   tcpToChild,
+  WARM_UP_FRACTION,
   type Plan,
   type ReplicatedRound,
   type WorkloadRound,
@@ -225,6 +226,8 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     seqBlockBytes: 1 * MiB,
     seqInFlight: SEQ_IN_FLIGHT,
     smallBlockBytes: 4096,
+    warmUpBytes: Math.max(MiB, Math.floor((plan.seqBytes * WARM_UP_FRACTION) / MiB) * MiB),
+    warmUp: 'that many bytes of the same 1 MiB writes, untimed, before the sequential write of every variant (local store included): agents just started would count V8 compiling the data path as replication cost',
     cpu: 'process.cpuUsage (user + system) across the sequential write, per GiB the client wrote (each GiB is sent to every replica)',
   };
   const unavailable = tempBrickUnavailable();
