@@ -226,6 +226,14 @@ export class AgentMetrics {
     });
 
     rowsGauge({
+      name: 'brickd_volume_durable_generation',
+      help: 'Generation whose primary made the durable seq (absent while unknown): promote the replica with the highest generation, then the highest durable seq',
+      labelNames: ['volume'],
+      rows: () => (volumes()?.list() ?? []).filter((v) => v.store.generationAt(v.store.durableSeq) !== undefined),
+      sample: (v) => [{ volume: v.volumeId }, v.store.generationAt(v.store.durableSeq)!],
+    });
+
+    rowsGauge({
       name: 'brickd_volume_used_bytes',
       help: 'Bytes of file data held by the replica (what the size limit counts)',
       labelNames: ['volume'],

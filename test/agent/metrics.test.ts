@@ -69,6 +69,7 @@ t.test('metrics follow bricks, devices, writes, checksum errors, repairs and scr
   t.ok(sum > 0 && sum < 10, `latency sum ${sum} s`);
   t.equal(sample(text, 'brickd_store_mutation_seconds_bucket', { ...v, kind: 'data', le: '+Inf' }), 3);
   t.equal(sample(text, 'brickd_volume_durable_seq', v), 5);
+  t.equal(sample(text, 'brickd_volume_durable_generation', v), 0, 'seq 5 was made at the volume\'s generation 0');
   t.equal(sample(text, 'brickd_volume_used_bytes', v), 2 * content.length);
 
   // Checksum errors: one repaired from the good copy, one with no healthy copy.
