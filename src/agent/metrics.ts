@@ -229,8 +229,8 @@ export class AgentMetrics {
       name: 'brickd_volume_durable_generation',
       help: 'Generation whose primary made the durable seq (absent while unknown): promote the replica with the highest generation, then the highest durable seq',
       labelNames: ['volume'],
-      rows: () => (volumes()?.list() ?? []).filter((v) => v.store.generationAt(v.store.durableSeq) !== undefined),
-      sample: (v) => [{ volume: v.volumeId }, v.store.generationAt(v.store.durableSeq)!],
+      rows: () => (volumes()?.list() ?? []).filter((v) => v.store.durableGeneration !== undefined),
+      sample: (v) => [{ volume: v.volumeId }, v.store.durableGeneration!],
     });
 
     rowsGauge({

@@ -512,7 +512,7 @@ export class ControlServer {
         const peers = volumes.peerStates(volume.volumeId);
         // Degraded: a bad block not repaired, or a peer that is not being streamed to.
         const degraded = store.stats.checksumErrors > store.stats.repaired || peers.some((p) => p.state !== 'streaming');
-        const durableGeneration = store.generationAt(store.durableSeq);
+        const durableGeneration = store.durableGeneration;
         return {
           volume: volumeMessage(volume),
           health: degraded ? 'degraded' : 'healthy',

@@ -39,7 +39,7 @@ import { encodeMessage, MAX_READ_BLOCKS_BYTES, type ChallengeMessage, type Error
 import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
 import { ResyncSource, type ResyncProgress, type ResyncSourceStore } from './resync-source.js';
 import type { RetainedConsumer, RetainedQueue } from './retained.js';
-import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type Transcript, type WireErrorCode } from './session.js';
+import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, sharedFeatures, withoutCode, type Transcript, type WireErrorCode } from './session.js';
 
 export type LinkState = 'connecting' | 'handshake' | 'resyncing' | 'streaming' | 'behind' | 'failed' | 'closed';
 
@@ -267,8 +267,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
         replicaNonce: Buffer.alloc(0),
       };
       this.sharedFeatures = new Set();
-      const features = [...this.opts.features];
-      conn.send({ type: 'HELLO', clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, volumeId: this.opts.volumeId, generation: this.opts.queue.generation, nonce, features });
+      conn.send({ type: 'HELLO', clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, volumeId: this.opts.volumeId, generation: this.opts.queue.generation, nonce, features: [...this.opts.features] });
     });
     socket.on('error', (err) => {
       if (this.conn === conn) this.lastError = err;
@@ -337,7 +336,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     const t = this.transcript!;
     t.replicaNodeId = m.nodeId;
     t.replicaNonce = m.nonce;
-    this.sharedFeatures = new Set((m.features ?? []).filter((f) => this.opts.features.includes(f)));
+    this.sharedFeatures = sharedFeatures(this.opts.features, m.features);
     this.phase = 'auth';
     conn.send({ type: 'AUTH', mac: sessionMac(this.opts.secret, 'primary', t) });
   }

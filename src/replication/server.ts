@@ -51,7 +51,7 @@ import { MAX_BODY_BYTES, MAX_PAYLOAD_BYTES } from '../wire/frames.js';
 import type { HelloMessage, MutationMessage, ReplicationMessage, ResyncBeginMessage } from '../wire/replication.js';
 import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
 import { ResyncTarget, type ResyncTargetStore } from './resync-target.js';
-import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, withoutCode, type WireErrorCode } from './session.js';
+import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, sharedFeatures, withoutCode, type WireErrorCode } from './session.js';
 import { ContiguousSeq } from '../store/contiguous.js';
 
 /** What the server needs of a replica store (ReplicaStore has it). */
@@ -295,9 +295,8 @@ class ServerSession {
     this.hello = hello;
     this.replicaNonce = newNonce();
     this.state = 'auth';
-    const offered = this.opts.features;
-    this.sharedFeatures = new Set((hello.features ?? []).filter((f) => offered.includes(f)));
-    this.conn.send({ type: 'CHALLENGE', nodeId: this.opts.nodeId, nonce: this.replicaNonce, features: [...offered] });
+    this.sharedFeatures = sharedFeatures(this.opts.features, hello.features);
+    this.conn.send({ type: 'CHALLENGE', nodeId: this.opts.nodeId, nonce: this.replicaNonce, features: [...this.opts.features] });
   }
 
   private async onAuth(mac: Buffer): Promise<void> {

@@ -53,6 +53,11 @@ export const MIN_SECRET_BYTES = 16;
  */
 export const FEATURES: readonly string[] = ['generation-history'];
 
+/** The features a session may use: offered by this end and by the peer (unknown names drop out). */
+export function sharedFeatures(offered: readonly string[], peer: readonly string[] | undefined): Set<string> {
+  return new Set((peer ?? []).filter((f) => offered.includes(f)));
+}
+
 export interface Transcript {
   clusterId: string;
   primaryNodeId: string;

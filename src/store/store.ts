@@ -319,6 +319,11 @@ export class ReplicaStore {
     return generationAt(this.history, seq);
   }
 
+  /** The generation that made durableSeq (what an orchestrator ranks replicas by), if known. */
+  get durableGeneration(): number | undefined {
+    return this.generationAt(this.durableSeq);
+  }
+
   /** Which generation made which seqs, as far back as this replica knows. */
   get generationHistory(): readonly GenerationStart[] {
     return this.history;

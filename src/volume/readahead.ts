@@ -4,9 +4,9 @@
 // as 128 KiB requests, one at a time (libfuse 2 negotiates neither larger requests nor
 // async direct I/O), so each waits for a full trip to the store: a pool job and a verified
 // read per 128 KiB (measured: 1 MiB O_DIRECT reads of a local mount, 382 MiB/s cold, 871
-// warm). Once a file is read sequentially, this reads the next chunks of it (1 MiB each,
-// one store read each, verified like any read) while the reader is still on the current
-// one, and answers the following requests from them.
+// warm). Once a file is read sequentially, this reads the next chunks of it (chunkBytes
+// each, 2 MiB by default; one store read each, verified like any read) while the reader is
+// still on the current one, and answers the following requests from them.
 //
 // Consistency: a chunk is used only while the store's readStamp is the one it had when
 // the chunk's read started. The store changes the stamp whenever a change to the tree has

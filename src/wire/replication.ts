@@ -17,7 +17,7 @@
 import { protobuf } from './protobuf.js';
 import type { Mutation } from '../store/mutations.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
-import { historyProblem, MAX_GENERATION_STARTS, type GenerationStart } from '../store/generations.js';
+import { historyProblem, type GenerationStart } from '../store/generations.js';
 import { badFrame, encodeFrame, FrameType, frameTypeName, type Frame, type FrameTypeName } from './frames.js';
 import { brickd } from './gen/replication.js';
 
@@ -380,7 +380,6 @@ export function decodeMessage(f: Frame): ReplicationMessage {
       case 'RESYNC_BEGIN': {
         const m = strict(pb.ResyncBegin.decode(reader(f.body)));
         const s0 = seq('s0', m.s0);
-        if (m.history.length > MAX_GENERATION_STARTS) throw invalid('history', `has ${m.history.length} starts, more than ${MAX_GENERATION_STARTS}`);
         const history = m.history.map((h) => {
           strict(h);
           return { fromSeq: seq('history.from_seq', h.fromSeq ?? 0), generation: safe('history.generation', h.generation ?? 0) };
