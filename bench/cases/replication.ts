@@ -45,6 +45,7 @@ import {
   MiB,
   QD16,
   SEQ_IN_FLIGHT,
+  SMALL_WARM_UP_FRACTION,
   tcpInProcess,
   tcpToChild,
   WARM_UP_FRACTION,
@@ -228,6 +229,8 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     smallBlockBytes: 4096,
     warmUpBytes: Math.max(MiB, Math.floor((plan.seqBytes * WARM_UP_FRACTION) / MiB) * MiB),
     warmUp: 'that many bytes of the same 1 MiB writes, untimed, before the sequential write of every variant (local store included): agents just started would count V8 compiling the data path as replication cost',
+    smallWarmUpSeconds: plan.randomSeconds * SMALL_WARM_UP_FRACTION,
+    smallWarmUp: 'that many seconds of 4 KiB QD1 writes, untimed, before the 4 KiB phases of every variant (local store included): the small-write path warms up separately',
     cpu: 'process.cpuUsage (user + system) across the sequential write, per GiB the client wrote (each GiB is sent to every replica)',
   };
   const unavailable = tempBrickUnavailable();

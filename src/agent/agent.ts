@@ -190,7 +190,7 @@ export class Agent {
 
   /** The replication endpoint and identity, from replicationAddress, clusterId and the secret file. */
   private async replicationOptions() {
-    const { replicationAddress, replicationSecretFile, clusterId, quorumTimeoutMs } = this.config;
+    const { replicationAddress, replicationSecretFile, clusterId, quorumTimeoutMs, resyncRateBytesPerSec } = this.config;
     if (replicationAddress === 'off') return undefined;
     if (!replicationSecretFile) {
       throw new BrickdError('CONFIG_INVALID', 'replicationSecretFile: replication is on (replicationAddress) and needs the cluster secret file', { key: 'replicationSecretFile' });
@@ -209,7 +209,7 @@ export class Agent {
     }
     const identity = { clusterId, nodeId: this.nodeId, secret };
     this.replicaServer = new ReplicaServer({ ...identity, log: this.log.child({ node: this.nodeId }) });
-    return { identity, server: this.replicaServer, quorumTimeoutMs };
+    return { identity, server: this.replicaServer, quorumTimeoutMs, resyncRateBytesPerSec };
   }
 
   private async startHttp(): Promise<void> {

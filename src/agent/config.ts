@@ -60,6 +60,12 @@ export interface AgentConfig {
   replicationSecretFile: string;
   /** How long a write waits for its write quorum before it fails with QUORUM_LOST (ms). */
   quorumTimeoutMs: number;
+  /**
+   * Resync throttle of primaries whose volume sets none: data bytes per second sent to each
+   * replica being resynced (0: unthrottled). A volume's own rate (CreateVolume/UpdateVolume)
+   * wins.
+   */
+  resyncRateBytesPerSec: number;
 }
 
 export const DEFAULT_CONFIG: AgentConfig = {
@@ -85,6 +91,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   clusterId: 'brickd',
   replicationSecretFile: '',
   quorumTimeoutMs: 10_000,
+  resyncRateBytesPerSec: 100 * 2 ** 20,
 };
 
 type Key = keyof AgentConfig;
@@ -162,6 +169,7 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
       return list;
     }
     case 'minSizeBytes':
+    case 'resyncRateBytesPerSec':
       return size(0);
     case 'embeddedSizeBytes':
       return size(64 * 2 ** 20);

@@ -17,6 +17,7 @@ const USAGE = `usage: brickd [--config FILE] [--state-dir DIR] [--allow GLOB]...
               [--control-socket PATH] [--metrics-address HOST:PORT|off]
               [--replication-address HOST:PORT|off] [--advertise-address HOST:PORT]
               [--cluster-id ID] [--replication-secret-file FILE] [--quorum-timeout-ms MS]
+              [--resync-rate-bytes-per-sec SIZE (per second; 0: unthrottled)]
 Every flag also reads from BRICKD_<NAME> (e.g. BRICKD_STATE_DIR) and from the JSON config file.`;
 
 async function main(): Promise<number> {

@@ -63,6 +63,17 @@ function size(text: string | undefined, option: string): number | undefined {
   }
 }
 
+/** A rate in bytes per second: "50MiB", "50MiB/s", or 0 / "unlimited" for none. */
+function rate(text: string | undefined, option: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'unlimited') return 0;
+  try {
+    return parseSize(text.replace(/\/s$/, ''), option);
+  } catch (err) {
+    throw usageError(`${(err as Error).message} (bytes per second, e.g. 50MiB/s, or 0 or unlimited)`);
+  }
+}
+
 function integer(text: string | undefined, option: string, min = 0): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) < min) throw usageError(`${option}: expected a whole number ≥ ${min}, got ${JSON.stringify(text)}`);
@@ -126,6 +137,11 @@ function resyncText(r: pb.IResyncStatus): string {
   return `resync ${r.phase} from seq ${Number(r.s0)}: ${formatBytes(Number(r.bytesCompared))} compared, ${formatBytes(Number(r.dataBytesSent))} of data sent`;
 }
 
+function resyncRateText(v: pb.IVolume): string {
+  const rate = Number(v.resyncRateBytesPerSec ?? 0);
+  return rate > 0 ? `${formatBytes(rate)}/s per replica` : 'unthrottled';
+}
+
 function volumeText(v: pb.IVolume): string {
   return keyValues([
     ['volume', v.volumeId ?? ''],
@@ -135,6 +151,7 @@ function volumeText(v: pb.IVolume): string {
     ['brick', v.brickId ?? ''],
     ['write quorum', v.writeQuorum ? Number(v.writeQuorum) : 'majority'],
     ['replication', v.replicationMode || 'sync'],
+    ['resync rate', resyncRateText(v)],
     ['peers', (v.peers ?? []).map((p) => `${p.nodeId}=${p.address}`).join(', ')],
     ['block size', v.blockSize ? formatBytes(Number(v.blockSize)) : ''],
   ]);
@@ -289,6 +306,7 @@ export const COMMANDS: Command[] = [
       peer: { type: 'string', multiple: true, value: 'NODE=HOST:PORT', help: 'another replica: node id and replication address' },
       quorum: { type: 'string', value: 'N', help: 'write quorum including this replica (default: a majority)' },
       mode: { type: 'string', value: 'sync|async', help: 'acknowledge on the write quorum (sync, default) or on this replica alone (async)' },
+      'resync-rate': { type: 'string', value: 'RATE', help: "resync data per second to each replica, e.g. 50MiB/s; 0 or unlimited: none (default: the agent's)" },
     },
     summary: "Create this node's replica of a volume. Idempotent: the same settings again return it.",
     run: async (ctx, [volumeId], values) => {
@@ -304,6 +322,7 @@ export const COMMANDS: Command[] = [
           peers: peers(values),
           writeQuorum: integer(str(values, 'quorum'), '--quorum') ?? 0,
           replicationMode: oneOf(str(values, 'mode'), '--mode', ['sync', 'async'] as const) ?? '',
+          resyncRateBytesPerSec: rate(str(values, 'resync-rate'), '--resync-rate') ?? null,
         },
         volumeId,
       );
@@ -321,8 +340,9 @@ export const COMMANDS: Command[] = [
       'clear-peers': { type: 'boolean', help: 'set the peers to none' },
       quorum: { type: 'string', value: 'N', help: 'new write quorum (default: unchanged)' },
       mode: { type: 'string', value: 'sync|async', help: 'new replication mode (default: unchanged)' },
+      'resync-rate': { type: 'string', value: 'RATE', help: 'new resync throttle, e.g. 50MiB/s, 0 or unlimited; applies to a resync in progress (default: unchanged)' },
     },
-    summary: "Change the generation, role, peers or write quorum of this node's replica (fencing: the generation never goes down).",
+    summary: "Change the generation, role, peers, write quorum or resync rate of this node's replica (fencing: the generation never goes down).",
     run: async (ctx, [volumeId], values) => {
       const generation = integer(str(values, 'generation'), '--generation')!;
       const newPeers = peers(values);
@@ -337,6 +357,7 @@ export const COMMANDS: Command[] = [
           setPeers: newPeers.length > 0 || Boolean(values['clear-peers']),
           writeQuorum: integer(str(values, 'quorum'), '--quorum') ?? 0,
           replicationMode: oneOf(str(values, 'mode'), '--mode', ['sync', 'async'] as const) ?? '',
+          resyncRateBytesPerSec: rate(str(values, 'resync-rate'), '--resync-rate') ?? null,
         },
         volumeId,
       );
@@ -398,6 +419,7 @@ export const COMMANDS: Command[] = [
           ['durable seq made by generation', s.durableGeneration === null || s.durableGeneration === undefined ? 'unknown' : Number(s.durableGeneration)],
           ['checksum errors', Number(s.checksumErrors)],
           ['repaired blocks', Number(s.repairedBlocks)],
+          ['resync rate', resyncRateText(v)],
           ['peers', s.peers.map((p) => `${p.nodeId} ${p.state} acked ${Number(p.ackedSeq)} lag ${Number(p.lagSeq)}${p.resync ? ` (${resyncText(p.resync)})` : ''}`).join('; ')],
           ['mounted at', s.mountPath],
           ['scrub', s.scrub ? scrubText(s.scrub) : ''],

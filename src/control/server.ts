@@ -137,7 +137,8 @@ function brickMessage(b: BrickStatus, volumes: string[]): pb.IBrick {
   };
 }
 
-function volumeMessage(v: LocalVolume): pb.IVolume {
+/** A volume's settings; `resyncRate` is the throttle in force (VolumeManager.resyncRateOf). */
+function volumeMessage(v: LocalVolume, resyncRate: number): pb.IVolume {
   return {
     volumeId: v.volumeId,
     brickId: v.brickId,
@@ -148,6 +149,7 @@ function volumeMessage(v: LocalVolume): pb.IVolume {
     writeQuorum: v.config.writeQuorum,
     blockSize: v.store.manifest.blockSize,
     replicationMode: v.config.replicationMode ?? 'sync',
+    resyncRateBytesPerSec: resyncRate,
   };
 }
 
@@ -476,8 +478,9 @@ export class ControlServer {
             peers: peers(req.peers),
             writeQuorum: req.writeQuorum,
             ...(replicationMode(req.replicationMode) ? { replicationMode: replicationMode(req.replicationMode)! } : {}),
+            ...(req.resyncRateBytesPerSec != null ? { resyncRateBytesPerSec: req.resyncRateBytesPerSec } : {}),
           });
-          return volumeMessage(volume);
+          return volumeMessage(volume, volumes.resyncRateOf(volume));
         }),
       ),
 
@@ -490,8 +493,9 @@ export class ControlServer {
             ...(req.setPeers ? { peers: peers(req.peers) } : {}),
             ...(req.writeQuorum ? { writeQuorum: req.writeQuorum } : {}),
             ...(replicationMode(req.replicationMode) ? { replicationMode: replicationMode(req.replicationMode)! } : {}),
+            ...(req.resyncRateBytesPerSec != null ? { resyncRateBytesPerSec: req.resyncRateBytesPerSec } : {}),
           });
-          return volumeMessage(volume);
+          return volumeMessage(volume, volumes.resyncRateOf(volume));
         }),
       ),
 
@@ -503,7 +507,7 @@ export class ControlServer {
       ),
 
       listVolumes: this.unary<pb.ListVolumesRequest, pb.IListVolumesResponse>('listVolumes', async () => ({
-        volumes: volumes.list().map(volumeMessage),
+        volumes: volumes.list().map((v) => volumeMessage(v, volumes.resyncRateOf(v))),
       })),
 
       getVolumeStatus: this.unary<pb.GetVolumeStatusRequest, pb.IVolumeStatus>('getVolumeStatus', async (req) => {
@@ -514,7 +518,7 @@ export class ControlServer {
         const degraded = store.stats.checksumErrors > store.stats.repaired || peers.some((p) => p.state !== 'streaming');
         const durableGeneration = store.durableGeneration;
         return {
-          volume: volumeMessage(volume),
+          volume: volumeMessage(volume, volumes.resyncRateOf(volume)),
           health: degraded ? 'degraded' : 'healthy',
           appliedSeq: Number(store.appliedSeq),
           durableSeq: Number(store.durableSeq),

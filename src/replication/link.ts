@@ -146,6 +146,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync' | 'blocks'>> & Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync' | 'blocks'>;
   private readonly log: Logger;
   private started = false;
+  /** Resync data bytes per second (0: unthrottled); setResyncRate changes it live. */
+  private resyncRate: number;
 
   constructor(options: ReplicaLinkOptions) {
     super();
@@ -171,6 +173,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       blocks: options.blocks,
       resyncRateBytesPerSec: options.resyncRateBytesPerSec ?? 0,
     };
+    this.resyncRate = this.opts.resyncRateBytesPerSec;
     this.name = options.name ?? `${options.host}:${options.port}`;
     this.reconnectDelay = this.opts.reconnectMinMs;
     this.log = (options.log ?? silentLogger).child({ volume: options.volumeId, peer: this.name, component: 'replica-link' });
@@ -188,6 +191,18 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   /** The current or last resync's progress (undefined if none ran). */
   get resyncProgress(): Readonly<ResyncProgress> | undefined {
     return this.resyncSource?.progress;
+  }
+
+  /** Resync data bytes per second (0: unthrottled). */
+  get resyncRateBytesPerSec(): number {
+    return this.resyncRate;
+  }
+
+  /** Throttle resyncs to `bytesPerSec` (0: unthrottled) from now on, the one running included. */
+  setResyncRate(bytesPerSec: number): void {
+    if (!Number.isSafeInteger(bytesPerSec) || bytesPerSec < 0) throw new RangeError(`resync rate must be a whole number of bytes per second ≥ 0, got ${bytesPerSec}`);
+    this.resyncRate = bytesPerSec;
+    this.resyncSource?.setRate(bytesPerSec);
   }
 
   /** Highest seq sent on the current connection. */
@@ -406,7 +421,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
           return conn.closed;
         },
       },
-      { rateBytesPerSec: this.opts.resyncRateBytesPerSec, log: this.log },
+      { rateBytesPerSec: this.resyncRate, log: this.log },
     );
     this.resyncSource = source;
     source

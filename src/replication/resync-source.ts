@@ -109,8 +109,11 @@ export class ResyncSource {
   private slotWaiters: Array<() => void> = [];
   private doneWaiter: { resolve: (seq: bigint) => void; reject: (err: Error) => void } | undefined;
   private failure: Error | undefined;
+  /** Earliest time (ms) the next DATA may go, at the current rate. */
   private nextSendAt = 0;
-  private readonly rate: number;
+  private rate: number;
+  /** Wakes a send sleeping in throttle (the rate changed, or the resync stopped). */
+  private wakeThrottled: (() => void) | undefined;
   private readonly maxOutstanding: number;
   private readonly maxChunk: number;
 
@@ -193,11 +196,24 @@ export class ResyncSource {
     this.doneWaiter.resolve(appliedSeq);
   }
 
+  /** Data bytes per second from now on (0: unthrottled), for a send already waiting too. */
+  setRate(bytesPerSec: number): void {
+    this.rate = bytesPerSec;
+    // The pacing owed at the old rate is forgiven: the next chunk may go now.
+    this.nextSendAt = 0;
+    this.wakeThrottled?.();
+  }
+
+  get rateBytesPerSec(): number {
+    return this.rate;
+  }
+
   /** Stop: the connection is gone or misbehaved. Pending waits reject. */
   abort(err: Error): void {
     if (this.failure) return;
     this.failure = err;
     this.progress.phase = 'aborted';
+    this.wakeThrottled?.();
     this.doneWaiter?.reject(err);
     for (const w of this.slotWaiters.splice(0)) w();
   }
@@ -260,12 +276,31 @@ export class ResyncSource {
     }
   }
 
+  /**
+   * Wait until `bytes` of DATA may go at the current rate, then book them: the next chunk
+   * may go bytes/rate later. The wait is woken early by setRate (re-evaluated at the new
+   * rate) and by abort (the caller's next check throws), so neither waits out a sleep
+   * computed at an old, possibly very low, rate.
+   */
   private async throttle(bytes: number): Promise<void> {
-    if (this.rate <= 0) return;
-    const now = Date.now();
-    const at = Math.max(now, this.nextSendAt);
-    this.nextSendAt = at + (bytes / this.rate) * 1000;
-    if (at > now) await new Promise((resolve) => setTimeout(resolve, at - now));
+    for (;;) {
+      this.check();
+      if (this.rate <= 0) return;
+      const now = Date.now();
+      if (this.nextSendAt <= now) {
+        this.nextSendAt = now + (bytes / this.rate) * 1000;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(wake, this.nextSendAt - now);
+        function wake(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.wakeThrottled = wake;
+      });
+      this.wakeThrottled = undefined;
+    }
   }
 
   private async send(message: ReplicationMessage): Promise<void> {

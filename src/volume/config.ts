@@ -34,6 +34,11 @@ export interface VolumeConfig {
   writeQuorum: number;
   /** Absent in version-1 files written before it existed: sync. */
   replicationMode?: ReplicationMode;
+  /**
+   * Resync data bytes per second while this replica is primary, per replica being resynced
+   * (0: unthrottled). Absent: the agent's default (resyncRateBytesPerSec in its config).
+   */
+  resyncRateBytesPerSec?: number;
 }
 
 const file = (replicaDir: string) => path.join(replicaDir, '.brickd', 'volume.json');

@@ -49,6 +49,8 @@ export interface VolumeReplicationOptions {
   server: ReplicaServer;
   /** How long a write waits for its quorum before QUORUM_LOST (default 10 s). */
   quorumTimeoutMs?: number;
+  /** Resync throttle of volumes that set none (data bytes per second; 0 or absent: unthrottled). */
+  resyncRateBytesPerSec?: number;
   link?: Partial<ReplicaLinkOptions>;
 }
 
@@ -61,6 +63,8 @@ export interface CreateVolumeOptions {
   peers?: PeerConfig[];
   writeQuorum?: number;
   replicationMode?: ReplicationMode;
+  /** Resync throttle while primary (0: unthrottled); absent: the agent's default. */
+  resyncRateBytesPerSec?: number;
 }
 
 export interface UpdateVolumeOptions {
@@ -69,6 +73,8 @@ export interface UpdateVolumeOptions {
   peers?: PeerConfig[];
   writeQuorum?: number;
   replicationMode?: ReplicationMode;
+  /** Absent: unchanged. Applied at once, to a resync in progress too. */
+  resyncRateBytesPerSec?: number;
 }
 
 export interface VolumeManagerOptions {
@@ -107,6 +113,23 @@ function checkGeneration(generation: number): void {
   if (!Number.isSafeInteger(generation) || generation < 0) {
     throw new BrickdError('INVALID_ARGUMENT', `generation must be a whole number from 0 to 2^53-1, got ${generation}`);
   }
+}
+
+/** A resync rate is a whole number of bytes per second (0: unthrottled). */
+function checkResyncRate(rate: number | undefined): void {
+  if (rate !== undefined && (!Number.isSafeInteger(rate) || rate < 0)) {
+    throw new BrickdError('INVALID_ARGUMENT', `resync rate must be a whole number of bytes per second from 0 (unthrottled) to 2^53-1, got ${rate}`);
+  }
+}
+
+/** Whether two configs differ in nothing that needs the replication rebuilt (the resync rate aside). */
+function sameExceptResyncRate(a: VolumeConfig, b: VolumeConfig): boolean {
+  return (
+    a.role === b.role &&
+    JSON.stringify(a.peers) === JSON.stringify(b.peers) &&
+    a.writeQuorum === b.writeQuorum &&
+    (a.replicationMode ?? 'sync') === (b.replicationMode ?? 'sync')
+  );
 }
 
 /** A write quorum above the replica count (this one and its peers) could never be met: every write would block. */
@@ -203,6 +226,7 @@ export class VolumeManager {
       }
       checkGeneration(options.generation ?? 0);
       checkWriteQuorum(options.writeQuorum ?? 0, options.peers ?? []);
+      checkResyncRate(options.resyncRateBytesPerSec);
       this.checkReplicable(options.role ?? 'replica', options.peers ?? []);
       const existing = this.volumes.get(options.volumeId);
       if (existing) {
@@ -216,6 +240,7 @@ export class VolumeManager {
           (!options.peers?.length || peersOf(options.peers) === peersOf(existing.config.peers)) &&
           (!options.writeQuorum || options.writeQuorum === existing.config.writeQuorum) &&
           (!options.replicationMode || options.replicationMode === (existing.config.replicationMode ?? 'sync')) &&
+          (options.resyncRateBytesPerSec === undefined || options.resyncRateBytesPerSec === existing.config.resyncRateBytesPerSec) &&
           (options.generation ?? 0) <= existing.store.manifest.generation;
         if (!same) {
           throw new BrickdError('VOLUME_EXISTS', `volume ${options.volumeId} already has a replica here with other settings (brick ${existing.brickId}, size limit ${existing.store.manifest.sizeLimitBytes}, role ${existing.config.role}, generation ${existing.store.manifest.generation})`, {
@@ -238,6 +263,7 @@ export class VolumeManager {
         peers: options.peers ?? [],
         writeQuorum: options.writeQuorum ?? 0,
         replicationMode: options.replicationMode ?? 'sync',
+        ...(options.resyncRateBytesPerSec !== undefined ? { resyncRateBytesPerSec: options.resyncRateBytesPerSec } : {}),
       };
       await writeVolumeConfig(dir, config);
       const volume = this.add(options.volumeId, brick.brickId, dir, store, config);
@@ -265,8 +291,10 @@ export class VolumeManager {
         ...(options.peers ? { peers: options.peers } : {}),
         ...(options.writeQuorum !== undefined ? { writeQuorum: options.writeQuorum } : {}),
         ...(options.replicationMode ? { replicationMode: options.replicationMode } : {}),
+        ...(options.resyncRateBytesPerSec !== undefined ? { resyncRateBytesPerSec: options.resyncRateBytesPerSec } : {}),
       };
       // Checked before anything is written: a refused update must change nothing, generation included.
+      checkResyncRate(options.resyncRateBytesPerSec);
       checkWriteQuorum(config.writeQuorum, config.peers);
       this.checkReplicable(config.role, config.peers);
       if (config.role === 'primary' && volume.config.role !== 'primary' && volume.store.resyncing) {
@@ -276,6 +304,15 @@ export class VolumeManager {
       const pin = this.pins.get(volumeId);
       if (pin?.writable && config.role !== 'primary') {
         throw new BrickdError('VOLUME_MOUNTED', `volume ${volumeId} is ${pin.what} read-write; unmount it before it stops being primary here`, { volumeId });
+      }
+      if (config.resyncRateBytesPerSec !== volume.config.resyncRateBytesPerSec && options.generation === current && sameExceptResyncRate(config, volume.config)) {
+        // Only the throttle changes: applied in place. Detaching would restart the links,
+        // and with them any resync in progress. (An update that changes nothing at all still
+        // re-attaches below, as it always has: a fresh queue and fresh links.)
+        await writeVolumeConfig(volume.dir, config);
+        volume.config = config;
+        volume.primary?.setResyncRate(this.resyncRateOf(volume));
+        return volume;
       }
       // Detached first: no write is acknowledged under the old settings once the new ones
       // are being written, and the server forgets the generation it had cached.
@@ -378,6 +415,11 @@ export class VolumeManager {
     return this.get(volumeId).primary?.peers() ?? [];
   }
 
+  /** The resync throttle `volume` runs with: its own, else the agent's default (0: unthrottled). */
+  resyncRateOf(volume: LocalVolume): number {
+    return volume.config.resyncRateBytesPerSec ?? this.options.replication?.resyncRateBytesPerSec ?? 0;
+  }
+
   /** A primary with peers needs this agent's replication endpoint (secret and cluster id). */
   private checkReplicable(role: VolumeRole, peers: readonly PeerConfig[]): void {
     if (role === 'primary' && peers.length > 0 && !this.options.replication) {
@@ -408,6 +450,7 @@ export class VolumeManager {
             resync: volume.store,
             onPeerState: (peer, state, reason) => this.peerEvent(volume.volumeId, peer, state, reason),
             blocks: volume.store,
+            resyncRateBytesPerSec: this.resyncRateOf(volume),
             ...(replication.link ? { link: replication.link } : {}),
           }),
       );

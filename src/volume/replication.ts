@@ -44,6 +44,8 @@ export interface PrimaryReplicationOptions {
   resync?: ResyncSourceStore;
   /** The primary's store: the peers' repair reads are answered from it. */
   blocks?: BlockSource;
+  /** Resync data bytes per second per replica being resynced (0 or absent: unthrottled). */
+  resyncRateBytesPerSec?: number;
 }
 
 export interface PeerState {
@@ -108,6 +110,7 @@ export class PrimaryReplication {
         log,
         ...(options.resync ? { resync: options.resync } : {}),
         ...(options.blocks ? { blocks: options.blocks } : {}),
+        resyncRateBytesPerSec: options.resyncRateBytesPerSec ?? 0,
         ...options.link,
       });
       const entry = { link, peer, reason: '' };
@@ -167,6 +170,11 @@ export class PrimaryReplication {
       bytesSent: link.stats.bytesSent,
       ...(link.resyncProgress ? { resync: link.resyncProgress } : {}),
     }));
+  }
+
+  /** Throttle every link's resyncs, the ones running included (0: unthrottled). */
+  setResyncRate(bytesPerSec: number): void {
+    for (const { link } of this.links.values()) link.setResyncRate(bytesPerSec);
   }
 
   /**

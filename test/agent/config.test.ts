@@ -42,11 +42,12 @@ t.test('metricsAddress: loopback by default, any IP literal and port, or off', a
   t.equal(parseListenAddress('off'), undefined);
 });
 
-t.test('replication: off by default; address, cluster, secret file and quorum timeout', async (t) => {
+t.test('replication: off by default; address, cluster, secret file, quorum timeout and resync rate', async (t) => {
   const defaults = await loadConfig({});
-  t.match(defaults, { replicationAddress: 'off', advertiseAddress: '', clusterId: 'brickd', replicationSecretFile: '', quorumTimeoutMs: 10_000 });
-  const on = await loadConfig({ argv: ['--replication-address', '0.0.0.0:7400', '--advertise-address', '127.0.0.2:7400', '--cluster-id', 'prod-1', '--replication-secret-file', '/etc/brickd/secret', '--quorum-timeout-ms', '2500'] });
-  t.match(on, { replicationAddress: '0.0.0.0:7400', advertiseAddress: '127.0.0.2:7400', clusterId: 'prod-1', replicationSecretFile: '/etc/brickd/secret', quorumTimeoutMs: 2500 });
+  t.match(defaults, { replicationAddress: 'off', advertiseAddress: '', clusterId: 'brickd', replicationSecretFile: '', quorumTimeoutMs: 10_000, resyncRateBytesPerSec: 100 * 2 ** 20 });
+  const on = await loadConfig({ argv: ['--replication-address', '0.0.0.0:7400', '--advertise-address', '127.0.0.2:7400', '--cluster-id', 'prod-1', '--replication-secret-file', '/etc/brickd/secret', '--quorum-timeout-ms', '2500', '--resync-rate-bytes-per-sec', '40MiB'] });
+  t.match(on, { replicationAddress: '0.0.0.0:7400', advertiseAddress: '127.0.0.2:7400', clusterId: 'prod-1', replicationSecretFile: '/etc/brickd/secret', quorumTimeoutMs: 2500, resyncRateBytesPerSec: 40 * 2 ** 20 });
+  t.equal((await loadConfig({ env: { BRICKD_RESYNC_RATE_BYTES_PER_SEC: '0' } })).resyncRateBytesPerSec, 0, '0: unthrottled');
 });
 
 t.test('every bad value is CONFIG_INVALID naming key and source', async (t) => {
@@ -75,6 +76,8 @@ t.test('every bad value is CONFIG_INVALID naming key and source', async (t) => {
     ['cluster id with a slash', { argv: ['--cluster-id', 'a/b'] }, /clusterId .* A-Z/],
     ['relative secret file', { env: { BRICKD_REPLICATION_SECRET_FILE: 'secret' } }, /replicationSecretFile \(from BRICKD_REPLICATION_SECRET_FILE\): expected an absolute path/],
     ['quorum timeout too short', { argv: ['--quorum-timeout-ms', '5'] }, /quorumTimeoutMs .* 100\.\.3600000/],
+    ['resync rate not a size', { argv: ['--resync-rate-bytes-per-sec', 'fast'] }, /resyncRateBytesPerSec \(from --resync-rate-bytes-per-sec\): expected a size/],
+    ['resync rate negative', { env: { BRICKD_RESYNC_RATE_BYTES_PER_SEC: '-5' } }, /resyncRateBytesPerSec .* expected a size/],
   ];
   for (const [name, sources, message] of bad) {
     await rejectsWithCode(t, loadConfig(sources), 'CONFIG_INVALID', message, name);

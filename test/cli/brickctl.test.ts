@@ -202,6 +202,19 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
       peers: [{ nodeId: b.nodeId, state: /connecting|handshake/ }],
     });
 
+    // The resync throttle: the agent's default, then the volume's own, changed in place.
+    t.match(status.stdout, /^resync rate: +100 MiB\/s per replica$/m, "the agent's default rate");
+    const throttled = await a.ctl('volume', 'update', 'life', '--generation', '1', '--resync-rate', '50MiB/s');
+    t.equal(throttled.code, 0, throttled.stderr);
+    t.match(throttled.stdout, /^resync rate: +50 MiB\/s per replica$/m);
+    const unthrottled = await a.ctl('--json', 'volume', 'update', 'life', '--generation', '1', '--resync-rate', 'unlimited');
+    t.equal(unthrottled.code, 0, unthrottled.stderr);
+    t.equal(json(unthrottled.stdout).resyncRateBytesPerSec ?? 0, 0, 'unlimited: 0');
+    t.match((await a.ctl('volume', 'status', 'life')).stdout, /^resync rate: +unthrottled$/m);
+    const badRate = await a.ctl('volume', 'update', 'life', '--generation', '1', '--resync-rate', 'fast');
+    t.equal(badRate.code, 2, 'a rate that is no size: usage error');
+    t.match(badRate.stderr, /--resync-rate: expected a size/);
+
     const stale = await a.ctl('volume', 'update', 'life', '--generation', '0');
     t.equal(stale.code, 4, 'a lower generation is fenced off');
     t.match(stale.stderr, /GENERATION_STALE/);

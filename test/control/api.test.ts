@@ -269,6 +269,8 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     await callFails(t, api.createVolume({ volumeId: 'vol-b', sizeLimitBytes: MiB, peers: [{ nodeId: 'n', address: 'no-port' }] }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'peer address without port');
     await callFails(t, api.createVolume({ volumeId: 'vol-b', sizeLimitBytes: MiB, generation: 2 ** 60 }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'generation beyond 2^53');
     await callFails(t, api.createVolume({ volumeId: 'vol-b', sizeLimitBytes: MiB, writeQuorum: 2 }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'write quorum above the replica count');
+    await callFails(t, api.createVolume({ volumeId: 'vol-b', sizeLimitBytes: MiB, resyncRateBytesPerSec: 2 ** 60 }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'resync rate beyond 2^53');
+    await callFails(t, api.createVolume({ volumeId: 'vol-a', sizeLimitBytes: 64 * MiB, resyncRateBytesPerSec: MiB }), status.ALREADY_EXISTS, 'VOLUME_EXISTS', 'another resync rate');
     t.same(await bricksHolding(agent, 'vol-b'), [], 'no refused create left a replica');
 
     await callFails(t, api.updateVolume({ volumeId: 'vol-a', generation: 5, setPeers: true, peers: [] }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'no peers left for a write quorum of 2');
@@ -284,6 +286,10 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     await callFails(t, api.updateVolume({ volumeId: 'vol-none', generation: 6 }), status.NOT_FOUND, 'VOLUME_NOT_FOUND', 'unknown volume');
     await callFails(t, api.updateVolume({ volumeId: '../vol-a', generation: 6 }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'path traversal');
     await callFails(t, api.updateVolume({ volumeId: 'vol-a', generation: 2 ** 60 }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'generation beyond 2^53');
+    await callFails(t, api.updateVolume({ volumeId: 'vol-a', generation: 6, resyncRateBytesPerSec: 2 ** 60 }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'resync rate beyond 2^53');
+    t.equal((await api.getVolumeStatus({ volumeId: 'vol-a' })).volume?.generation, 5, 'a refused rate does not raise the generation');
+    const rated = await api.updateVolume({ volumeId: 'vol-a', generation: 5, resyncRateBytesPerSec: 3 * MiB });
+    t.match(rated, { generation: 5, resyncRateBytesPerSec: 3 * MiB }, 'a rate-only update: the volume rate in force');
     const peersKept = await api.updateVolume({ volumeId: 'vol-a', generation: 6 });
     t.match(peersKept, { generation: 6, writeQuorum: 1, role: 'replica' }, 'a raise keeps what it does not set');
 

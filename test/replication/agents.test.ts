@@ -4,7 +4,8 @@
 // configuration reaches the wire (NodeInfo's replication address, CreateVolume with peers),
 // that writes acknowledged with W=2 of 3 are on every replica, that a SIGKILLed replica
 // catches up on return, that a replica down across a primary re-attach is resynced (status
-// reports it), that a damaged block is repaired across agents both ways (the primary's on
+// reports it) at the volume's resync rate (set in place, without re-attaching), that a
+// damaged block is repaired across agents both ways (the primary's on
 // read, a replica's by its scrub), that status reports per-peer state and lag, and that raising the
 // generation on the replicas fences the primary (it stops acknowledging: QUORUM_LOST).
 //
@@ -171,6 +172,35 @@ t.test('three agents replicate a volume configured through the control API', { s
   t.equal(resynced?.resync?.phase, 'done', 'GetVolumeStatus reports the finished resync');
   const sent = Number(resynced?.resync?.dataBytesSent);
   t.ok(sent >= 10 * 256 * 1024 && sent < Number(resynced?.resync?.bytesCompared), `it sent ${sent} data bytes of ${Number(resynced?.resync?.bytesCompared)} compared`);
+
+  // The resync throttle: the agent's default, a volume's own set in place (streaming and the
+  // last resync's report undisturbed: no re-attach), then in force for the next resync.
+  t.equal(Number((await api.getVolumeStatus({ volumeId: VOLUME })).volume?.resyncRateBytesPerSec), 100 * 2 ** 20, "the agent's default rate");
+  const beforeRate = await api.getVolumeStatus({ volumeId: VOLUME });
+  const badRate = await api.updateVolume({ volumeId: VOLUME, generation: 1, resyncRateBytesPerSec: 2 ** 53 }).then(
+    () => undefined,
+    (err: Error) => err,
+  );
+  t.match(badRate?.message, /INVALID_ARGUMENT|resync rate/, 'a rate beyond 2^53-1 is refused');
+  const rated = await api.updateVolume({ volumeId: VOLUME, generation: 1, resyncRateBytesPerSec: 2 * 2 ** 20 });
+  t.equal(Number(rated.resyncRateBytesPerSec), 2 * 2 ** 20, 'the volume rate is in force');
+  const afterRate = await api.getVolumeStatus({ volumeId: VOLUME });
+  t.same(
+    afterRate.peers.map((p) => [p.nodeId, p.state, p.resync]),
+    beforeRate.peers.map((p) => [p.nodeId, p.state, p.resync]),
+    'a rate-only update keeps the links (same counters, the last resync still reported)',
+  );
+  replicas[1]!.proc.child.kill('SIGKILL');
+  await replicas[1]!.proc.exited;
+  for (let i = 0; i < 12; i++) await writeFile_(`dir/t${i}`, 512 * 1024);
+  await api.updateVolume({ volumeId: VOLUME, generation: 1, writeQuorum: 2 }); // re-attach: a fresh queue
+  await replicas[1]!.restart();
+  await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.state === 'streaming' && p.lagSeq === 0n), 'the replica resynced at 2 MiB/s', 30_000);
+  const slow = primary.volumes.peerStates(VOLUME).find((p) => p.resync)!.resync!;
+  const seconds = (slow.finishedAt! - slow.startedAt) / 1000;
+  // The first 1 MiB chunk may go at once; the rest is paced.
+  t.ok(seconds >= (slow.dataBytesSent - 2 ** 20) / (2 * 2 ** 20) * 0.9, `${slow.dataBytesSent} data bytes took ${seconds.toFixed(2)} s at 2 MiB/s`);
+  t.equal(Number((await api.updateVolume({ volumeId: VOLUME, generation: 1, resyncRateBytesPerSec: 0 })).resyncRateBytesPerSec), 0, '0: unthrottled');
 
   // Fencing: the orchestrator raises the generation on the replicas (promoting elsewhere).
   // The primary, still at generation 1, must stop acknowledging.

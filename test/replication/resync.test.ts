@@ -358,6 +358,39 @@ t.test('a resync cut by a lost connection and then by a replica crash resumes an
   t.equal(r1.store.resyncing, false);
 });
 
+t.test('the resync throttle changes while a resync runs: a sleep at a very low rate is cut short', { skip: needsRoot() }, async (t) => {
+  const MiB = 2 ** 20;
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const p = await startPrimary(t, { replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true, queue: { maxBytes: MiB }, link: { resyncRateBytesPerSec: 2 * MiB } });
+  const link = p.links[0]!;
+  t.throws(() => link.setResyncRate(-1), RangeError, 'a negative rate is refused');
+  t.throws(() => link.setResyncRate(1.5), RangeError, 'so is a fraction');
+  t.equal(link.resyncRateBytesPerSec, 2 * MiB, 'and changes nothing');
+  for (let i = 0; i < 4; i++) await p.replicated(p.store.create(`f${i}`));
+  await caughtUp(p);
+  await stopReplica(r1);
+  for (let i = 0; i < 4; i++) await p.replicated(p.store.write(`f${i}`, 0, pattern(4 * MiB, i + 1)));
+  r1 = await restartReplica(t, r1);
+
+  await until(() => (link.resyncProgress?.dataBytesSent ?? 0) >= 2 * MiB, 'the resync sent 2 MiB at 2 MiB/s');
+  // 4 KiB/s: after the one chunk the change lets go at once, the next 1 MiB chunk would
+  // wait 256 s.
+  link.setResyncRate(4096);
+  const atSlow = link.resyncProgress!.dataBytesSent;
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const crawled = link.resyncProgress!.dataBytesSent - atSlow;
+  t.ok(crawled <= 2 * MiB, `at 4 KiB/s it sent ${crawled} bytes in 1.5 s (at most the chunk in flight and the one let go)`);
+  t.equal(link.resyncProgress!.phase, 'comparing', 'still under way');
+
+  const lifted = Date.now();
+  link.setResyncRate(0);
+  await caughtUp(p, 20_000);
+  t.ok(Date.now() - lifted < 10_000, `unthrottled, it finished in ${Date.now() - lifted} ms (the sleep computed at 4 KiB/s was cut short)`);
+  t.equal(link.resyncProgress!.phase, 'done');
+  t.equal(link.stats.resyncs, 1, 'one resync: changing the rate did not restart it');
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 equals the primary');
+});
+
 t.test('hostile resync frames inside a resync are refused before anything of theirs is applied', { skip: needsRoot() }, async (t) => {
   const { RawPeer } = await import('../helpers/replication.js');
   const { existsSync, readdirSync } = await import('node:fs');
