@@ -1,18 +1,20 @@
 // A replicated volume for benchmarks, wired as the agent wires one: the primary (its store,
-// the retained queue fed by the store's onMutation, one ReplicaLink per replica with the
-// store as resync source, a QuorumTracker per W to measure) in this process, and one
-// replica agent per other directory in its own child process (bench/children/
-// replica-agent.ts), as agents on other nodes would be, on loopback or each in a network
-// namespace (bench/netns.ts). A volume without replicas is the store alone, as the agent
+// the retained queue and the record of changed regions fed by the store's onMutation, one
+// ReplicaLink per replica with the store as resync source, a QuorumTracker per W to
+// measure) in this process, and one replica agent per other directory in its own child
+// process (bench/children/replica-agent.ts), as agents on other nodes would be, on
+// loopback or each in a network namespace (bench/netns.ts). A volume without replicas is the store alone, as the agent
 // runs a volume without peers (no PrimaryReplication: nothing queued, W=1).
 //
 // What it may touch: the replica directories it is given (the caller owns the bricks and
 // removes the directories), and the child processes it starts, stopped by pid in close().
 // A replica can be SIGKILLed and restarted on its directory and port (the resync case).
 import { randomBytes } from 'node:crypto';
+import { ChangedRegions } from '../src/replication/changed.js';
 import { ReplicaLink } from '../src/replication/link.js';
 import { QuorumTracker } from '../src/replication/quorum.js';
 import { RetainedQueue } from '../src/replication/retained.js';
+import type { Mutation } from '../src/store/mutations.js';
 import { ReplicaStore } from '../src/store/store.js';
 import { BenchChild, startChildren, stopChildren } from './child.js';
 
@@ -62,6 +64,7 @@ export class BenchCluster {
     readonly store: ReplicaStore,
     /** Undefined without replicas (the agent builds no replication for a volume without peers). */
     readonly queue: RetainedQueue | undefined,
+    private readonly changes: ChangedRegions,
     readonly links: ReplicaLink[],
     /** The replica agents, in placement order; restartReplica replaces one. */
     readonly replicas: BenchChild[],
@@ -78,7 +81,13 @@ export class BenchCluster {
     // The store's onMutation is called synchronously in seq order from its first mutation:
     // the queue must exist before the store, so it starts at seq 0 with the new store.
     const queue = placements.length > 0 ? new RetainedQueue({ startSeq: 0n, generation: 1, ...options.queue }) : undefined;
-    const store = await ReplicaStore.create(dirs[0]!, { volumeId, sizeLimitBytes, generation: 1 }, queue ? { onMutation: (seq, m) => queue.push(seq, m) } : {});
+    // As the agent's primary: the regions changed since the start, for incremental resyncs.
+    const changes = new ChangedRegions(0n);
+    const onMutation = (seq: bigint, m: Mutation) => {
+      changes.record(seq, m);
+      queue!.push(seq, m);
+    };
+    const store = await ReplicaStore.create(dirs[0]!, { volumeId, sizeLimitBytes, generation: 1 }, queue ? { onMutation } : {});
     let replicas: BenchChild[] = [];
     try {
       replicas = await startChildren(placements.map((placement, i) => replicaSpec(options, secret, i, placement, 0)));
@@ -86,7 +95,7 @@ export class BenchCluster {
       await store.close();
       throw err;
     }
-    const cluster = new BenchCluster(options, secret, store, queue, [], replicas);
+    const cluster = new BenchCluster(options, secret, store, queue, changes, [], replicas);
     replicas.forEach((child, i) => cluster.links.push(cluster.link(child.name, placements[i]!.host, cluster.ports[i]!)));
     try {
       await waitUntil(() => cluster.links.every((l) => l.state === 'streaming'), 'every replica link streaming');
@@ -162,8 +171,10 @@ export class BenchCluster {
       volumeId,
       secret: this.secret,
       queue: this.queue!,
-      // As the agent's links: a replica the queue cannot catch up is resynced from the store.
+      // As the agent's links: a replica the queue cannot catch up is resynced from the store,
+      // comparing only the regions changed since its seq when it merely fell behind.
       resync: this.store,
+      changes: this.changes,
       ...(reconnect ? { reconnectMinMs: reconnect.minMs, reconnectMaxMs: reconnect.maxMs } : {}),
     });
     link.on('ack', (seq) => {

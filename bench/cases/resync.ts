@@ -10,11 +10,15 @@
 //   baseline  a full copy of the primary's data tree onto the killed replica's brick (read,
 //             write and fsync every byte, no brickd): what bringing that replica in sync
 //             costs without an incremental resync; removed after;
-//   changes   for each fraction (1% and 10% of the volume): replica-2 is SIGKILLed, that
-//             many distinct 4 KiB blocks, chosen at random over the whole data set, are
-//             overwritten with new random bytes at QD16 (W=2: the primary and replica-1),
-//             replica-2 is restarted on its directory and port, and the clock runs until
-//             its link streams again with the replica durable at the primary's last seq;
+//   changes   for each change (1% and 10% of the volume in distinct 4 KiB blocks chosen at
+//             random over the whole data set; 1% as one range of consecutive blocks):
+//             replica-2 is SIGKILLed, those blocks are overwritten with new random bytes at
+//             QD16 (W=2: the primary and replica-1), replica-2 is restarted on its
+//             directory and port, and the clock runs until its link streams again with the
+//             replica durable at the primary's last seq. The primary kept running, so the
+//             resync is incremental: only the 1 MiB regions changed since replica-2's seq
+//             are compared (src/replication/changed.ts): nearly all of them for scattered
+//             changes, 1% of the volume for the range;
 //   full      replica-2 SIGKILLed, its replica directory deleted (a replaced disk),
 //             restarted empty: a resync of the whole volume, timed the same way.
 // After each resync the replica's data tree must equal the primary's byte for byte
@@ -60,7 +64,18 @@ const LOAD_IN_FLIGHT = 4;
 const CHANGE_QD = 16;
 const QUEUE_MAX_ENTRIES = 64;
 const RECONNECT = { minMs: 50, maxMs: 250 };
-const CHANGES = [0.01, 0.1] as const;
+interface Change {
+  /** Names the change in rows and params. */
+  label: string;
+  fraction: number;
+  layout: 'scattered' | 'one range';
+}
+const CHANGES: readonly Change[] = [
+  { label: '1% of the volume changed', fraction: 0.01, layout: 'scattered' },
+  { label: '10% of the volume changed', fraction: 0.1, layout: 'scattered' },
+  { label: '1% of the volume changed in one range', fraction: 0.01, layout: 'one range' },
+];
+const FULL = 'full resync of an emptied replica';
 /** The replica the case kills and resyncs (replica-2); replica-1 keeps W=2 reachable. */
 const VICTIM = 1;
 const SYNC_TIMEOUT_MS = 15 * 60_000;
@@ -72,8 +87,8 @@ interface Plan {
 }
 
 interface ResyncRun {
-  /** The fraction of the volume's blocks changed; 1 for the full resync of an emptied replica. */
-  fraction: number;
+  /** The change's label (CHANGES), or FULL. */
+  label: string;
   changedBytes: number;
   dataBytes: number;
   totalBytes: number;
@@ -86,6 +101,7 @@ interface ResyncRun {
   resyncSeconds: number;
   blocksCompared: number;
   blocksWanted: number;
+  incremental: boolean;
 }
 
 interface Round {
@@ -127,7 +143,7 @@ async function load(cluster: BenchCluster, plan: Plan): Promise<string[]> {
  * Restart the victim and time it until in sync; the link's counters before and after give
  * what the resync sent. Fails if it was caught up without a resync.
  */
-async function resyncVictim(cluster: BenchCluster, fraction: number, changedBytes: number): Promise<ResyncRun> {
+async function resyncVictim(cluster: BenchCluster, label: string, changedBytes: number): Promise<ResyncRun> {
   const link = cluster.links[VICTIM]!;
   const before = { ...link.stats };
   await dropCaches();
@@ -140,7 +156,7 @@ async function resyncVictim(cluster: BenchCluster, fraction: number, changedByte
   const progress = link.resyncProgress;
   if (resyncs < 1 || !progress) throw new Error(`${link.name} was caught up without a resync (the retained queue held what it missed): the change is too small for this measurement`);
   return {
-    fraction,
+    label,
     changedBytes,
     dataBytes: link.stats.resyncDataBytes - before.resyncDataBytes,
     totalBytes: link.stats.resyncBytesSent - before.resyncBytesSent,
@@ -150,6 +166,7 @@ async function resyncVictim(cluster: BenchCluster, fraction: number, changedByte
     resyncSeconds: ((progress.finishedAt ?? Date.now()) - progress.startedAt) / 1000,
     blocksCompared: progress.blocksCompared,
     blocksWanted: progress.blocksWanted,
+    incremental: progress.incremental,
   };
 }
 
@@ -187,19 +204,22 @@ async function measureRound(ctx: BenchContext, bricks: TempBrick[], plan: Plan, 
 
     const runs: ResyncRun[] = [];
     const blocksPerFile = plan.fileBytes / BLOCK;
-    for (const fraction of CHANGES) {
+    const blocks = plan.files * blocksPerFile;
+    for (const { label, fraction, layout } of CHANGES) {
       await c.killReplica(VICTIM);
-      const picked = distinctRandom(plan.files * blocksPerFile, Math.round(fraction * plan.files * blocksPerFile));
+      const count = Math.round(fraction * blocks);
+      const start = Math.floor(Math.random() * (blocks - count + 1));
+      const picked = layout === 'scattered' ? distinctRandom(blocks, count) : Uint32Array.from({ length: count }, (_, i) => start + i);
       await inParallel(CHANGE_QD, picked.length, async (k) => {
         const block = picked[k]!;
         const data = randomFillSync(Buffer.allocUnsafe(BLOCK));
         await c.replicated(2, c.store.write({ fid: fids[Math.floor(block / blocksPerFile)]! }, (block % blocksPerFile) * BLOCK, data));
       });
-      const run = await resyncVictim(c, fraction, picked.length * BLOCK);
-      await verify(dirs, `a ${fraction * 100}% change`);
+      const run = await resyncVictim(c, label, picked.length * BLOCK);
+      await verify(dirs, label);
       runs.push(run);
       ctx.progress(
-        `round ${round + 1}/${plan.rounds}: ${fraction * 100}% changed (${(run.changedBytes / MiB).toFixed(1)} MiB): resync sent ${(run.dataBytes / MiB).toFixed(1)} MiB data, ` +
+        `round ${round + 1}/${plan.rounds}: ${label} (${(run.changedBytes / MiB).toFixed(1)} MiB): ${run.incremental ? 'incremental ' : ''}resync compared ${((run.blocksCompared * BLOCK) / MiB).toFixed(1)} MiB, sent ${(run.dataBytes / MiB).toFixed(1)} MiB data, ` +
           `${(run.totalBytes / MiB).toFixed(1)} MiB in all, in sync ${run.inSyncSeconds.toFixed(2)} s after the restart (full copy ${copySeconds.toFixed(2)} s)`,
       );
     }
@@ -207,7 +227,7 @@ async function measureRound(ctx: BenchContext, bricks: TempBrick[], plan: Plan, 
     // A replaced disk: the replica comes back empty and is rebuilt from the whole volume.
     await c.killReplica(VICTIM);
     await rm(dirs[1 + VICTIM]!, { recursive: true, force: true });
-    const full = await resyncVictim(c, 1, volumeBytes);
+    const full = await resyncVictim(c, FULL, volumeBytes);
     await verify(dirs, 'the full resync of an emptied replica');
     runs.push(full);
     ctx.progress(`round ${round + 1}/${plan.rounds}: full resync of ${(volumeBytes / MiB).toFixed(0)} MiB in ${full.inSyncSeconds.toFixed(2)} s (full copy ${copySeconds.toFixed(2)} s)`);
@@ -219,33 +239,32 @@ async function measureRound(ctx: BenchContext, bricks: TempBrick[], plan: Plan, 
   }
 }
 
-function percent(fraction: number): string {
-  return `${fraction * 100}%`;
-}
-
-function resultRows(rounds: Round[], plan: Plan): { rows: ResultRow[]; dataRatios: Map<number, ResultRow> } {
+function resultRows(rounds: Round[], plan: Plan): { rows: ResultRow[]; dataRatios: Map<string, ResultRow> } {
   const volumeMiB = (plan.files * plan.fileBytes) / MiB;
   const copy = { label: 'full copy of the volume (read, write, fsync; no brickd)', samples: rounds.map((r) => r.copySeconds) };
   const copyRate = { label: 'full copy of the volume', samples: rounds.map((r) => r.copyBytes / MiB / r.copySeconds) };
   const rows: ResultRow[] = [row(`full copy of the ${volumeMiB} MiB volume, brick to brick (baseline)`, 'MiB/s', copyRate.samples)];
-  const dataRatios = new Map<number, ResultRow>();
-  for (const fraction of [...CHANGES, 1]) {
-    const runs = rounds.map((r) => r.runs.find((x) => x.fraction === fraction)!);
+  const dataRatios = new Map<string, ResultRow>();
+  const volume = { label: 'the volume', samples: rounds.map(() => volumeMiB) };
+  for (const label of [...CHANGES.map((c) => c.label), FULL]) {
+    const runs = rounds.map((r) => r.runs.find((x) => x.label === label)!);
     const mib = (f: (x: ResyncRun) => number) => runs.map((x) => f(x) / MiB);
     const secs = (f: (x: ResyncRun) => number) => runs.map(f);
-    if (fraction === 1) {
-      const q = 'full resync of an emptied replica';
+    if (label === FULL) {
+      const q = FULL;
       rows.push(row(`${q}: data bytes sent`, 'MiB', mib((x) => x.dataBytes), { label: 'the volume', samples: mib((x) => x.changedBytes) }));
       rows.push(row(`${q}: bytes sent, every frame`, 'MiB', mib((x) => x.totalBytes), { label: 'the volume', samples: mib((x) => x.changedBytes) }));
       rows.push(row(`${q}: throughput, volume / time from restart to in sync`, 'MiB/s', runs.map((x) => x.changedBytes / MiB / x.inSyncSeconds), copyRate));
       rows.push(row(`${q}: time from restart to in sync`, 's', secs((x) => x.inSyncSeconds), copy));
       continue;
     }
-    const q = `${percent(fraction)} of the volume changed`;
+    const q = label;
     const changed = { label: 'bytes changed', samples: mib((x) => x.changedBytes) };
-    rows.push(row(`${q}: bytes changed (distinct 4 KiB blocks at random)`, 'MiB', changed.samples));
+    const layout = CHANGES.find((c) => c.label === label)!.layout === 'scattered' ? 'distinct 4 KiB blocks at random' : 'consecutive 4 KiB blocks';
+    rows.push(row(`${q}: bytes changed (${layout})`, 'MiB', changed.samples));
+    rows.push(row(`${q}: bytes compared by block CRC (${runs.every((x) => x.incremental) ? 'incremental: the changed 1 MiB regions' : 'not all incremental'})`, 'MiB', mib((x) => x.blocksCompared * BLOCK), volume));
     const data = row(`${q}: resync data bytes sent (RESYNC_DATA payloads)`, 'MiB', mib((x) => x.dataBytes), changed);
-    dataRatios.set(fraction, data);
+    dataRatios.set(label, data);
     rows.push(data);
     rows.push(row(`${q}: resync bytes sent, every frame (entries, checksums, data, headers)`, 'MiB', mib((x) => x.totalBytes), changed));
     rows.push(row(`${q}: time from restart to in sync`, 's', secs((x) => x.inSyncSeconds), copy));
@@ -261,8 +280,9 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
   const params: Record<string, unknown> = {
     ...plan,
     volumeBytes: plan.files * plan.fileBytes,
-    changes: CHANGES.map(percent),
-    changeWrites: `distinct 4 KiB blocks at random over the data set, QD${CHANGE_QD}, W=2 (the primary and replica-1; replica-2 is down)`,
+    changes: CHANGES,
+    changeWrites: `4 KiB blocks (distinct ones at random over the data set, or one range of consecutive blocks at a random place), QD${CHANGE_QD}, W=2 (the primary and replica-1; replica-2 is down)`,
+    incremental: 'the primary runs throughout, so each change is resynced comparing only the 1 MiB regions changed since the replica\'s seq (ChangedRegions); the emptied replica is compared in full',
     brickBytes: BRICK_BYTES,
     bricks: 'three XFS loop-device bricks on disk (buffered backing files in the temp dir)',
     topology: 'primary (store + RetainedQueue + 2 ReplicaLinks with the store as resync source + QuorumTrackers) in the bench process, 2 replica agents (ReplicaServer + store) in child processes, 127.0.0.1',
@@ -285,7 +305,7 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
   return {
     params,
     rows,
-    targets: CHANGES.map((f) => target(`${percent(f)} changed: resync data bytes ≤ 1.1× the bytes changed`, dataRatios.get(f)?.ratio ?? Number.NaN, '<=', 1.1)),
+    targets: CHANGES.map((c) => target(`${c.label}: resync data bytes ≤ 1.1× the bytes changed`, dataRatios.get(c.label)?.ratio ?? Number.NaN, '<=', 1.1)),
   };
 }
 
@@ -293,7 +313,7 @@ export const resyncCase: BenchCase = {
   name: 'resync',
   family: 'replication',
   description:
-    'a 3-replica volume (primary + 2 replica agent processes on loopback, XFS loop bricks on disk): one replica SIGKILLed, 1% and 10% of the volume changed in scattered 4 KiB blocks, ' +
+    'a 3-replica volume (primary + 2 replica agent processes on loopback, XFS loop bricks on disk): one replica SIGKILLed, 1% and 10% of the volume changed in scattered 4 KiB blocks and 1% in one range, ' +
     'the replica restarted and resynced; bytes sent vs bytes changed, time to in sync vs a full copy of the volume, a full resync of an emptied replica; the replica verified equal to the primary',
   run,
 };

@@ -544,6 +544,7 @@ export class ControlServer {
                     bytesSent: p.resync.bytesSent,
                     startedAtMs: p.resync.startedAt,
                     finishedAtMs: p.resync.finishedAt ?? 0,
+                    incremental: p.resync.incremental,
                   },
                 }
               : {}),

@@ -11,7 +11,9 @@
 //            primary, says it is mid-resync, or lost what it acknowledged: with a `resync`
 //            store, a ResyncSource (resync-source.ts) rebuilds it on this connection, then
 //            streaming resumes at s0 + 1. A connection lost meanwhile starts a new resync on
-//            the next one (cheap: most blocks then match).
+//            the next one (cheap: most blocks then match). A replica that only needs what
+//            the queue dropped, at a seq our own generation made, is compared only where
+//            the primary changed since (`changes`, changed.ts); any other, in full.
 //   behind   the same without a `resync` store, or the replica could not apply a mutation:
 //            only an operator or a new attach helps
 //   failed   fenced (GENERATION_STALE), wrong cluster or secret, superseded, or the
@@ -37,6 +39,7 @@ import { BrickdError, ErrorCodes, isBrickdError, type ErrorCode } from '../error
 import { silentLogger, type Logger } from '../log.js';
 import { encodeMessage, MAX_READ_BLOCKS_BYTES, type ChallengeMessage, type ErrorMessage, type ReplicationMessage, type WelcomeMessage } from '../wire/replication.js';
 import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
+import type { ChangedFiles, ChangedRegions } from './changed.js';
 import { ResyncSource, type ResyncProgress, type ResyncSourceStore } from './resync-source.js';
 import type { RetainedConsumer, RetainedQueue } from './retained.js';
 import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, sharedFeatures, withoutCode, type Transcript, type WireErrorCode } from './session.js';
@@ -72,6 +75,11 @@ export interface ReplicaLinkOptions {
   blocks?: BlockSource;
   /** Resync data bytes per second (default 0: unthrottled). */
   resyncRateBytesPerSec?: number;
+  /**
+   * The primary's record of changed regions (fed with every mutation the queue gets): a
+   * replica that only fell behind the queue is then resynced comparing just those.
+   */
+  changes?: ChangedRegions;
   /** Features offered in HELLO (default FEATURES; tests offer fewer to act as an older agent). */
   features?: readonly string[];
   log?: Logger;
@@ -143,7 +151,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   private pingId = 0;
   private lastLoggedReason = '';
   private lastLossReason = '';
-  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync' | 'blocks'>> & Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync' | 'blocks'>;
+  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync' | 'blocks' | 'changes'>> & Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync' | 'blocks' | 'changes'>;
   private readonly log: Logger;
   private started = false;
   /** Resync data bytes per second (0: unthrottled); setResyncRate changes it live. */
@@ -171,6 +179,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
       resync: options.resync,
       blocks: options.blocks,
+      changes: options.changes,
       resyncRateBytesPerSec: options.resyncRateBytesPerSec ?? 0,
     };
     this.resyncRate = this.opts.resyncRateBytesPerSec;
@@ -369,35 +378,49 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     // Checked before anything the replica says is believed: a replica ahead of this primary
     // holds mutations this primary never made; its durable seq must not count for quorum.
     const resync = this.needsResync(m);
-    if (resync) return this.opts.resync ? this.startResync(conn, resync) : this.fallBehind(resync);
+    if (resync) return this.opts.resync ? this.startResync(conn, resync.reason, resync.from === undefined ? undefined : this.opts.changes?.since(resync.from)) : this.fallBehind(resync.reason);
     this.setAcked(m.durableSeq);
     this.startStreaming(conn, m.appliedSeq, m.durableSeq);
   }
 
-  /** Why the replica cannot be caught up from the queue, or undefined if it can. */
-  private needsResync(m: WelcomeMessage): string | undefined {
+  /**
+   * Why the replica cannot be caught up from the queue, or undefined if it can. `from` is
+   * set only when the replica is known to hold exactly this primary's tree at that seq and
+   * merely fell behind the queue: a resync then need compare only what changed after it
+   * (changed.ts). Every other reason means the replica's copy may differ anywhere.
+   */
+  private needsResync(m: WelcomeMessage): { reason: string; from?: bigint } | undefined {
+    const why = (reason: string) => ({ reason });
     const queue = this.opts.queue;
-    if (m.resyncing) return 'the replica is in the middle of a resync';
-    if (m.durableSeq < this.ackedSeqValue) return `the replica reports durable seq ${m.durableSeq}, below the ${this.ackedSeqValue} it acknowledged: it lost or replaced its copy`;
-    if (m.appliedSeq > queue.lastSeq) return `the replica is at seq ${m.appliedSeq}, ahead of the primary's ${queue.lastSeq}`;
+    if (m.resyncing) return why('the replica is in the middle of a resync');
+    if (m.durableSeq < this.ackedSeqValue) return why(`the replica reports durable seq ${m.durableSeq}, below the ${this.ackedSeqValue} it acknowledged: it lost or replaced its copy`);
+    if (m.appliedSeq > queue.lastSeq) return why(`the replica is at seq ${m.appliedSeq}, ahead of the primary's ${queue.lastSeq}`);
     // A generation names one primary, which numbers its own mutations: if another generation
     // made the replica's last seq than made ours, the same numbers hold other mutations
     // (store/generations.ts). Unknown on either side (histories predating this check, or
     // trimmed): the seq-range rules below still apply.
     const ourGeneration = this.opts.resync?.generationAt(m.appliedSeq);
     if (m.appliedGeneration !== undefined && ourGeneration !== undefined && m.appliedGeneration !== ourGeneration) {
-      return `the replica's seq ${m.appliedSeq} was made by generation ${m.appliedGeneration}, this primary's by generation ${ourGeneration}: another primary's mutations`;
+      return why(`the replica's seq ${m.appliedSeq} was made by generation ${m.appliedGeneration}, this primary's by generation ${ourGeneration}: another primary's mutations`);
     }
     // Seqs past where this primary's queue started that this link never sent came from
     // another primary (one that died after shipping them): same numbers, other mutations.
     const ours = queue.startSeq > this.highestSent ? queue.startSeq : this.highestSent;
-    if (m.appliedSeq > ours) return `the replica is at seq ${m.appliedSeq}, past the ${ours} this primary ever sent it: another primary's mutations`;
-    if (m.appliedSeq + 1n < queue.firstSeq) return `the replica is at seq ${m.appliedSeq}; the retained queue starts at ${queue.firstSeq}`;
+    if (m.appliedSeq > ours) return why(`the replica is at seq ${m.appliedSeq}, past the ${ours} this primary ever sent it: another primary's mutations`);
+    if (m.appliedSeq + 1n < queue.firstSeq) {
+      const reason = `the replica is at seq ${m.appliedSeq}; the retained queue starts at ${queue.firstSeq}`;
+      // Its seq was made by our own generation (both known and equal, checked above): its
+      // tree is ours at that seq. Durable is what survives on it; applied may be more.
+      return m.appliedGeneration !== undefined && ourGeneration !== undefined ? { reason, from: m.durableSeq } : why(reason);
+    }
     return undefined;
   }
 
-  /** Rebuild the replica from the store's tree on this connection; then stream from s0 + 1. */
-  private startResync(conn: FramedSocket, reason: string): void {
+  /**
+   * Rebuild the replica from the store's tree on this connection; then stream from s0 + 1.
+   * With `changed`, only those regions' checksums are compared (see needsResync).
+   */
+  private startResync(conn: FramedSocket, reason: string, changed?: ChangedFiles): void {
     this.transition('resyncing', reason);
     this.stats.resyncs++;
     this.startHeartbeat(conn);
@@ -421,7 +444,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
           return conn.closed;
         },
       },
-      { rateBytesPerSec: this.resyncRate, log: this.log },
+      { rateBytesPerSec: this.resyncRate, log: this.log, ...(changed ? { changed, regionBytes: this.opts.changes!.regionBytes } : {}) },
     );
     this.resyncSource = source;
     source

@@ -9,7 +9,8 @@
 //   2. BEGIN{s0} The replica flags itself resyncing and continues its log from s0; it takes
 //                over the primary's generation history up to s0 (store/generations.ts).
 //   3. entries   ENTRY for each listed entry; for each file, SUMS frames of its stored block
-//                CRCs (read from the sums file, no data read), up to maxOutstandingSums
+//                CRCs (read from the sums file, no data read; with `changed`, only for the
+//                regions changed since the replica's seq: see changed.ts), up to maxOutstandingSums
 //                unanswered. The replica answers each with a WANT bitmap of the blocks that
 //                differ (within the size listed at s0); we read those blocks (verified
 //                reads) and send them as DATA, throttled to rateBytesPerSec.
@@ -32,6 +33,7 @@ import type { Logger } from '../log.js';
 import type { GenerationStart } from '../store/generations.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
 import { MAX_RESYNC_SUMS_BLOCKS, type ReplicationMessage, type ResyncWantMessage } from '../wire/replication.js';
+import type { ChangedFiles } from './changed.js';
 
 /** What a resync needs of the primary's store (ReplicaStore has it). */
 export interface ResyncSourceStore {
@@ -75,6 +77,8 @@ export interface ResyncProgress {
   bytesSent: number;
   startedAt: number;
   finishedAt?: number;
+  /** Only the regions changed since the replica's seq were compared (not every block). */
+  incremental: boolean;
 }
 
 export interface ResyncSourceOptions {
@@ -84,6 +88,12 @@ export interface ResyncSourceOptions {
   maxOutstandingSums?: number;
   /** Largest RESYNC_DATA payload (default 1 MiB). */
   maxDataChunk?: number;
+  /**
+   * Compare only these regions (regionBytes each) of these files: the replica holds this
+   * tree as it was before they changed (ReplicaLink.needsResync). Absent: every block.
+   */
+  changed?: ChangedFiles;
+  regionBytes?: number;
   log: Logger;
 }
 
@@ -125,7 +135,7 @@ export class ResyncSource {
     this.rate = options.rateBytesPerSec ?? 0;
     this.maxOutstanding = options.maxOutstandingSums ?? 16;
     this.maxChunk = options.maxDataChunk ?? 2 ** 20;
-    this.progress = { s0: 0n, phase: 'snapshot', entries: 0, entriesSent: 0, blocksCompared: 0, bytesCompared: 0, bytesDone: 0, blocksWanted: 0, dataBytesSent: 0, bytesSent: 0, startedAt: Date.now() };
+    this.progress = { s0: 0n, phase: 'snapshot', entries: 0, entriesSent: 0, blocksCompared: 0, bytesCompared: 0, bytesDone: 0, blocksWanted: 0, dataBytesSent: 0, bytesSent: 0, startedAt: Date.now(), incremental: options.changed !== undefined };
   }
 
   /** The snapshot seq once taken (the link's retained queue must keep everything after it). */
@@ -151,9 +161,8 @@ export class ResyncSource {
       await this.send({ type: 'RESYNC_ENTRY', entry: e });
       this.progress.entriesSent++;
       if (e.type !== 'file') continue;
-      const blocks = Math.ceil(e.size / blockSize);
-      for (let first = 0; first < blocks; first += MAX_RESYNC_SUMS_BLOCKS) {
-        const sums = await this.store.readSums(e.fid, first, Math.min(MAX_RESYNC_SUMS_BLOCKS, blocks - first));
+      for (const { first, count } of this.sumsRanges(e.fid, Math.ceil(e.size / blockSize), blockSize)) {
+        const sums = await this.store.readSums(e.fid, first, count);
         // Gone or shorter now: mutations after s0 removed or cut it; their replay finishes it.
         if (!sums || sums.length === 0) break;
         await this.slot(this.maxOutstanding);
@@ -162,7 +171,7 @@ export class ResyncSource {
         this.progress.blocksCompared += sums.length / 4;
         this.progress.bytesCompared += bytes;
         await this.send({ type: 'RESYNC_SUMS', fid: e.fid, firstBlock: first, sums });
-        if (sums.length / 4 < Math.min(MAX_RESYNC_SUMS_BLOCKS, blocks - first)) break;
+        if (sums.length / 4 < count) break;
       }
     }
     // Every WANT answered and its DATA sent.
@@ -177,6 +186,33 @@ export class ResyncSource {
     this.progress.phase = 'done';
     this.progress.finishedAt = Date.now();
     return s0;
+  }
+
+  /**
+   * The block ranges of a file of `blocks` blocks whose CRCs go out in SUMS frames, in
+   * ascending order, each at most MAX_RESYNC_SUMS_BLOCKS: every block, or (incremental) only
+   * the changed regions' blocks, adjacent regions merged; none for a file nothing changed.
+   */
+  private sumsRanges(fid: string, blocks: number, blockSize: number): Array<{ first: number; count: number }> {
+    const spans: Array<{ first: number; end: number }> = [];
+    const changed = this.options.changed?.get(fid);
+    if (!this.options.changed || changed === 'all') spans.push({ first: 0, end: blocks });
+    else if (changed) {
+      const regionBytes = this.options.regionBytes!;
+      for (const r of [...changed].sort((a, b) => a - b)) {
+        const first = Math.floor((r * regionBytes) / blockSize);
+        const end = Math.min(blocks, Math.ceil(((r + 1) * regionBytes) / blockSize));
+        if (first >= end) continue;
+        const last = spans[spans.length - 1];
+        if (last && first <= last.end) last.end = Math.max(last.end, end);
+        else spans.push({ first, end });
+      }
+    }
+    const ranges: Array<{ first: number; count: number }> = [];
+    for (const { first, end } of spans) {
+      for (let b = first; b < end; b += MAX_RESYNC_SUMS_BLOCKS) ranges.push({ first: b, count: Math.min(MAX_RESYNC_SUMS_BLOCKS, end - b) });
+    }
+    return ranges;
   }
 
   /** A WANT from the replica: answers the oldest SUMS not yet answered. */

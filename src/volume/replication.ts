@@ -9,6 +9,7 @@
 // never acknowledged, which is always safe (the caller may retry it).
 import { BrickdError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { ChangedRegions } from '../replication/changed.js';
 import { ReplicaLink, type LinkState, type ReplicaLinkOptions } from '../replication/link.js';
 import { QuorumTracker } from '../replication/quorum.js';
 import { RetainedQueue } from '../replication/retained.js';
@@ -80,6 +81,8 @@ export function splitPeerAddress(address: string): { host: string; port: number 
 
 export class PrimaryReplication {
   readonly queue: RetainedQueue;
+  /** Regions changed since the queue started: incremental resyncs of replicas that fell behind. */
+  readonly changes: ChangedRegions;
   readonly quorum: QuorumTracker;
   /** Writes that waited past the quorum timeout (QUORUM_LOST), since this object was made. */
   quorumLost = 0;
@@ -91,6 +94,7 @@ export class PrimaryReplication {
     const log = options.log.child({ volume: options.volumeId });
     this.log = log;
     this.queue = new RetainedQueue({ startSeq: options.startSeq, generation: options.generation, log });
+    this.changes = new ChangedRegions(options.startSeq);
     this.quorum = new QuorumTracker({
       writeQuorum: effectiveWriteQuorum(options.writeQuorum, options.peers.length + 1),
       timeoutMs: options.quorumTimeoutMs,
@@ -107,6 +111,7 @@ export class PrimaryReplication {
         secret: options.identity.secret,
         volumeId: options.volumeId,
         queue: this.queue,
+        changes: this.changes,
         log,
         ...(options.resync ? { resync: options.resync } : {}),
         ...(options.blocks ? { blocks: options.blocks } : {}),
@@ -126,7 +131,9 @@ export class PrimaryReplication {
 
   /** The store's onMutation: called synchronously in seq order. */
   push(seq: bigint, mutation: Mutation): void {
-    if (!this.closed) this.queue.push(seq, mutation);
+    if (this.closed) return;
+    this.changes.record(seq, mutation);
+    this.queue.push(seq, mutation);
   }
 
   /** Resolves once `seq` (durable locally: its store call resolved) is durable on W replicas. */

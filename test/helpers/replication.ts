@@ -8,6 +8,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import type { Test } from 'tap';
 import { fetchFromPeers } from '../../src/replication/blocks.js';
+import { ChangedRegions } from '../../src/replication/changed.js';
 import { ReplicaLink, type ReplicaLinkOptions } from '../../src/replication/link.js';
 import { QuorumTracker } from '../../src/replication/quorum.js';
 import { RetainedQueue, type RetainedQueueOptions } from '../../src/replication/retained.js';
@@ -80,6 +81,11 @@ export async function startPrimary(
     /** Resync replicas the queue cannot catch up (the links get the store). */
     resync?: boolean;
     /**
+     * Record changed regions (ChangedRegions, as PrimaryReplication does), so that a replica
+     * that only fell behind is resynced comparing just those.
+     */
+    changes?: boolean;
+    /**
      * Repair reads both ways: the links answer the replicas' from the store, and the store's
      * repair hook asks the links (fetchFromPeers, min_seq = the store's applied seq).
      */
@@ -96,12 +102,16 @@ export async function startPrimary(
   const brick = options.brick ?? (await testBrick(t, 1024)); // sparse: room for the workloads and their write logs
   const volumeId = options.volumeId ?? VOLUME;
   let queue: RetainedQueue | undefined;
+  let changes: ChangedRegions | undefined;
   let links: ReplicaLink[] = [];
   const storeOptions: StoreOptions = {
     directWriteBytes: 64 * 1024,
     ...(options.repair ? { repair: ({ fid, offset, length }) => fetchFromPeers(links, { fid, offset, length, minSeq: store.appliedSeq }) } : {}),
     ...options.store,
-    onMutation: (seq, m) => queue!.push(seq, m),
+    onMutation: (seq, m) => {
+      changes?.record(seq, m);
+      queue!.push(seq, m);
+    },
   };
   let store: ReplicaStore;
   if (options.reopen) {
@@ -113,6 +123,7 @@ export async function startPrimary(
     store = await testStore(t, brick, { volumeId, generation: options.generation ?? 1, ...(options.sizeLimitBytes ? { sizeLimitBytes: options.sizeLimitBytes } : {}) }, storeOptions);
   }
   queue = new RetainedQueue({ startSeq: store.appliedSeq, generation: options.generation ?? 1, ...options.queue });
+  if (options.changes) changes = new ChangedRegions(store.appliedSeq);
   const quorum = new QuorumTracker({ writeQuorum: options.writeQuorum, timeoutMs: options.timeoutMs ?? 10_000 });
   links = options.replicas.map(({ port, name }) => {
     const link = new ReplicaLink({
@@ -127,6 +138,7 @@ export async function startPrimary(
       reconnectMaxMs: 200,
       ...(options.resync ? { resync: store } : {}),
       ...(options.repair ? { blocks: store } : {}),
+      ...(changes ? { changes } : {}),
       ...options.link,
     });
     link.on('ack', (seq) => quorum.setReplica(name, seq));

@@ -34,7 +34,7 @@ t.test('three agents replicate a volume configured through the control API', { s
 
   const replicas: ControlAgent[] = [];
   for (let i = 0; i < 2; i++) replicas.push(await startControlAgent(t, { embeddedCount: 1, embeddedSizeMiB: 1024, secretFile }));
-  const peers = [];
+  const peers: Array<{ nodeId: string; address: string }> = [];
   for (const r of replicas) {
     const info = await r.api.getNodeInfo({});
     t.match(info.replicationAddress, /^127\.0\.0\.1:\d+$/, 'NodeInfo reports the replication address');
@@ -201,6 +201,25 @@ t.test('three agents replicate a volume configured through the control API', { s
   // The first 1 MiB chunk may go at once; the rest is paced.
   t.ok(seconds >= (slow.dataBytesSent - 2 ** 20) / (2 * 2 ** 20) * 0.9, `${slow.dataBytesSent} data bytes took ${seconds.toFixed(2)} s at 2 MiB/s`);
   t.equal(Number((await api.updateVolume({ volumeId: VOLUME, generation: 1, resyncRateBytesPerSec: 0 })).resyncRateBytesPerSec), 0, '0: unthrottled');
+
+  // A replica that merely fell behind (down while more than the 64 MiB queue was written,
+  // the primary running throughout): its resync compares only the regions changed since
+  // its seq, not the whole volume.
+  replicas[0]!.proc.child.kill('SIGKILL');
+  await replicas[0]!.proc.exited;
+  const bulk = Buffer.alloc(2 ** 20, 0x5a);
+  await backend.create('bulk');
+  for (let i = 0; i < 72; i++) {
+    await backend.write('bulk', i * 2 ** 20, bulk);
+    if (i % 8 === 7) await backend.sync();
+  }
+  await backend.sync();
+  await replicas[0]!.restart();
+  await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.state === 'streaming' && p.lagSeq === 0n), 'the replica behind the queue resynced', 60_000);
+  const behind = (await api.getVolumeStatus({ volumeId: VOLUME })).peers.find((p) => p.nodeId === peers[0]!.nodeId)!.resync!;
+  t.equal(behind.incremental, true, 'an incremental resync');
+  const usedMiB = Number((await api.getVolumeStatus({ volumeId: VOLUME })).usedBytes) / 2 ** 20;
+  t.ok(Number(behind.bytesCompared) <= 73 * 2 ** 20 && usedMiB > 80, `it compared ${(Number(behind.bytesCompared) / 2 ** 20).toFixed(1)} MiB (the 72 MiB written) of ${usedMiB.toFixed(1)} MiB in use`);
 
   // Fencing: the orchestrator raises the generation on the replicas (promoting elsewhere).
   // The primary, still at generation 1, must stop acknowledging.

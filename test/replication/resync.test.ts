@@ -45,9 +45,14 @@ async function checkAcked(t: Test, store: ReplicaStore, acked: Acked[], name: st
   t.equal(bad, 0, `${name}: all ${acked.length} acked writes read back with their CRC`);
 }
 
-t.test('a replica down while the primary outruns a small retained queue is resynced, then streams', { skip: needsRoot() }, async (t) => {
+// Twice: comparing every block, and (with the primary's record of changed regions, as an
+// agent's primary has) comparing only the regions changed since r1's seq. Both must end
+// with exactly the primary's tree; the second compares far less (two 8 MiB files are
+// untouched or nearly so while r1 is down).
+for (const incremental of [false, true]) {
+t.test(`a replica down while the primary outruns a small retained queue is resynced, then streams (${incremental ? 'changed regions only' : 'every block'})`, { skip: needsRoot() }, async (t) => {
   let r1 = await startReplica(t, { nodeId: 'r1' });
-  const p = await startPrimary(t, { replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true, queue: { maxBytes: 1 * 2 ** 20 } });
+  const p = await startPrimary(t, { replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true, changes: incremental, queue: { maxBytes: 1 * 2 ** 20 } });
   const states: string[] = [];
   p.links[0]!.on('state', (s) => states.push(s));
   await until(() => p.links[0]!.state === 'streaming', 'link streaming');
@@ -63,10 +68,21 @@ t.test('a replica down while the primary outruns a small retained queue is resyn
   }
   await p.replicated(p.store.create('moved-away'));
   await p.replicated(p.store.create('doomed'));
+  // Two 8 MiB files, streamed in pieces the 1 MiB queue holds.
+  for (const name of ['untouched', 'partly']) {
+    await p.replicated(p.store.create(name));
+    for (let off = 0; off < 8 * 2 ** 20; off += 256 * 1024) {
+      await write(name, off, pattern(256 * 1024, name.length + off));
+      await caughtUp(p);
+    }
+  }
   await caughtUp(p);
+  t.notOk(p.links[0]!.resyncProgress, 'no resync so far');
 
   await stopReplica(r1);
   // Far more than the 1 MiB queue: 16 MiB of writes, plus namespace changes.
+  await write('partly', 5 * 2 ** 20 + 100, pattern(4096, 77));
+  acked.splice(0, acked.length, ...acked.filter((a) => a.path !== 'partly' || a.offset + a.length <= 5 * 2 ** 20 || a.length === 4096));
   for (let i = 0; i < 8; i++) {
     // Overwrites the middle of the first write: that one is checked from what it still holds.
     acked.splice(0, acked.length, ...acked.filter((a) => a.path !== `d/f${i}`));
@@ -91,6 +107,11 @@ t.test('a replica down while the primary outruns a small retained queue is resyn
   t.equal(progress.phase, 'done');
   t.ok(progress.bytesCompared > 0);
   t.equal(progress.bytesDone, progress.bytesCompared, 'done: every compared byte answered and its differing blocks sent');
+  t.equal(progress.incremental, incremental, incremental ? 'only changed regions were compared' : 'every block was compared');
+  const MiB = 2 ** 20;
+  // About 18 MiB of files changed (new files, overwrites, a truncate), 16 MiB did not.
+  if (incremental) t.ok(progress.bytesCompared < 20 * MiB, `compared ${(progress.bytesCompared / MiB).toFixed(2)} MiB: the changed regions, not the 8 MiB files left alone`);
+  else t.ok(progress.bytesCompared > 33 * MiB, `compared ${(progress.bytesCompared / MiB).toFixed(2)} MiB: everything`);
   t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 holds exactly the primary tree');
   await checkAcked(t, r1.store, acked, 'r1');
   t.equal(r1.store.resyncing, false, 'r1 no longer flagged');
@@ -103,6 +124,7 @@ t.test('a replica down while the primary outruns a small retained queue is resyn
   await caughtUp(p);
   t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 follows the stream after the resync');
 });
+}
 
 t.test('a replica holding another primary\'s mutations (same seqs, other changes) is brought back to exactly this tree', { skip: needsRoot() }, async (t) => {
   let r1 = await startReplica(t, { nodeId: 'r1' });

@@ -1,0 +1,104 @@
+// Which parts of which files a primary changed after a given seq: lets the resync of a
+// replica that only fell behind (its retained mutations were dropped) compare just those
+// parts instead of every block of the volume.
+//
+// Why it is safe. A replica at seq X whose X was made by this primary's generation holds
+// exactly the primary's tree at X (one generation is one primary, numbering its own
+// mutations). A block no mutation after X touched is the same on both sides, so comparing
+// its CRC can only find it equal: skipping it changes nothing. The link uses this only in
+// that one case (see ReplicaLink.needsResync); a replica that diverged, lost its copy, is
+// mid-resync, or whose history is unknown is compared in full, as before.
+//
+// What counts as a change of a file's bytes: write and writeDirect (the regions their range
+// covers), truncate (the whole file: cutting and re-growing leaves zeros the replica may not
+// have). Namespace mutations change no bytes: a created file is new and empty (its writes
+// are recorded), and the resync's entry listing carries names, sizes and attributes in full
+// whatever this says.
+//
+// Precise and bounded. Each changed region remembers the last seq that touched it, in one
+// map kept in the order of that seq (a touched region is moved to the end), so since(X) is
+// exactly the regions touched after X. Past MAX_REGIONS the oldest-touched regions are
+// forgotten: seqs up to the newest forgotten one are then "not covered", and a replica
+// behind them is compared in full. The default keeps 65,536 regions of 1 MiB (64 GiB of
+// changed data, a few MiB of memory).
+import type { Mutation } from '../store/mutations.js';
+
+/** Changed regions per fid, or 'all' for the whole file. */
+export type ChangedFiles = ReadonlyMap<string, ReadonlySet<number> | 'all'>;
+
+export interface ChangedRegionsOptions {
+  /** Region size in bytes (default 1 MiB): the granularity of what is compared. */
+  regionBytes?: number;
+  /** Regions remembered (default 65,536). */
+  maxRegions?: number;
+}
+
+/** The whole file (a truncate): its key in the map. */
+const ALL = -1;
+
+export class ChangedRegions {
+  readonly regionBytes: number;
+  private readonly maxRegions: number;
+  /** "fid:region" (region ALL for the whole file) -> the last seq touching it, oldest first. */
+  private readonly touched = new Map<string, number>();
+  private covered: bigint;
+
+  /** Records mutations from `startSeq` + 1 on (the retained queue's start). */
+  constructor(startSeq: bigint, options: ChangedRegionsOptions = {}) {
+    this.regionBytes = options.regionBytes ?? 2 ** 20;
+    this.maxRegions = options.maxRegions ?? 65_536;
+    this.covered = startSeq + 1n;
+  }
+
+  /** The oldest seq whose changes, and every later one's, are all recorded. */
+  get coveredFrom(): bigint {
+    return this.covered;
+  }
+
+  /** Record mutation `seq` (called in seq order, for every mutation). */
+  record(seq: bigint, m: Mutation): void {
+    if (m.op === 'truncate') this.touch(m.fid, ALL, seq);
+    else if (m.op === 'write' || m.op === 'writeDirect') {
+      const length = m.op === 'write' ? m.data.length : m.length;
+      const first = Math.floor(m.offset / this.regionBytes);
+      const last = Math.floor((m.offset + Math.max(length, 1) - 1) / this.regionBytes);
+      for (let r = first; r <= last; r++) this.touch(m.fid, r, seq);
+    } else return;
+    if (this.touched.size <= this.maxRegions) return;
+    // Over budget: forget the regions touched longest ago; their seqs are no longer covered.
+    for (const [key, last] of this.touched) {
+      if (this.touched.size <= this.maxRegions) break;
+      this.touched.delete(key);
+      if (BigInt(last) + 1n > this.covered) this.covered = BigInt(last) + 1n;
+    }
+  }
+
+  /**
+   * The regions touched by the mutations after `seq`, or undefined when some of those are
+   * no longer recorded (seq + 1 < coveredFrom).
+   */
+  since(seq: bigint): ChangedFiles | undefined {
+    if (seq + 1n < this.covered) return undefined;
+    const after = Number(seq);
+    const out = new Map<string, Set<number> | 'all'>();
+    for (const [key, last] of this.touched) {
+      if (last <= after) continue;
+      const colon = key.lastIndexOf(':');
+      const fid = key.slice(0, colon);
+      const region = Number(key.slice(colon + 1));
+      const have = out.get(fid);
+      if (have === 'all') continue;
+      if (region === ALL) out.set(fid, 'all');
+      else if (have) have.add(region);
+      else out.set(fid, new Set([region]));
+    }
+    return out;
+  }
+
+  private touch(fid: string, region: number, seq: bigint): void {
+    const key = `${fid}:${region}`;
+    // Deleted first so that the key moves to the end: the map stays in last-touched order.
+    this.touched.delete(key);
+    this.touched.set(key, Number(seq));
+  }
+}

@@ -1,0 +1,48 @@
+// The primary's record of changed regions (src/replication/changed.ts): exact per region,
+// whole files on truncate, namespace mutations ignored, bounded with the coverage moving up
+// as the regions touched longest ago are forgotten. No I/O: runs anywhere.
+import t from 'tap';
+import { ChangedRegions } from '../../src/replication/changed.js';
+
+const MiB = 2 ** 20;
+const A = 'aaaaaaaaaaaaaaaa';
+const B = 'bbbbbbbbbbbbbbbb';
+const plain = (m: ReturnType<ChangedRegions['since']>) =>
+  m && Object.fromEntries([...m].map(([fid, r]) => [fid, r === 'all' ? 'all' : [...r].sort((x, y) => x - y)]));
+
+t.test('since(X) is exactly the regions touched after X', async (t) => {
+  const c = new ChangedRegions(10n);
+  t.equal(c.coveredFrom, 11n);
+  c.record(11n, { op: 'write', fid: A, offset: MiB - 1, data: Buffer.alloc(2) }); // regions 0 and 1
+  c.record(12n, { op: 'writeDirect', fid: B, offset: 5 * MiB, length: 3 * MiB }); // 5, 6, 7
+  c.record(13n, { op: 'create', path: 'x', fid: 'cccccccccccccccc', mode: 0o644 });
+  c.record(14n, { op: 'rename', from: 'x', to: 'y', fid: 'cccccccccccccccc' });
+  c.record(15n, { op: 'write', fid: A, offset: 0, data: Buffer.alloc(10) }); // region 0 again
+  t.same(plain(c.since(10n)), { [A]: [0, 1], [B]: [5, 6, 7] });
+  t.same(plain(c.since(11n)), { [A]: [0], [B]: [5, 6, 7] }, 'region 1 was last touched at 11');
+  t.same(plain(c.since(12n)), { [A]: [0] }, 'namespace mutations change no bytes');
+  t.same(plain(c.since(15n)), {}, 'nothing after the last seq');
+  t.equal(c.since(9n), undefined, 'before the start: not covered');
+  c.record(16n, { op: 'truncate', fid: B, size: 100 });
+  t.same(plain(c.since(15n)), { [B]: 'all' }, 'a truncate: the whole file');
+  c.record(17n, { op: 'write', fid: B, offset: 0, data: Buffer.alloc(1) });
+  t.same(plain(c.since(15n)), { [B]: 'all' }, 'whole stays whole');
+  t.same(plain(c.since(16n)), { [B]: [0] });
+});
+
+t.test('bounded: the regions touched longest ago are forgotten and coverage moves past them', async (t) => {
+  const c = new ChangedRegions(0n, { maxRegions: 3 });
+  c.record(1n, { op: 'write', fid: A, offset: 0, data: Buffer.alloc(1) }); // A:0 @1
+  c.record(2n, { op: 'write', fid: A, offset: MiB, data: Buffer.alloc(1) }); // A:1 @2
+  c.record(3n, { op: 'write', fid: A, offset: 0, data: Buffer.alloc(1) }); // A:0 @3 (moves to the end)
+  c.record(4n, { op: 'write', fid: B, offset: 0, data: Buffer.alloc(1) }); // B:0 @4
+  t.equal(c.coveredFrom, 1n, 'three regions: all kept');
+  c.record(5n, { op: 'write', fid: B, offset: MiB, data: Buffer.alloc(1) }); // B:1 @5: A:1 (@2) goes
+  t.equal(c.coveredFrom, 3n, 'A:1, last touched at 2, forgotten: seqs up to 2 no longer covered');
+  t.equal(c.since(1n), undefined);
+  t.same(plain(c.since(2n)), { [A]: [0], [B]: [0, 1] }, 'from 3 on, exact');
+  t.same(plain(c.since(4n)), { [B]: [1] });
+  c.record(6n, { op: 'writeDirect', fid: A, offset: 10 * MiB, length: 3 * MiB }); // three regions at once
+  t.equal(c.coveredFrom, 6n, 'a write of three regions pushes out everything older');
+  t.same(plain(c.since(5n)), { [A]: [10, 11, 12] });
+});
