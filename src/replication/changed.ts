@@ -95,6 +95,30 @@ export class ChangedRegions {
     return out;
   }
 
+  /**
+   * A seq after which no mutation changed bytes [offset, offset + length) of `fid`: the last
+   * one that touched a region of that range (or the whole file), else coveredFrom - 1 (the
+   * range was not changed while recorded). A copy durable up to it holds those bytes as
+   * they are now: what a repair needs of a peer (PrimaryReplication.fetchBlocks).
+   */
+  lastChange(fid: string, offset: number, length: number): bigint {
+    let last = this.touched.get(`${fid}:${ALL}`) ?? -1;
+    const first = Math.floor(offset / this.regionBytes);
+    const end = Math.floor((offset + Math.max(length, 1) - 1) / this.regionBytes);
+    for (let r = first; r <= end; r++) last = Math.max(last, this.touched.get(`${fid}:${r}`) ?? -1);
+    return last >= 0 ? BigInt(last) : this.covered - 1n;
+  }
+
+  /**
+   * The min_seq a repair of those bytes asks of a peer: their last change, capped at the
+   * store's applied seq when it found the damage (a change reserved but not yet applied
+   * must not make every peer too old; the file lock orders the repair with it anyway).
+   */
+  repairMinSeq(fid: string, offset: number, length: number, appliedSeq: bigint): bigint {
+    const changed = this.lastChange(fid, offset, length);
+    return changed < appliedSeq ? changed : appliedSeq;
+  }
+
   private touch(fid: string, region: number, seq: bigint): void {
     const key = `${fid}:${region}`;
     // Deleted first so that the key moves to the end: the map stays in last-touched order.

@@ -186,11 +186,15 @@ export class PrimaryReplication {
 
   /**
    * The store's repair hook on a primary: the bytes of a damaged block from a peer that
-   * holds the volume durably up to `minSeq` (the store's applied seq when it found the
-   * damage), peers tried in turn; undefined if none can answer.
+   * holds them as they are here, peers tried in turn; undefined if none can answer. A peer
+   * qualifies once durable up to the last mutation that changed the block's region (the
+   * record of changed regions), not up to everything applied: under a steady write load
+   * every peer lags the applied seq, but cold blocks were last changed long ago.
+   * `appliedSeq` (the store's, when it found the damage) caps it.
    */
-  fetchBlocks(fid: string, offset: number, length: number, minSeq: bigint): Promise<Buffer | undefined> {
+  fetchBlocks(fid: string, offset: number, length: number, appliedSeq: bigint): Promise<Buffer | undefined> {
     if (this.closed) return Promise.resolve(undefined);
+    const minSeq = this.changes.repairMinSeq(fid, offset, length, appliedSeq);
     return fetchFromPeers([...this.links.values()].map(({ link }) => link), { fid, offset, length, minSeq }, {
       onFailure: (peer, err) => this.log.warn({ peer, fid, offset, err: err.message }, 'repair read refused'),
     });

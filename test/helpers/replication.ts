@@ -106,7 +106,16 @@ export async function startPrimary(
   let links: ReplicaLink[] = [];
   const storeOptions: StoreOptions = {
     directWriteBytes: 64 * 1024,
-    ...(options.repair ? { repair: ({ fid, offset, length }) => fetchFromPeers(links, { fid, offset, length, minSeq: store.appliedSeq }) } : {}),
+    // As PrimaryReplication.fetchBlocks: with the record of changed regions, a peer durable
+    // up to the block's last change qualifies.
+    ...(options.repair
+      ? {
+          repair: ({ fid, offset, length }) => {
+            const minSeq = changes?.repairMinSeq(fid, offset, length, store.appliedSeq) ?? store.appliedSeq;
+            return fetchFromPeers(links, { fid, offset, length, minSeq });
+          },
+        }
+      : {}),
     ...options.store,
     onMutation: (seq, m) => {
       changes?.record(seq, m);

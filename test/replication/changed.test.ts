@@ -1,6 +1,7 @@
 // The primary's record of changed regions (src/replication/changed.ts): exact per region,
 // whole files on truncate, namespace mutations ignored, bounded with the coverage moving up
-// as the regions touched longest ago are forgotten. No I/O: runs anywhere.
+// as the regions touched longest ago are forgotten; the last change of a byte range (what a
+// repair asks of a peer). No I/O: runs anywhere.
 import t from 'tap';
 import { ChangedRegions } from '../../src/replication/changed.js';
 
@@ -45,4 +46,19 @@ t.test('bounded: the regions touched longest ago are forgotten and coverage move
   c.record(6n, { op: 'writeDirect', fid: A, offset: 10 * MiB, length: 3 * MiB }); // three regions at once
   t.equal(c.coveredFrom, 6n, 'a write of three regions pushes out everything older');
   t.same(plain(c.since(5n)), { [A]: [10, 11, 12] });
+});
+
+t.test('lastChange and repairMinSeq: the last seq that changed a byte range', async (t) => {
+  const c = new ChangedRegions(100n);
+  t.equal(c.lastChange(A, 0, 4096), 100n, 'never changed while recorded: the seq before coverage');
+  c.record(101n, { op: 'write', fid: A, offset: 3 * MiB, data: Buffer.alloc(4096) });
+  c.record(102n, { op: 'write', fid: B, offset: 0, data: Buffer.alloc(4096) });
+  t.equal(c.lastChange(A, 3 * MiB + 8192, 4096), 101n, 'same region: its last write');
+  t.equal(c.lastChange(A, 0, 4096), 100n, 'another region of the file: unchanged');
+  t.equal(c.lastChange(A, 2 * MiB, 2 * MiB), 101n, 'a range across regions: the latest of them');
+  c.record(103n, { op: 'truncate', fid: A, size: 0 });
+  t.equal(c.lastChange(A, 0, 4096), 103n, 'a truncate changes every byte of the file');
+  t.equal(c.repairMinSeq(A, 0, 4096, 200n), 103n);
+  t.equal(c.repairMinSeq(A, 0, 4096, 102n), 102n, 'capped at the applied seq');
+  t.equal(c.repairMinSeq(B, MiB, 4096, 200n), 100n);
 });

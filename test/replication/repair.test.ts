@@ -1,7 +1,8 @@
 // Repair reads over replication, on real loop-device bricks and loopback TCP: a block damaged
 // on the primary is rewritten from a replica (on read and on scrub), one damaged on a replica
-// from the primary (scrub); a damaged or lagging copy is never used; hostile repair frames
-// are refused, counted, and change nothing.
+// from the primary (scrub); a damaged or lagging copy is never used, but a peer lagging the
+// applied seq repairs a block last changed before its seq; hostile repair frames are
+// refused, counted, and change nothing.
 import net from 'node:net';
 import path from 'node:path';
 import t, { type Test } from 'tap';
@@ -51,6 +52,49 @@ async function cluster(t: Test): Promise<Cluster> {
 
 const dataFile = (node: ReplicaNode) => path.join(replicaDir(node.brick), 'data', 'f');
 const served = (c: Cluster) => c.r1.server.stats.blockReadsServed + c.r2.server.stats.blockReadsServed;
+
+/**
+ * A fake replica listening on loopback: it proves itself to the primary's link (WELCOME at
+ * seq 0) and hands every later message to `onMessage` with a send function. Returns its
+ * port, the messages it received and its latest socket; sockets and server close at teardown.
+ */
+async function fakeReplica(
+  t: Test,
+  nodeId: string,
+  onMessage: (m: ReplicationMessage, send: (m: ReplicationMessage) => void) => void = () => {},
+): Promise<{ port: number; received: ReplicationMessage[]; socket: () => net.Socket | undefined }> {
+  const received: ReplicationMessage[] = [];
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    sockets.push(s);
+    const decoder = new FrameDecoder();
+    const send = (m: ReplicationMessage) => {
+      for (const part of encodeMessage(m)) s.write(part);
+    };
+    let hello: Extract<ReplicationMessage, { type: 'HELLO' }> | undefined;
+    const nonce = Buffer.alloc(32, 9);
+    s.on('error', () => {});
+    s.on('data', (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk)) {
+        const m = decodeMessage(frame);
+        received.push(m);
+        if (m.type === 'HELLO') {
+          hello = m;
+          send({ type: 'CHALLENGE', nodeId, nonce });
+        } else if (m.type === 'AUTH') {
+          const transcript = { clusterId: CLUSTER, primaryNodeId: hello!.nodeId, replicaNodeId: nodeId, volumeId: hello!.volumeId, generation: hello!.generation, primaryNonce: hello!.nonce, replicaNonce: nonce };
+          send({ type: 'WELCOME', mac: sessionMac(SECRET, 'replica', transcript), appliedSeq: 0n, durableSeq: 0n, generation: 1 });
+        } else onMessage(m, send);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { port: (server.address() as net.AddressInfo).port, received, socket: () => sockets.at(-1) };
+}
 
 t.test('a block damaged on the primary is repaired from a replica, on read and on scrub', { skip }, async (t) => {
   const c = await cluster(t);
@@ -190,41 +234,16 @@ t.test('hostile repair frames are refused, counted, and change nothing', { skip 
 
 t.test("a primary's link answers a proven replica's repair reads and refuses a BLOCKS it never asked for", { skip }, async (t) => {
   // A fake replica: it proves itself, takes the stream in without applying it, and asks.
-  const received: ReplicationMessage[] = [];
-  let socket: net.Socket | undefined;
-  const server = net.createServer((s) => {
-    socket = s;
-    const decoder = new FrameDecoder();
-    const send = (m: ReplicationMessage) => {
-      for (const part of encodeMessage(m)) s.write(part);
-    };
-    let hello: Extract<ReplicationMessage, { type: 'HELLO' }> | undefined;
-    const nonce = Buffer.alloc(32, 9);
-    s.on('error', () => {});
-    s.on('data', (chunk: Buffer) => {
-      for (const frame of decoder.push(chunk)) {
-        const m = decodeMessage(frame);
-        received.push(m);
-        if (m.type === 'HELLO') {
-          hello = m;
-          send({ type: 'CHALLENGE', nodeId: 'fake', nonce });
-        } else if (m.type === 'AUTH') {
-          const transcript = { clusterId: CLUSTER, primaryNodeId: hello!.nodeId, replicaNodeId: 'fake', volumeId: hello!.volumeId, generation: hello!.generation, primaryNonce: hello!.nonce, replicaNonce: nonce };
-          send({ type: 'WELCOME', mac: sessionMac(SECRET, 'replica', transcript), appliedSeq: 0n, durableSeq: 0n, generation: 1 });
-        }
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const fake = await fakeReplica(t, 'fake');
+  const received = fake.received;
   const content = pattern(10_000, 3);
-  const p = await startPrimary(t, { replicas: [{ port: (server.address() as net.AddressInfo).port, name: 'fake' }], writeQuorum: 1, repair: true });
+  const p = await startPrimary(t, { replicas: [{ port: fake.port, name: 'fake' }], writeQuorum: 1, repair: true });
   const { fid } = await p.store.create('f');
   await p.store.write('f', 0, content);
   await until(() => p.links[0]!.state === 'streaming' && received.some((m) => m.type === 'MUTATION'), 'the link streaming to the fake replica');
 
   const write = (m: ReplicationMessage) => {
-    for (const part of encodeMessage(m)) socket!.write(part);
+    for (const part of encodeMessage(m)) fake.socket()!.write(part);
   };
   write({ type: 'READ_BLOCKS', requestId: 1, fid, offset: 8192, length: 4096, minSeq: 0n });
   await until(() => received.some((m) => m.type === 'BLOCKS'), 'an answer');
@@ -239,4 +258,41 @@ t.test("a primary's link answers a proven replica's repair reads and refuses a B
   t.equal(error.code, 'PROTOCOL_VIOLATION', error.message);
   t.match(error.message, /request 99, which is not waiting/);
   t.equal(p.store.stats.repaired, 0, 'nothing written');
+});
+
+t.test('a peer lagging behind the applied seq still repairs a block last changed before its seq', { skip }, async (t) => {
+  // A fake replica that acknowledges up to `ackUpTo` only, then keeps taking the stream in
+  // without acknowledging (a replica falling behind under load), and answers repair reads
+  // from what it holds: the content as of the seq it acknowledged.
+  const content = pattern(64 * 1024, 5);
+  let ackUpTo = 0n;
+  const asked: bigint[] = [];
+  const fake = await fakeReplica(t, 'lagging', (m, send) => {
+    if (m.type === 'MUTATION' && m.seq <= ackUpTo) send({ type: 'ACK', durableSeq: m.seq });
+    else if (m.type === 'READ_BLOCKS') {
+      asked.push(m.minSeq);
+      if (m.minSeq > ackUpTo) send({ type: 'BLOCKS', requestId: m.requestId, code: 'SEQ_BEHIND', message: `durable at ${ackUpTo}`, data: Buffer.alloc(0) });
+      else send({ type: 'BLOCKS', requestId: m.requestId, code: '', message: '', data: content.subarray(m.offset, m.offset + m.length) });
+    }
+  });
+  const p = await startPrimary(t, { replicas: [{ port: fake.port, name: 'lagging' }], writeQuorum: 1, repair: true, changes: true });
+  await until(() => p.links[0]!.state === 'streaming', 'the link streaming to the fake replica');
+  const created = await p.store.create('cold');
+  ackUpTo = created.seq + 1n; // the write's seq: acknowledged as it arrives
+  const { seq } = await p.store.write('cold', 0, content);
+  t.equal(seq, ackUpTo);
+  await until(() => p.links[0]!.ackedSeq === seq, 'the replica acknowledged the cold file');
+  // The write load goes on elsewhere; the replica acknowledges none of it.
+  await p.store.create('hot');
+  for (let i = 0; i < 20; i++) await p.store.write('hot', i * 4096, pattern(4096, 100 + i));
+  t.ok(p.store.appliedSeq > p.links[0]!.ackedSeq + 20n, `the replica lags: acked ${p.links[0]!.ackedSeq}, applied ${p.store.appliedSeq}`);
+
+  await p.store.flush();
+  await flipByte(path.join(p.store.dir, 'data', 'cold'), 8192 + 17);
+  const read = await p.store.read('cold', 0, content.length);
+  t.ok(read.equals(content), 'the damaged block reads back right');
+  t.equal(p.store.stats.repaired, 1, 'repaired from the lagging replica');
+  t.same(asked, [seq], `asked with min_seq ${seq} (the cold block's last change), not the applied seq ${p.store.appliedSeq}`);
+  t.ok((await p.store.read({ fid: created.fid }, 0, content.length)).equals(content), 'and again, with nothing to repair');
+  t.equal(p.store.stats.repaired, 1);
 });
