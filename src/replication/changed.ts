@@ -42,12 +42,22 @@ export class ChangedRegions {
   /** "fid:region" (region ALL for the whole file) -> the last seq touching it, oldest first. */
   private readonly touched = new Map<string, number>();
   private covered: bigint;
+  private through: bigint;
 
   /** Records mutations from `startSeq` + 1 on (the retained queue's start). */
   constructor(startSeq: bigint, options: ChangedRegionsOptions = {}) {
     this.regionBytes = options.regionBytes ?? 2 ** 20;
     this.maxRegions = options.maxRegions ?? 65_536;
     this.covered = startSeq + 1n;
+    this.through = startSeq;
+  }
+
+  /**
+   * The last seq recorded (startSeq before any). A record may be continued by a later
+   * attach only if the store's last seq is still exactly this: no mutation went unrecorded.
+   */
+  get recordedThrough(): bigint {
+    return this.through;
   }
 
   /** The oldest seq whose changes, and every later one's, are all recorded. */
@@ -57,6 +67,7 @@ export class ChangedRegions {
 
   /** Record mutation `seq` (called in seq order, for every mutation). */
   record(seq: bigint, m: Mutation): void {
+    this.through = seq;
     if (m.op === 'truncate') this.touch(m.fid, ALL, seq);
     else if (m.op === 'write' || m.op === 'writeDirect') {
       const length = m.op === 'write' ? m.data.length : m.length;

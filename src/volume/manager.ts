@@ -25,6 +25,7 @@ import { Scrubber, type ScrubProgress } from '../store/scrub.js';
 import type { Mutation } from '../store/mutations.js';
 import { ReplicaStore, type StoreOptions } from '../store/store.js';
 import type { ReplicaServer } from '../replication/server.js';
+import type { ChangedRegions } from '../replication/changed.js';
 import type { ReplicaLinkOptions } from '../replication/link.js';
 import { readOnlyBackend, storeBackend, type VolumeBackend } from './backend.js';
 import { effectiveWriteQuorum, PrimaryReplication, type ReplicationIdentity } from './replication.js';
@@ -39,6 +40,11 @@ export interface LocalVolume {
   scrubber: Scrubber;
   /** Set while this replica is primary with peers. */
   primary?: PrimaryReplication;
+  /**
+   * The last primary's record of changed regions, kept across a re-attach (UpdateVolume)
+   * so that replicas that fell behind before it still get incremental resyncs.
+   */
+  changes?: ChangedRegions;
   /** True while the ReplicaServer serves this replica to primaries. */
   served: boolean;
 }
@@ -433,6 +439,10 @@ export class VolumeManager {
     if (!replication) return;
     const { role, peers, writeQuorum } = volume.config;
     if (role === 'replica') {
+      // A replica's tree changes by the primary's stream and by resyncs, which are not
+      // recorded: a later promotion must start a new record (a resync could even leave the
+      // store at the very seq the old record ended at).
+      volume.changes = undefined;
       replication.server.addVolume(volume.store);
       volume.served = true;
     } else if (peers.length > 0) {
@@ -451,6 +461,7 @@ export class VolumeManager {
             onPeerState: (peer, state, reason) => this.peerEvent(volume.volumeId, peer, state, reason),
             blocks: volume.store,
             resyncRateBytesPerSec: this.resyncRateOf(volume),
+            ...(volume.changes ? { changes: volume.changes } : {}),
             ...(replication.link ? { link: replication.link } : {}),
           }),
       );
@@ -512,6 +523,7 @@ export class VolumeManager {
       // At a seq boundary: no mutation is between getting its seq and reaching the queue.
       await volume.store.atSeqBoundary(() => {
         volume.primary = undefined;
+        volume.changes = primary.changes;
       });
       await primary.close();
     }

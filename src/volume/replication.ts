@@ -47,6 +47,11 @@ export interface PrimaryReplicationOptions {
   blocks?: BlockSource;
   /** Resync data bytes per second per replica being resynced (0 or absent: unthrottled). */
   resyncRateBytesPerSec?: number;
+  /**
+   * The previous attach's record of changed regions, continued if it recorded exactly up to
+   * startSeq (the store took no mutation in between); otherwise a new record starts.
+   */
+  changes?: ChangedRegions;
 }
 
 export interface PeerState {
@@ -94,7 +99,7 @@ export class PrimaryReplication {
     const log = options.log.child({ volume: options.volumeId });
     this.log = log;
     this.queue = new RetainedQueue({ startSeq: options.startSeq, generation: options.generation, log });
-    this.changes = new ChangedRegions(options.startSeq);
+    this.changes = options.changes?.recordedThrough === options.startSeq ? options.changes : new ChangedRegions(options.startSeq);
     this.quorum = new QuorumTracker({
       writeQuorum: effectiveWriteQuorum(options.writeQuorum, options.peers.length + 1),
       timeoutMs: options.quorumTimeoutMs,

@@ -29,6 +29,9 @@ t.test('since(X) is exactly the regions touched after X', async (t) => {
   c.record(17n, { op: 'write', fid: B, offset: 0, data: Buffer.alloc(1) });
   t.same(plain(c.since(15n)), { [B]: 'all' }, 'whole stays whole');
   t.same(plain(c.since(16n)), { [B]: [0] });
+  t.equal(c.recordedThrough, 17n, 'recorded through the last seq (what a re-attach checks before continuing it)');
+  c.record(18n, { op: 'unlink', path: 'y', fid: 'cccccccccccccccc' });
+  t.equal(c.recordedThrough, 18n, 'namespace mutations count there too');
 });
 
 t.test('bounded: the regions touched longest ago are forgotten and coverage moves past them', async (t) => {
