@@ -365,21 +365,25 @@ export class AgentMetrics {
       (r) => (r.inSync >= r.writeQuorum ? 1 : 0),
     );
 
-    // A resync in progress: how far (bytes of the volume compared by checksum against what
-    // the primary holds and, where they differed, sent) and when it should end at the pace so far.
+    // A resync in progress: how far (bytes compared by checksum against what the primary
+    // holds and, where they differed, sent, out of what this resync compares: the whole
+    // volume, or for an incremental one the regions changed since the replica's seq) and
+    // when it should end at the pace so far.
     const resyncRows = () =>
       (volumes()?.list() ?? []).flatMap((v) =>
         (v.primary?.peers() ?? [])
           .filter((p) => p.resync && (p.resync.phase === 'comparing' || p.resync.phase === 'finishing' || p.resync.phase === 'snapshot'))
           .map((p) => {
-            const fraction = v.store.usedBytes > 0 ? Math.min(1, p.resync!.bytesDone / v.store.usedBytes) : 0;
+            const { phase, bytesDone, bytesToCompare } = p.resync!;
+            // Nothing to compare (only names changed): done but for the END round trip.
+            const fraction = phase === 'snapshot' ? 0 : bytesToCompare > 0 ? Math.min(1, bytesDone / bytesToCompare) : 1;
             const elapsed = (Date.now() - p.resync!.startedAt) / 1000;
             return { volume: v.volumeId, peer: p.nodeId, fraction, eta: fraction > 0 ? (elapsed * (1 - fraction)) / fraction : -1, dataBytesSent: p.resync!.dataBytesSent };
           }),
       );
     rowsGauge({
       name: 'brickd_replication_resync_progress_ratio',
-      help: 'Per primary volume and peer being resynced: the share of the volume compared and, where it differed, sent so far (0..1); absent when no resync runs',
+      help: 'Per primary volume and peer being resynced: the share of what it compares (the volume, or the regions changed since the replica\'s seq) compared and, where it differed, sent so far (0..1); absent when no resync runs',
       labelNames: ['volume', 'peer'],
       rows: () => resyncRows(),
       sample: (r) => [{ volume: r.volume, peer: r.peer }, r.fraction],

@@ -134,7 +134,7 @@ function scrubText(s: pb.IScrubProgress): string {
 }
 
 function resyncText(r: pb.IResyncStatus): string {
-  return `${r.incremental ? 'incremental ' : ''}resync ${r.phase} from seq ${Number(r.s0)}: ${formatBytes(Number(r.bytesCompared))} compared, ${formatBytes(Number(r.dataBytesSent))} of data sent`;
+  return `${r.incremental ? 'incremental ' : ''}resync ${r.phase} from seq ${Number(r.s0)}: ${formatBytes(Number(r.bytesCompared))} of ${formatBytes(Number(r.bytesToCompare))} compared, ${formatBytes(Number(r.dataBytesSent))} of data sent`;
 }
 
 function resyncRateText(v: pb.IVolume): string {

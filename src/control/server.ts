@@ -545,6 +545,7 @@ export class ControlServer {
                     startedAtMs: p.resync.startedAt,
                     finishedAtMs: p.resync.finishedAt ?? 0,
                     incremental: p.resync.incremental,
+                    bytesToCompare: p.resync.bytesToCompare,
                   },
                 }
               : {}),

@@ -65,6 +65,12 @@ export interface ResyncProgress {
   blocksCompared: number;
   bytesCompared: number;
   /**
+   * The bytes this resync will compare, known once the snapshot is taken: every file's
+   * size, or (incremental) its changed regions'. What progress is measured against (files
+   * cut or removed after s0 make bytesCompared end below it).
+   */
+  bytesToCompare: number;
+  /**
    * Bytes compared, answered, and whose differing blocks have all been sent: how far the
    * resync really is (bytesCompared runs up to 16 SUMS frames, 256 MiB, ahead of the data).
    */
@@ -135,7 +141,7 @@ export class ResyncSource {
     this.rate = options.rateBytesPerSec ?? 0;
     this.maxOutstanding = options.maxOutstandingSums ?? 16;
     this.maxChunk = options.maxDataChunk ?? 2 ** 20;
-    this.progress = { s0: 0n, phase: 'snapshot', entries: 0, entriesSent: 0, blocksCompared: 0, bytesCompared: 0, bytesDone: 0, blocksWanted: 0, dataBytesSent: 0, bytesSent: 0, startedAt: Date.now(), incremental: options.changed !== undefined };
+    this.progress = { s0: 0n, phase: 'snapshot', entries: 0, entriesSent: 0, blocksCompared: 0, bytesCompared: 0, bytesToCompare: 0, bytesDone: 0, blocksWanted: 0, dataBytesSent: 0, bytesSent: 0, startedAt: Date.now(), incremental: options.changed !== undefined };
   }
 
   /** The snapshot seq once taken (the link's retained queue must keep everything after it). */
@@ -150,18 +156,24 @@ export class ResyncSource {
    */
   async run(generation: number, onSnapshot: (s0: bigint) => void, sendHistory = true): Promise<bigint> {
     const { s0, entries, history } = await this.store.resyncSnapshot();
+    const blockSize = this.store.manifest.blockSize;
+    const ranges = new Map<ResyncEntry, Array<{ first: number; count: number }>>();
+    for (const e of entries) {
+      if (e.type !== 'file') continue;
+      const r = this.sumsRanges(e.fid, Math.ceil(e.size / blockSize), blockSize);
+      ranges.set(e, r);
+      for (const { first, count } of r) this.progress.bytesToCompare += Math.min(count * blockSize, e.size - first * blockSize);
+    }
     this.progress.s0 = s0;
     this.progress.entries = entries.length;
     this.progress.phase = 'comparing';
     onSnapshot(s0);
     this.options.log.info({ s0: String(s0), entries: entries.length }, 'resync: snapshot taken');
     await this.send({ type: 'RESYNC_BEGIN', s0, generation, history: sendHistory ? history : [] });
-    const blockSize = this.store.manifest.blockSize;
     for (const e of entries) {
       await this.send({ type: 'RESYNC_ENTRY', entry: e });
       this.progress.entriesSent++;
-      if (e.type !== 'file') continue;
-      for (const { first, count } of this.sumsRanges(e.fid, Math.ceil(e.size / blockSize), blockSize)) {
+      for (const { first, count } of ranges.get(e) ?? []) {
         const sums = await this.store.readSums(e.fid, first, count);
         // Gone or shorter now: mutations after s0 removed or cut it; their replay finishes it.
         if (!sums || sums.length === 0) break;

@@ -201,6 +201,14 @@ t.test('three agents replicate a volume configured through the control API', { s
   for (let i = 0; i < 12; i++) await writeFile_(`dir/t${i}`, 512 * 1024);
   await api.updateVolume({ volumeId: VOLUME, generation: 1, writeQuorum: 2 }); // re-attach: a fresh queue
   await replicas[1]!.restart();
+  // Mid-way, the progress metric measures against what this (incremental) resync compares.
+  const running = () => primary.volumes.peerStates(VOLUME).find((p) => p.resync?.phase === 'comparing' && p.resync.bytesDone > 0)?.resync;
+  await until(() => running() !== undefined, 'the throttled resync under way', 30_000);
+  const live = running()!;
+  const low = live.bytesDone / live.bytesToCompare;
+  const ratio = sample(await scrape(), 'brickd_replication_resync_progress_ratio', { volume: VOLUME, peer: peers[1]!.nodeId });
+  const high = live.bytesDone / live.bytesToCompare;
+  t.ok(ratio !== undefined && ratio >= low && ratio <= high && ratio < 1, `metrics: progress ${ratio} of ${live.bytesToCompare} bytes to compare (done ${live.bytesDone})`);
   await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.state === 'streaming' && p.lagSeq === 0n), 'the replica resynced at 2 MiB/s', 30_000);
   const slow = primary.volumes.peerStates(VOLUME).find((p) => p.resync)!.resync!;
   const seconds = (slow.finishedAt! - slow.startedAt) / 1000;

@@ -108,6 +108,7 @@ t.test(`a replica down while the primary outruns a small retained queue is resyn
   t.ok(progress.bytesCompared > 0);
   t.equal(progress.bytesDone, progress.bytesCompared, 'done: every compared byte answered and its differing blocks sent');
   t.equal(progress.incremental, incremental, incremental ? 'only changed regions were compared' : 'every block was compared');
+  t.equal(progress.bytesToCompare, progress.bytesCompared, 'what it planned to compare, known at the snapshot, is what it compared');
   const MiB = 2 ** 20;
   // About 18 MiB of files changed (new files, overwrites, a truncate), 16 MiB did not.
   if (incremental) t.ok(progress.bytesCompared < 20 * MiB, `compared ${(progress.bytesCompared / MiB).toFixed(2)} MiB: the changed regions, not the 8 MiB files left alone`);
