@@ -36,6 +36,16 @@ export interface ChangedRegionsOptions {
 /** The whole file (a truncate): its key in the map. */
 const ALL = -1;
 
+/** A record as plain data (saved across a clean restart: volume/changes-file.ts). */
+export interface ChangedRegionsSnapshot {
+  regionBytes: number;
+  maxRegions: number;
+  coveredFrom: string;
+  recordedThrough: string;
+  /** ["fid:region", last seq], oldest first. */
+  touched: Array<[string, number]>;
+}
+
 export class ChangedRegions {
   readonly regionBytes: number;
   private readonly maxRegions: number;
@@ -58,6 +68,37 @@ export class ChangedRegions {
    */
   get recordedThrough(): bigint {
     return this.through;
+  }
+
+  snapshot(): ChangedRegionsSnapshot {
+    return { regionBytes: this.regionBytes, maxRegions: this.maxRegions, coveredFrom: String(this.covered), recordedThrough: String(this.through), touched: [...this.touched] };
+  }
+
+  /** A record from snapshot(); throws RangeError on anything that is not one. */
+  static restore(s: ChangedRegionsSnapshot): ChangedRegions {
+    const seq = (v: unknown) => {
+      if (typeof v !== 'string' || !/^\d{1,20}$/.test(v)) throw new RangeError(`not a seq: ${JSON.stringify(v)}`);
+      return BigInt(v);
+    };
+    const positive = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
+    if (!s || !positive(s.regionBytes) || !positive(s.maxRegions) || !Array.isArray(s.touched) || s.touched.length > s.maxRegions) throw new RangeError('not a record of changed regions');
+    const covered = seq(s.coveredFrom);
+    const through = seq(s.recordedThrough);
+    if (covered > through + 1n) throw new RangeError('covered past what was recorded');
+    const c = new ChangedRegions(covered - 1n, { regionBytes: s.regionBytes, maxRegions: s.maxRegions });
+    c.through = through;
+    let previous = -1;
+    for (const entry of s.touched) {
+      const [key, last] = Array.isArray(entry) ? entry : [];
+      // Keys as touch() makes them; seqs rising (the map's order) and within the record.
+      if (typeof key !== 'string' || !/^[0-9a-f]{16}:(-1|\d{1,15})$/.test(key) || !Number.isSafeInteger(last) || (last as number) < previous || BigInt(last as number) > through || BigInt(last as number) < covered) {
+        throw new RangeError(`bad entry ${JSON.stringify(entry)}`);
+      }
+      if (c.touched.has(key)) throw new RangeError(`${key} twice`);
+      previous = last as number;
+      c.touched.set(key, last as number);
+    }
+    return c;
   }
 
   /** The oldest seq whose changes, and every later one's, are all recorded. */

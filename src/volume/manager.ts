@@ -28,6 +28,7 @@ import type { ReplicaServer } from '../replication/server.js';
 import type { ChangedRegions } from '../replication/changed.js';
 import type { ReplicaLinkOptions } from '../replication/link.js';
 import { readOnlyBackend, storeBackend, type VolumeBackend } from './backend.js';
+import { saveChanges, takeChanges } from './changes-file.js';
 import { effectiveWriteQuorum, PrimaryReplication, type ReplicationIdentity } from './replication.js';
 import { readVolumeConfig, writeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_VERSION, type PeerConfig, type ReplicationMode, type VolumeConfig, type VolumeRole } from './config.js';
 
@@ -380,6 +381,12 @@ export class VolumeManager {
       await Promise.all([...this.volumes.values()].map((volume) => this.drain(volume)));
       for (const volume of this.volumes.values()) {
         await this.detach(volume);
+        // The primary's record of changed regions, for the next start (changes-file.ts).
+        if (volume.changes && volume.config.role === 'primary') {
+          await saveChanges(volume.dir, volume.changes, volume.store.manifest.generation).catch((err: unknown) =>
+            this.options.log.warn({ err, volume: volume.volumeId }, 'could not save the record of changed regions (the next resync of a lagging replica compares everything)'),
+          );
+        }
         await volume.scrubber.pause();
         await volume.store.close();
       }
@@ -562,7 +569,11 @@ export class VolumeManager {
   private async openLocked(volumeId: string, brick: BrickStatus, dir: string): Promise<LocalVolume> {
     const store = await ReplicaStore.open(dir, this.storeOptions(volumeId));
     const config = await readVolumeConfig(dir);
+    // Taken (deleted) whatever the role; continued by the first attach only if the store is
+    // still exactly where the record ended (PrimaryReplication), at the same generation.
+    const saved = await takeChanges(dir, this.options.log);
     const volume = this.add(volumeId, brick.brickId, dir, store, config);
+    if (saved && config.role === 'primary' && saved.generation === store.manifest.generation) volume.changes = saved.changes;
     await volume.scrubber.load();
     await this.attach(volume);
     this.options.log.info({ volume: volumeId, brick: brick.brickId, durableSeq: String(store.durableSeq) }, 'open replica');
