@@ -90,8 +90,10 @@ export class ChangedRegions {
     let previous = -1;
     for (const entry of s.touched) {
       const [key, last] = Array.isArray(entry) ? entry : [];
-      // Keys as touch() makes them; seqs rising (the map's order) and within the record.
-      if (typeof key !== 'string' || !/^[0-9a-f]{16}:(-1|\d{1,15})$/.test(key) || !Number.isSafeInteger(last) || (last as number) < previous || BigInt(last as number) > through || BigInt(last as number) < covered) {
+      // Keys as touch() makes them; seqs rising (the map's order) and within the record (a
+      // write over several regions may have lost some to the bound and kept others, so a
+      // kept one may be covered - 1).
+      if (typeof key !== 'string' || !/^[0-9a-f]{16}:(-1|\d{1,15})$/.test(key) || !Number.isSafeInteger(last) || (last as number) < previous || BigInt(last as number) > through || BigInt(last as number) + 1n < covered) {
         throw new RangeError(`bad entry ${JSON.stringify(entry)}`);
       }
       if (c.touched.has(key)) throw new RangeError(`${key} twice`);

@@ -41,12 +41,14 @@ export async function takeChanges(replicaDir: string, log: Logger): Promise<{ ch
   let text: string;
   try {
     text = await readFile(file(replicaDir), 'utf8');
+    // Gone for good before it is used: a crash from here on cannot find it again.
+    await unlink(file(replicaDir));
+    await fsyncDir(path.dirname(file(replicaDir)));
   } catch (err) {
-    if (isSystemError(err, 'ENOENT')) return undefined;
-    throw err;
+    // Never a reason not to open the replica: without the record, resyncs compare everything.
+    if (!isSystemError(err, 'ENOENT')) log.warn({ err, file: file(replicaDir) }, 'cannot take the record of changed regions; not using it');
+    return undefined;
   }
-  await unlink(file(replicaDir));
-  await fsyncDir(path.dirname(file(replicaDir)));
   try {
     const parsed = JSON.parse(text) as { format?: unknown; version?: unknown; generation?: unknown; record?: ChangedRegionsSnapshot };
     if (parsed.format !== FORMAT || parsed.version !== VERSION || !Number.isSafeInteger(parsed.generation)) throw new RangeError('not a saved record of changed regions');

@@ -49,6 +49,12 @@ t.test('bounded: the regions touched longest ago are forgotten and coverage move
   c.record(6n, { op: 'writeDirect', fid: A, offset: 10 * MiB, length: 3 * MiB }); // three regions at once
   t.equal(c.coveredFrom, 6n, 'a write of three regions pushes out everything older');
   t.same(plain(c.since(5n)), { [A]: [10, 11, 12] });
+  c.record(7n, { op: 'writeDirect', fid: B, offset: 0, length: 2 * MiB }); // B:0, B:1 @7: A:10, A:11 go, A:12 @6 stays
+  t.equal(c.coveredFrom, 7n, 'part of one write forgotten: coverage moves past it');
+  const back = ChangedRegions.restore(JSON.parse(JSON.stringify(c.snapshot())));
+  t.same(plain(back.since(6n)), plain(c.since(6n)), 'a snapshot with a region kept from a partly forgotten write restores');
+  t.equal(back.lastChange(A, 12 * MiB, 1), 6n);
+  t.equal(back.lastChange(A, 10 * MiB, 1), 6n, 'a forgotten region: the seq before coverage');
 });
 
 t.test('lastChange and repairMinSeq: the last seq that changed a byte range', async (t) => {
