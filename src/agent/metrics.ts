@@ -412,6 +412,17 @@ export class AgentMetrics {
     });
 
     rowsCounter({
+      name: 'brickd_replication_resyncs_total',
+      help: 'Per primary volume and peer: resyncs started since the volume became primary here, by kind (incremental: only the regions changed since the replica\'s seq compared; full: every block)',
+      labelNames: ['volume', 'peer', 'kind'],
+      rows: () => peerRows().flatMap((r) => [
+        { ...r, kind: 'incremental', n: r.incrementalResyncs },
+        { ...r, kind: 'full', n: r.resyncs - r.incrementalResyncs },
+      ]),
+      sample: (r) => [{ volume: r.volume, peer: r.nodeId, kind: r.kind }, r.n],
+    });
+
+    rowsCounter({
       name: 'brickd_replication_quorum_lost_total',
       help: 'Per primary volume: writes that did not reach their write quorum in time and were not acknowledged',
       labelNames: ['volume'],

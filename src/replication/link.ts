@@ -101,6 +101,8 @@ export interface ReplicaLinkStats {
   /** Resyncs started and completed; restarts (connection lost or queue overrun mid-resync). */
   resyncs: number;
   resyncsCompleted: number;
+  /** Of the resyncs started, those comparing only the regions changed since the replica's seq. */
+  incrementalResyncs: number;
   /** Resync bytes over all attempts: file data in RESYNC_DATA, and every resync frame byte. */
   resyncDataBytes: number;
   resyncBytesSent: number;
@@ -116,7 +118,7 @@ export declare interface ReplicaLink {
 
 export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   readonly name: string;
-  readonly stats: ReplicaLinkStats = { connects: 0, sessions: 0, mutationsSent: 0, bytesSent: 0, acks: 0, resyncs: 0, resyncsCompleted: 0, resyncDataBytes: 0, resyncBytesSent: 0, blockReadsServed: 0, blockReadsRequested: 0 };
+  readonly stats: ReplicaLinkStats = { connects: 0, sessions: 0, mutationsSent: 0, bytesSent: 0, acks: 0, resyncs: 0, resyncsCompleted: 0, incrementalResyncs: 0, resyncDataBytes: 0, resyncBytesSent: 0, blockReadsServed: 0, blockReadsRequested: 0 };
   /** The resync running now, or the last one. */
   private resyncSource: ResyncSource | undefined;
   /** While resyncing from a snapshot: the queue must keep everything after it (RetainedConsumer). */
@@ -421,8 +423,9 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
    * With `changed`, only those regions' checksums are compared (see needsResync).
    */
   private startResync(conn: FramedSocket, reason: string, changed?: ChangedFiles): void {
-    this.transition('resyncing', reason);
+    this.transition('resyncing', changed ? `${reason} (incremental: comparing only the regions changed since)` : reason);
     this.stats.resyncs++;
+    if (changed) this.stats.incrementalResyncs++;
     this.startHeartbeat(conn);
     const source = new ResyncSource(
       this.opts.resync!,

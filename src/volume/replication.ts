@@ -67,6 +67,9 @@ export interface PeerState {
   /** Mutation frames and their bytes sent on this link since the primary attached. */
   mutationsSent: number;
   bytesSent: number;
+  /** Resyncs started on this link since the primary attached, and how many were incremental. */
+  resyncs: number;
+  incrementalResyncs: number;
   /** The current or last resync of this replica, if any. */
   resync?: Readonly<ResyncProgress>;
 }
@@ -180,6 +183,8 @@ export class PrimaryReplication {
       reason,
       mutationsSent: link.stats.mutationsSent,
       bytesSent: link.stats.bytesSent,
+      resyncs: link.stats.resyncs,
+      incrementalResyncs: link.stats.incrementalResyncs,
       ...(link.resyncProgress ? { resync: link.resyncProgress } : {}),
     }));
   }

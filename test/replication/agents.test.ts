@@ -252,6 +252,9 @@ t.test('three agents replicate a volume configured through the control API', { s
   const acrossRestart = (await api.getVolumeStatus({ volumeId: VOLUME })).peers.find((p) => p.nodeId === peers[0]!.nodeId)!.resync!;
   t.equal(acrossRestart.incremental, true, 'incremental across a clean restart of the primary');
   t.ok(Number(acrossRestart.bytesCompared) <= 2 * 2 ** 20, `it compared ${Number(acrossRestart.bytesCompared)} bytes (2 MiB written while it was down)`);
+  const afterRestart = await scrape();
+  t.equal(sample(afterRestart, 'brickd_replication_resyncs_total', { volume: VOLUME, peer: peers[0]!.nodeId, kind: 'incremental' }), 1, 'metrics: one incremental resync since the restart');
+  t.equal(sample(afterRestart, 'brickd_replication_resyncs_total', { volume: VOLUME, peer: peers[0]!.nodeId, kind: 'full' }), 0, 'metrics: no full one');
 
   // Fencing: the orchestrator raises the generation on the replicas (promoting elsewhere).
   // The primary, still at generation 1, must stop acknowledging.
