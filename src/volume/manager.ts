@@ -8,7 +8,9 @@
 // PrimaryReplication (its store's mutations are shipped, its writes wait for the quorum); a
 // replica is served to primaries by the agent's ReplicaServer. Any change of role, peers,
 // write quorum or generation detaches and attaches again, so the server's fencing state and
-// the links' generation always come from the manifest just written.
+// the links' generation always come from the manifest just written; a change of the resync
+// rate alone is applied in place. A primary's record of changed regions is kept across a
+// re-attach and, at a clean close, in the replica's .brickd/changes.json (changes-file.ts).
 //
 // Every mutating method is idempotent in its natural form: creating a replica that exists
 // with the same settings returns it, deleting one that is gone reports deleted: false.

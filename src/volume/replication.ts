@@ -1,5 +1,6 @@
-// A primary's replication of one volume: the retained queue fed by the store's onMutation,
-// one ReplicaLink per peer, and the quorum tracker that decides when a mutation may be
+// A primary's replication of one volume: the retained queue and the record of changed
+// regions (incremental resyncs, repair's min_seq) fed by the store's onMutation, one
+// ReplicaLink per peer, and the quorum tracker that decides when a mutation may be
 // acknowledged. Built by the volume manager when a replica becomes primary with peers, torn
 // down (close) when its settings change or the volume closes.
 //
