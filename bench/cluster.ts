@@ -3,8 +3,9 @@
 // ReplicaLink per replica with the store as resync source, a QuorumTracker per W to
 // measure) in this process, and one replica agent per other directory in its own child
 // process (bench/children/replica-agent.ts), as agents on other nodes would be, on
-// loopback or each in a network namespace (bench/netns.ts). A volume without replicas is the store alone, as the agent
-// runs a volume without peers (no PrimaryReplication: nothing queued, W=1).
+// loopback or each in a network namespace (bench/netns.ts). A volume without replicas is
+// the store alone, as the agent runs a volume without peers (no PrimaryReplication:
+// nothing queued, W=1).
 //
 // What it may touch: the replica directories it is given (the caller owns the bricks and
 // removes the directories), and the child processes it starts, stopped by pid in close().

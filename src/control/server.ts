@@ -137,8 +137,8 @@ function brickMessage(b: BrickStatus, volumes: string[]): pb.IBrick {
   };
 }
 
-/** A volume's settings; `resyncRate` is the throttle in force (VolumeManager.resyncRateOf). */
-function volumeMessage(v: LocalVolume, resyncRate: number): pb.IVolume {
+/** A volume's settings, with the resync throttle in force (the volume's own or the agent's). */
+function volumeMessage(v: LocalVolume, volumes: VolumeManager): pb.IVolume {
   return {
     volumeId: v.volumeId,
     brickId: v.brickId,
@@ -149,7 +149,7 @@ function volumeMessage(v: LocalVolume, resyncRate: number): pb.IVolume {
     writeQuorum: v.config.writeQuorum,
     blockSize: v.store.manifest.blockSize,
     replicationMode: v.config.replicationMode ?? 'sync',
-    resyncRateBytesPerSec: resyncRate,
+    resyncRateBytesPerSec: volumes.resyncRateOf(v),
   };
 }
 
@@ -480,7 +480,7 @@ export class ControlServer {
             ...(replicationMode(req.replicationMode) ? { replicationMode: replicationMode(req.replicationMode)! } : {}),
             ...(req.resyncRateBytesPerSec != null ? { resyncRateBytesPerSec: req.resyncRateBytesPerSec } : {}),
           });
-          return volumeMessage(volume, volumes.resyncRateOf(volume));
+          return volumeMessage(volume, volumes);
         }),
       ),
 
@@ -495,7 +495,7 @@ export class ControlServer {
             ...(replicationMode(req.replicationMode) ? { replicationMode: replicationMode(req.replicationMode)! } : {}),
             ...(req.resyncRateBytesPerSec != null ? { resyncRateBytesPerSec: req.resyncRateBytesPerSec } : {}),
           });
-          return volumeMessage(volume, volumes.resyncRateOf(volume));
+          return volumeMessage(volume, volumes);
         }),
       ),
 
@@ -507,7 +507,7 @@ export class ControlServer {
       ),
 
       listVolumes: this.unary<pb.ListVolumesRequest, pb.IListVolumesResponse>('listVolumes', async () => ({
-        volumes: volumes.list().map((v) => volumeMessage(v, volumes.resyncRateOf(v))),
+        volumes: volumes.list().map((v) => volumeMessage(v, volumes)),
       })),
 
       getVolumeStatus: this.unary<pb.GetVolumeStatusRequest, pb.IVolumeStatus>('getVolumeStatus', async (req) => {
@@ -518,7 +518,7 @@ export class ControlServer {
         const degraded = store.stats.checksumErrors > store.stats.repaired || peers.some((p) => p.state !== 'streaming');
         const durableGeneration = store.durableGeneration;
         return {
-          volume: volumeMessage(volume, volumes.resyncRateOf(volume)),
+          volume: volumeMessage(volume, volumes),
           health: degraded ? 'degraded' : 'healthy',
           appliedSeq: Number(store.appliedSeq),
           durableSeq: Number(store.durableSeq),

@@ -23,8 +23,11 @@
 // changed data, a few MiB of memory).
 import type { Mutation } from '../store/mutations.js';
 
-/** Changed regions per fid, or 'all' for the whole file. */
-export type ChangedFiles = ReadonlyMap<string, ReadonlySet<number> | 'all'>;
+/** Changed regions (of regionBytes each) per fid, or 'all' for the whole file. */
+export interface ChangedFiles {
+  readonly regionBytes: number;
+  readonly files: ReadonlyMap<string, ReadonlySet<number> | 'all'>;
+}
 
 export interface ChangedRegionsOptions {
   /** Region size in bytes (default 1 MiB): the granularity of what is compared. */
@@ -146,7 +149,7 @@ export class ChangedRegions {
       else if (have) have.add(region);
       else out.set(fid, new Set([region]));
     }
-    return out;
+    return { regionBytes: this.regionBytes, files: out };
   }
 
   /**

@@ -153,7 +153,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   private pingId = 0;
   private lastLoggedReason = '';
   private lastLossReason = '';
-  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync' | 'blocks' | 'changes'>> & Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync' | 'blocks' | 'changes'>;
+  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync' | 'blocks' | 'changes' | 'resyncRateBytesPerSec'>> &
+    Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync' | 'blocks' | 'changes'>;
   private readonly log: Logger;
   private started = false;
   /** Resync data bytes per second (0: unthrottled); setResyncRate changes it live. */
@@ -182,9 +183,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       resync: options.resync,
       blocks: options.blocks,
       changes: options.changes,
-      resyncRateBytesPerSec: options.resyncRateBytesPerSec ?? 0,
     };
-    this.resyncRate = this.opts.resyncRateBytesPerSec;
+    this.resyncRate = options.resyncRateBytesPerSec ?? 0;
     this.name = options.name ?? `${options.host}:${options.port}`;
     this.reconnectDelay = this.opts.reconnectMinMs;
     this.log = (options.log ?? silentLogger).child({ volume: options.volumeId, peer: this.name, component: 'replica-link' });
@@ -447,7 +447,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
           return conn.closed;
         },
       },
-      { rateBytesPerSec: this.resyncRate, log: this.log, ...(changed ? { changed, regionBytes: this.opts.changes!.regionBytes } : {}) },
+      { rateBytesPerSec: this.resyncRate, log: this.log, ...(changed ? { changed } : {}) },
     );
     this.resyncSource = source;
     source

@@ -95,11 +95,10 @@ export interface ResyncSourceOptions {
   /** Largest RESYNC_DATA payload (default 1 MiB). */
   maxDataChunk?: number;
   /**
-   * Compare only these regions (regionBytes each) of these files: the replica holds this
-   * tree as it was before they changed (ReplicaLink.needsResync). Absent: every block.
+   * Compare only these regions of these files: the replica holds this tree as it was
+   * before they changed (ReplicaLink.needsResync). Absent: every block.
    */
   changed?: ChangedFiles;
-  regionBytes?: number;
   log: Logger;
 }
 
@@ -207,10 +206,11 @@ export class ResyncSource {
    */
   private sumsRanges(fid: string, blocks: number, blockSize: number): Array<{ first: number; count: number }> {
     const spans: Array<{ first: number; end: number }> = [];
-    const changed = this.options.changed?.get(fid);
-    if (!this.options.changed || changed === 'all') spans.push({ first: 0, end: blocks });
+    const only = this.options.changed;
+    const changed = only?.files.get(fid);
+    if (!only || changed === 'all') spans.push({ first: 0, end: blocks });
     else if (changed) {
-      const regionBytes = this.options.regionBytes!;
+      const { regionBytes } = only;
       for (const r of [...changed].sort((a, b) => a - b)) {
         const first = Math.floor((r * regionBytes) / blockSize);
         const end = Math.min(blocks, Math.ceil(((r + 1) * regionBytes) / blockSize));
@@ -250,10 +250,6 @@ export class ResyncSource {
     // The pacing owed at the old rate is forgiven: the next chunk may go now.
     this.nextSendAt = 0;
     this.wakeThrottled?.();
-  }
-
-  get rateBytesPerSec(): number {
-    return this.rate;
   }
 
   /** Stop: the connection is gone or misbehaved. Pending waits reject. */

@@ -9,7 +9,7 @@ const MiB = 2 ** 20;
 const A = 'aaaaaaaaaaaaaaaa';
 const B = 'bbbbbbbbbbbbbbbb';
 const plain = (m: ReturnType<ChangedRegions['since']>) =>
-  m && Object.fromEntries([...m].map(([fid, r]) => [fid, r === 'all' ? 'all' : [...r].sort((x, y) => x - y)]));
+  m && Object.fromEntries([...m.files].map(([fid, r]) => [fid, r === 'all' ? 'all' : [...r].sort((x, y) => x - y)]));
 
 t.test('since(X) is exactly the regions touched after X', async (t) => {
   const c = new ChangedRegions(10n);

@@ -36,7 +36,7 @@ t.test('saved at close, taken once at the next start, exact', async (t) => {
   t.equal(r.since(9n), undefined, 'coverage kept');
   t.equal(r.lastChange(A, 4 * MiB, 4096), 12n);
   r.record(15n, { op: 'write', fid: A, offset: 0, data: Buffer.alloc(1) });
-  t.same([...(r.since(14n)!.get(A) as Set<number>)], [0], 'and it records on');
+  t.same([...(r.since(14n)!.files.get(A) as Set<number>)], [0], 'and it records on');
   await t.rejects(stat(path.join(dir, '.brickd', 'changes.json')), { code: 'ENOENT' }, 'taking deletes the file');
   t.equal(await takeChanges(dir, silentLogger), undefined, 'a second start finds nothing');
 });
