@@ -57,6 +57,7 @@ export const ErrorCodes = {
   BAD_FRAME: 'a replication frame or message is malformed, oversized or fails its checksum',
   UNAUTHENTICATED: 'the peer did not prove knowledge of the cluster secret',
   CLUSTER_MISMATCH: 'the peer belongs to another cluster',
+  VOLUME_MISMATCH: 'the peer holds another incarnation of the volume id (a volume deleted and created again, or two volumes under one id)',
   PROTOCOL_VIOLATION: 'a well-formed frame arrived out of turn',
   APPLY_FAILED: 'the replica could not apply a replicated mutation',
   SUPERSEDED: 'a newer replication session for the same volume took over',

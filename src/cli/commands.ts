@@ -142,6 +142,12 @@ function resyncRateText(v: pb.IVolume): string {
   return rate > 0 ? `${formatBytes(rate)}/s per replica` : 'unthrottled';
 }
 
+/** One peer of `volume status`: its link state and position, and why when it is not streaming. */
+function peerText(p: pb.IPeerStatus): string {
+  const why = p.state !== 'streaming' && p.reason ? ` [${p.reason}]` : '';
+  return `${p.nodeId} ${p.state}${why} acked ${Number(p.ackedSeq)} lag ${Number(p.lagSeq)}${p.resync ? ` (${resyncText(p.resync)})` : ''}`;
+}
+
 function volumeText(v: pb.IVolume): string {
   return keyValues([
     ['volume', v.volumeId ?? ''],
@@ -154,6 +160,7 @@ function volumeText(v: pb.IVolume): string {
     ['resync rate', resyncRateText(v)],
     ['peers', (v.peers ?? []).map((p) => `${p.nodeId}=${p.address}`).join(', ')],
     ['block size', v.blockSize ? formatBytes(Number(v.blockSize)) : ''],
+    ['uid', v.volumeUid || 'none yet'],
   ]);
 }
 
@@ -307,6 +314,7 @@ export const COMMANDS: Command[] = [
       quorum: { type: 'string', value: 'N', help: 'write quorum including this replica (default: a majority)' },
       mode: { type: 'string', value: 'sync|async', help: 'acknowledge on the write quorum (sync, default) or on this replica alone (async)' },
       'resync-rate': { type: 'string', value: 'RATE', help: "resync data per second to each replica, e.g. 50MiB/s; 0 or unlimited: none (default: the agent's)" },
+      uid: { type: 'string', value: 'ID', help: "the volume's incarnation, e.g. the PersistentVolume's UID (default: a primary mints one, a replica adopts its primary's)" },
     },
     summary: "Create this node's replica of a volume. Idempotent: the same settings again return it.",
     run: async (ctx, [volumeId], values) => {
@@ -323,6 +331,7 @@ export const COMMANDS: Command[] = [
           writeQuorum: integer(str(values, 'quorum'), '--quorum') ?? 0,
           replicationMode: oneOf(str(values, 'mode'), '--mode', ['sync', 'async'] as const) ?? '',
           resyncRateBytesPerSec: rate(str(values, 'resync-rate'), '--resync-rate') ?? null,
+          volumeUid: str(values, 'uid') ?? '',
         },
         volumeId,
       );
@@ -420,7 +429,8 @@ export const COMMANDS: Command[] = [
           ['checksum errors', Number(s.checksumErrors)],
           ['repaired blocks', Number(s.repairedBlocks)],
           ['resync rate', resyncRateText(v)],
-          ['peers', s.peers.map((p) => `${p.nodeId} ${p.state} acked ${Number(p.ackedSeq)} lag ${Number(p.lagSeq)}${p.resync ? ` (${resyncText(p.resync)})` : ''}`).join('; ')],
+          ['uid', v.volumeUid || 'none yet'],
+          ['peers', s.peers.map(peerText).join('; ')],
           ['mounted at', s.mountPath],
           ['scrub', s.scrub ? scrubText(s.scrub) : ''],
         ]),

@@ -150,6 +150,7 @@ function volumeMessage(v: LocalVolume, volumes: VolumeManager): pb.IVolume {
     blockSize: v.store.manifest.blockSize,
     replicationMode: v.config.replicationMode ?? 'sync',
     resyncRateBytesPerSec: volumes.resyncRateOf(v),
+    volumeUid: v.store.volumeUid ?? '',
   };
 }
 
@@ -479,6 +480,7 @@ export class ControlServer {
             writeQuorum: req.writeQuorum,
             ...(replicationMode(req.replicationMode) ? { replicationMode: replicationMode(req.replicationMode)! } : {}),
             ...(req.resyncRateBytesPerSec != null ? { resyncRateBytesPerSec: req.resyncRateBytesPerSec } : {}),
+            ...(req.volumeUid ? { volumeUid: req.volumeUid } : {}),
           });
           return volumeMessage(volume, volumes);
         }),
@@ -531,6 +533,7 @@ export class ControlServer {
             state: p.state,
             ackedSeq: Number(p.ackedSeq),
             lagSeq: Number(p.lagSeq),
+            reason: p.reason,
             ...(p.resync
               ? {
                   resync: {

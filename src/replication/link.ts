@@ -20,8 +20,9 @@
 //            replica failed to prove itself: retrying cannot help
 //   closed   close() was called
 //
-// Handshake: HELLO (our nonce) → CHALLENGE (theirs) → AUTH (our proof) → WELCOME (their
-// proof, checked in constant time, and their applied and durable seqs). Streaming resumes
+// Handshake: HELLO (our nonce) → CHALLENGE (theirs) → AUTH (our proof, and the volume's
+// incarnation for a replica that understands it) → WELCOME (their proof, checked in
+// constant time, and their applied and durable seqs). Streaming resumes
 // at applied_seq + 1 when the queue still holds it. Mutations are sent while the window
 // allows: at most maxInFlightMutations and maxInFlightBytes sent but not yet acked durable
 // (one oversized mutation may go alone), and never into a full socket buffer (we wait for
@@ -82,11 +83,17 @@ export interface ReplicaLinkOptions {
   changes?: ChangedRegions;
   /** Features offered in HELLO (default FEATURES; tests offer fewer to act as an older agent). */
   features?: readonly string[];
+  /** The volume's incarnation (the primary store's volumeUid), sent in AUTH to a replica that offered volume-uid. */
+  volumeUid?: string;
   log?: Logger;
 }
 
-/** Codes after which reconnecting cannot help. */
-const FATAL: ReadonlySet<string> = new Set(['GENERATION_STALE', 'UNAUTHENTICATED', 'CLUSTER_MISMATCH', 'SUPERSEDED']);
+/**
+ * Codes after which reconnecting cannot help. VOLUME_MISMATCH among them: the replica holds
+ * another volume under this id, and only an operator can tell which one is stale (the link
+ * stays failed until the volume is attached again, see docs/operations.md).
+ */
+const FATAL: ReadonlySet<string> = new Set(['GENERATION_STALE', 'UNAUTHENTICATED', 'CLUSTER_MISMATCH', 'SUPERSEDED', 'VOLUME_MISMATCH']);
 /** Codes that mean this replica needs a resync. */
 const NEEDS_RESYNC: ReadonlySet<string> = new Set(['APPLY_FAILED']);
 /** Frames from a replica are small: short ERROR texts, no payload (BLOCKS, once it has proven itself). */
@@ -153,8 +160,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   private pingId = 0;
   private lastLoggedReason = '';
   private lastLossReason = '';
-  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync' | 'blocks' | 'changes' | 'resyncRateBytesPerSec'>> &
-    Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync' | 'blocks' | 'changes'>;
+  private readonly opts: Required<Omit<ReplicaLinkOptions, 'replicaNodeId' | 'name' | 'log' | 'resync' | 'blocks' | 'changes' | 'resyncRateBytesPerSec' | 'volumeUid'>> &
+    Pick<ReplicaLinkOptions, 'replicaNodeId' | 'resync' | 'blocks' | 'changes' | 'volumeUid'>;
   private readonly log: Logger;
   private started = false;
   /** Resync data bytes per second (0: unthrottled); setResyncRate changes it live. */
@@ -183,6 +190,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       resync: options.resync,
       blocks: options.blocks,
       changes: options.changes,
+      volumeUid: options.volumeUid,
     };
     this.resyncRate = options.resyncRateBytesPerSec ?? 0;
     this.name = options.name ?? `${options.host}:${options.port}`;
@@ -364,7 +372,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     t.replicaNonce = m.nonce;
     this.sharedFeatures = sharedFeatures(this.opts.features, m.features);
     this.phase = 'auth';
-    conn.send({ type: 'AUTH', mac: sessionMac(this.opts.secret, 'primary', t) });
+    const volumeUid = this.sharedFeatures.has('volume-uid') ? this.opts.volumeUid : undefined;
+    conn.send({ type: 'AUTH', mac: sessionMac(this.opts.secret, 'primary', t), ...(volumeUid !== undefined ? { volumeUid } : {}) });
   }
 
   private onWelcome(conn: FramedSocket, m: WelcomeMessage): void {

@@ -48,7 +48,7 @@ import { BrickdError, isBrickdError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Mutation } from '../store/mutations.js';
 import { MAX_BODY_BYTES, MAX_PAYLOAD_BYTES } from '../wire/frames.js';
-import type { HelloMessage, MutationMessage, ReplicationMessage, ResyncBeginMessage } from '../wire/replication.js';
+import type { AuthMessage, HelloMessage, MutationMessage, ReplicationMessage, ResyncBeginMessage } from '../wire/replication.js';
 import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
 import { ResyncTarget, type ResyncTargetStore } from './resync-target.js';
 import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, sharedFeatures, withoutCode, type WireErrorCode } from './session.js';
@@ -63,6 +63,10 @@ export interface ReplicaTarget extends ResyncTargetStore, BlockSource {
   /** Must not keep a write's `data` once the promise settles: the server reuses its memory. */
   applyReplicated(seq: bigint, mutation: Mutation, crc?: number): Promise<void>;
   raiseGeneration(generation: number): Promise<void>;
+  /** The volume's incarnation, if this replica has one. */
+  readonly volumeUid: string | undefined;
+  /** Take the primary's incarnation if we have none; VOLUME_MISMATCH if we hold another. */
+  adoptVolumeUid(uid: string): Promise<void>;
   /** The generation that made `seq` here, if known (store/generations.ts). */
   generationAt(seq: bigint): number | undefined;
 }
@@ -249,7 +253,7 @@ class ServerSession {
         return this.onHello(m);
       case 'AUTH':
         if (this.state !== 'auth') return this.refuse('PROTOCOL_VIOLATION', `AUTH in state ${this.state}`);
-        return void this.onAuth(m.mac);
+        return void this.onAuth(m);
       case 'MUTATION':
         if (this.state !== 'streaming') return this.refuse('PROTOCOL_VIOLATION', `MUTATION in state ${this.state}`);
         return this.onMutation(m);
@@ -299,7 +303,7 @@ class ServerSession {
     this.conn.send({ type: 'CHALLENGE', nodeId: this.opts.nodeId, nonce: this.replicaNonce, features: [...this.opts.features] });
   }
 
-  private async onAuth(mac: Buffer): Promise<void> {
+  private async onAuth({ mac, volumeUid }: AuthMessage): Promise<void> {
     const hello = this.hello!;
     const transcript = {
       clusterId: hello.clusterId,
@@ -316,10 +320,22 @@ class ServerSession {
     this.log = this.log.child({ volume: hello.volumeId, primary: hello.nodeId });
     const volume = this.server.volumeState(hello.volumeId);
     if (!volume) return this.refuse('VOLUME_NOT_FOUND', `no replica of volume ${hello.volumeId} here`);
+    // Another incarnation of the volume id: refused before anything else is looked at or
+    // recorded (its generation numbers are another volume's).
+    const held = volume.store.volumeUid;
+    if (volumeUid !== undefined && held !== undefined && volumeUid !== held) return this.refuseMismatch(hello, held, volumeUid);
     if (hello.generation < volume.generation) {
       return this.refuse('GENERATION_STALE', `generation ${hello.generation} is below ${volume.generation}, the highest this replica has seen`, { generation: volume.generation });
     }
     this.state = 'welcoming';
+    try {
+      // A replica without an incarnation takes the primary's, durably, before it accepts a
+      // single mutation under it (and only from a session it is about to accept).
+      if (volumeUid !== undefined && held === undefined) await volume.store.adoptVolumeUid(volumeUid);
+    } catch (err) {
+      if (isBrickdError(err) && err.code === 'VOLUME_MISMATCH') return this.refuseMismatch(hello, volume.store.volumeUid ?? '?', volumeUid!);
+      return this.refuse('APPLY_FAILED', `cannot record the volume uid ${volumeUid}: ${(err as Error).message}`);
+    }
     try {
       if (hello.generation > volume.generation) {
         volume.generation = hello.generation;
@@ -358,6 +374,13 @@ class ServerSession {
     }
     this.lastAckSeq = volume.durableSeq;
     this.log.info({ appliedSeq: String(volume.acceptedSeq), durableSeq: String(volume.durableSeq), generation: volume.generation, resyncing: volume.store.resyncing }, 'accept replication session');
+  }
+
+  private refuseMismatch(hello: HelloMessage, held: string, offered: string): void {
+    this.refuse(
+      'VOLUME_MISMATCH',
+      `this replica of volume ${hello.volumeId} is incarnation ${held}; primary ${hello.nodeId} serves incarnation ${offered}: two volumes under one id, nothing replicated (delete the stale replica to rebuild it)`,
+    );
   }
 
   /**

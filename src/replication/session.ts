@@ -27,6 +27,7 @@ export type WireErrorCode = Extract<
   ErrorCode,
   | 'UNAUTHENTICATED'
   | 'CLUSTER_MISMATCH'
+  | 'VOLUME_MISMATCH'
   | 'VOLUME_NOT_FOUND'
   | 'GENERATION_STALE'
   | 'SEQ_GAP'
@@ -50,8 +51,10 @@ export const MIN_SECRET_BYTES = 16;
  * two ends fall back to the base protocol.
  *   generation-history  WELCOME.applied_generation and RESYNC_BEGIN.history
  *                       (store/generations.ts, docs/replication.md "Generation history")
+ *   volume-uid          AUTH.volume_uid, checked or adopted by the replica
+ *                       (docs/replication.md "Volume incarnation")
  */
-export const FEATURES: readonly string[] = ['generation-history'];
+export const FEATURES: readonly string[] = ['generation-history', 'volume-uid'];
 
 /** The features a session may use: offered by this end and by the peer (unknown names drop out). */
 export function sharedFeatures(offered: readonly string[], peer: readonly string[] | undefined): Set<string> {

@@ -10,6 +10,9 @@ import { BrickdError, isSystemError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { parseStoredHistory, type StoredGenerationStart } from './generations.js';
 
+/** Volume ids and volume uids: what the control API and the replication wire accept as ids. */
+export const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
 export const REPLICA_FORMAT = 'brickd-replica';
 export const REPLICA_VERSION = 1;
 
@@ -37,6 +40,13 @@ export interface ReplicaManifest {
    * known generation, and replication falls back to comparing seq ranges).
    */
   generations?: StoredGenerationStart[];
+  /**
+   * The volume's incarnation (docs/replication.md "Volume incarnation"): set at creation
+   * (given by the orchestrator, or minted for a primary) or adopted once from the first
+   * primary that sends one; never changed after. Absent in replicas of agents that predate
+   * it, and in a replica that has not met a primary with one yet.
+   */
+  volumeUid?: string;
 }
 
 export function replicaManifestPath(replicaDir: string): string {
@@ -74,7 +84,8 @@ export async function readReplicaManifest(replicaDir: string): Promise<ReplicaMa
     Number.isSafeInteger(parsed.generation) &&
     typeof parsed.appliedSeq === 'string' &&
     /^\d+$/.test(parsed.appliedSeq) &&
-    (parsed.resyncing === undefined || parsed.resyncing === true);
+    (parsed.resyncing === undefined || parsed.resyncing === true) &&
+    (parsed.volumeUid === undefined || (typeof parsed.volumeUid === 'string' && VOLUME_ID_RE.test(parsed.volumeUid)));
   if (!ok) throw new BrickdError('VOLUME_NOT_FOUND', `${file} is missing fields`, { file });
   parseStoredHistory(parsed.generations, file);
   return parsed as ReplicaManifest;

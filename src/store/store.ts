@@ -42,7 +42,7 @@ import { generationAt, historyProblem, historyThrough, parseStoredHistory, store
 import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, type ResyncEntry } from './resync-apply.js';
 import { BlockWriteBatcher } from './block-writes.js';
 import { KeyedRwLock, pageRange, type LockRange } from './rwlock.js';
-import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, writeReplicaManifest, type ReplicaManifest } from './manifest.js';
+import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, VOLUME_ID_RE, writeReplicaManifest, type ReplicaManifest } from './manifest.js';
 import { decodeMutation, encodeMutation, type Mutation } from './mutations.js';
 import { validatePath, validateSymlinkTarget } from './names.js';
 import { posixError, volumeFull } from './posix.js';
@@ -96,6 +96,8 @@ export interface CreateReplicaOptions {
   sizeLimitBytes: number;
   blockSize?: number;
   generation?: number;
+  /** The volume's incarnation (manifest.ts `volumeUid`); absent: none yet. */
+  volumeUid?: string;
 }
 
 /**
@@ -131,8 +133,6 @@ export interface StoreStats {
   /** Mutations since open. */
   mutations: number;
 }
-
-const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 function entryType(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }): EntryStat['type'] {
   return st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
@@ -226,12 +226,18 @@ export class ReplicaStore {
   /** Make a new, empty replica in `dir`. Idempotent for the same volume id and settings. */
   static async create(dir: string, replica: CreateReplicaOptions, options: StoreOptions = {}): Promise<ReplicaStore> {
     if (!VOLUME_ID_RE.test(replica.volumeId)) throw new RangeError(`volumeId must match ${VOLUME_ID_RE}, got ${JSON.stringify(replica.volumeId)}`);
+    if (replica.volumeUid !== undefined && !VOLUME_ID_RE.test(replica.volumeUid)) throw new RangeError(`volumeUid must match ${VOLUME_ID_RE}, got ${JSON.stringify(replica.volumeUid)}`);
     checkInteger('sizeLimitBytes', replica.sizeLimitBytes, 1);
     const blockSize = replica.blockSize ?? DEFAULT_BLOCK_SIZE;
     if (![512, 1024, 2048, 4096, 8192, 16384, 32768, 65536].includes(blockSize)) throw new RangeError(`blockSize must be a power of two from 512 to 65536, got ${blockSize}`);
     try {
       const existing = await readReplicaManifest(dir);
-      if (existing.volumeId !== replica.volumeId || existing.blockSize !== blockSize || existing.sizeLimitBytes !== replica.sizeLimitBytes) {
+      if (
+        existing.volumeId !== replica.volumeId ||
+        existing.blockSize !== blockSize ||
+        existing.sizeLimitBytes !== replica.sizeLimitBytes ||
+        (replica.volumeUid !== undefined && existing.volumeUid !== replica.volumeUid)
+      ) {
         throw new BrickdError('VOLUME_EXISTS', `${dir} holds a replica of ${existing.volumeId} with other settings`, { dir });
       }
       return ReplicaStore.open(dir, options);
@@ -250,6 +256,7 @@ export class ReplicaStore {
       generation: replica.generation ?? 0,
       appliedSeq: '0',
       createdAt: new Date().toISOString(),
+      ...(replica.volumeUid !== undefined ? { volumeUid: replica.volumeUid } : {}),
     });
     return ReplicaStore.open(dir, options);
   }
@@ -707,6 +714,33 @@ export class ReplicaStore {
     await this.mutex.run(async () => {
       if (generation <= this.manifestValue.generation) return;
       await this.saveManifest((m) => ({ ...m, generation: Math.max(m.generation, generation) }));
+    });
+  }
+
+  /** The volume's incarnation, if this replica has one (manifest.ts `volumeUid`). */
+  get volumeUid(): string | undefined {
+    return this.manifestValue.volumeUid;
+  }
+
+  /**
+   * Take `uid` as this replica's incarnation if it has none yet (durably, before this
+   * resolves); VOLUME_MISMATCH if it has another. Serialized with the other manifest
+   * writers, so of two primaries racing to give a uid-less replica theirs, one wins and the
+   * other is refused.
+   */
+  async adoptVolumeUid(uid: string): Promise<void> {
+    if (!VOLUME_ID_RE.test(uid)) throw new RangeError(`volumeUid must match ${VOLUME_ID_RE}, got ${JSON.stringify(uid)}`);
+    await this.mutex.run(async () => {
+      this.checkOpen();
+      const held = this.manifestValue.volumeUid;
+      if (held === undefined) await this.saveManifest((m) => ({ ...m, volumeUid: uid }));
+      else if (held !== uid) {
+        throw new BrickdError('VOLUME_MISMATCH', `this replica of ${this.volumeId} is incarnation ${held}, not ${uid}: another volume under the same id`, {
+          volume: this.volumeId,
+          held,
+          offered: uid,
+        });
+      }
     });
   }
 

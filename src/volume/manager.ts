@@ -15,6 +15,7 @@
 // Every mutating method is idempotent in its natural form: creating a replica that exists
 // with the same settings returns it, deleting one that is gone reports deleted: false.
 // Create and delete run under one mutex so that two retries cannot race each other.
+import { randomUUID } from 'node:crypto';
 import { readdir, rename, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { BrickManager, BrickStatus } from '../brick/manager.js';
@@ -25,6 +26,7 @@ import { Mutex } from '../lock.js';
 import type { Logger } from '../log.js';
 import { Scrubber, type ScrubProgress } from '../store/scrub.js';
 import type { Mutation } from '../store/mutations.js';
+import { VOLUME_ID_RE } from '../store/manifest.js';
 import { ReplicaStore, type StoreOptions } from '../store/store.js';
 import type { ReplicaServer } from '../replication/server.js';
 import type { ChangedRegions } from '../replication/changed.js';
@@ -74,6 +76,11 @@ export interface CreateVolumeOptions {
   replicationMode?: ReplicationMode;
   /** Resync throttle while primary (0: unthrottled); absent: the agent's default. */
   resyncRateBytesPerSec?: number;
+  /**
+   * The volume's incarnation (docs/replication.md "Volume incarnation"). Absent: a primary
+   * mints a random one, a replica adopts its primary's at the first session.
+   */
+  volumeUid?: string;
 }
 
 export interface UpdateVolumeOptions {
@@ -101,16 +108,14 @@ export interface VolumeManagerOptions {
 /** Data a frontend may have written that is not yet durable on the write quorum (write-back). */
 const WRITE_BACK_BYTES = 32 * 2 ** 20;
 
-const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
 /**
  * Throw INVALID_ARGUMENT unless `volumeId` is a well-formed volume id. Every call that names
  * a volume checks it, not only create: a lookup of "../x" is bad input to refuse, not a
  * volume that happens to be missing (DeleteVolume would otherwise answer "deleted: false").
  */
-export function checkVolumeId(volumeId: string): void {
+export function checkVolumeId(volumeId: string, what = 'volume id'): void {
   if (!VOLUME_ID_RE.test(volumeId)) {
-    throw new BrickdError('INVALID_ARGUMENT', `volume id ${JSON.stringify(volumeId)} must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+    throw new BrickdError('INVALID_ARGUMENT', `${what} ${JSON.stringify(volumeId)} must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
   }
 }
 
@@ -230,6 +235,7 @@ export class VolumeManager {
   create(options: CreateVolumeOptions): Promise<LocalVolume> {
     return this.mutex.run(async () => {
       checkVolumeId(options.volumeId);
+      if (options.volumeUid !== undefined) checkVolumeId(options.volumeUid, 'volume uid');
       if (!Number.isSafeInteger(options.sizeLimitBytes) || options.sizeLimitBytes <= 0) {
         throw new BrickdError('INVALID_ARGUMENT', `size limit must be a positive number of bytes, got ${options.sizeLimitBytes}`);
       }
@@ -250,9 +256,10 @@ export class VolumeManager {
           (!options.writeQuorum || options.writeQuorum === existing.config.writeQuorum) &&
           (!options.replicationMode || options.replicationMode === (existing.config.replicationMode ?? 'sync')) &&
           (options.resyncRateBytesPerSec === undefined || options.resyncRateBytesPerSec === existing.config.resyncRateBytesPerSec) &&
+          (options.volumeUid === undefined || options.volumeUid === existing.store.volumeUid) &&
           (options.generation ?? 0) <= existing.store.manifest.generation;
         if (!same) {
-          throw new BrickdError('VOLUME_EXISTS', `volume ${options.volumeId} already has a replica here with other settings (brick ${existing.brickId}, size limit ${existing.store.manifest.sizeLimitBytes}, role ${existing.config.role}, generation ${existing.store.manifest.generation})`, {
+          throw new BrickdError('VOLUME_EXISTS', `volume ${options.volumeId} already has a replica here with other settings (brick ${existing.brickId}, size limit ${existing.store.manifest.sizeLimitBytes}, role ${existing.config.role}, generation ${existing.store.manifest.generation}, uid ${existing.store.volumeUid ?? 'none'})`, {
             volumeId: options.volumeId,
           });
         }
@@ -260,9 +267,12 @@ export class VolumeManager {
       }
       const brick = options.brickId ? this.mountedBrick(options.brickId) : await this.roomiest(options.sizeLimitBytes);
       const dir = path.join(brick.mountPath, 'volumes', options.volumeId);
+      // A primary created without an incarnation gets a fresh one: a later volume created
+      // under the same id is then told apart from this one by every replica that met it.
+      const volumeUid = options.volumeUid ?? (options.role === 'primary' ? randomUUID() : undefined);
       const store = await ReplicaStore.create(
         dir,
-        { volumeId: options.volumeId, sizeLimitBytes: options.sizeLimitBytes, generation: options.generation ?? 0 },
+        { volumeId: options.volumeId, sizeLimitBytes: options.sizeLimitBytes, generation: options.generation ?? 0, ...(volumeUid !== undefined ? { volumeUid } : {}) },
         this.storeOptions(options.volumeId),
       );
       const config: VolumeConfig = {
@@ -460,6 +470,7 @@ export class VolumeManager {
           new PrimaryReplication({
             identity: replication.identity,
             volumeId: volume.volumeId,
+            ...(volume.store.volumeUid !== undefined ? { volumeUid: volume.store.volumeUid } : {}),
             generation: volume.store.manifest.generation,
             peers,
             writeQuorum,

@@ -29,6 +29,8 @@ export interface ReplicationIdentity {
 export interface PrimaryReplicationOptions {
   identity: ReplicationIdentity;
   volumeId: string;
+  /** The volume's incarnation (the store's volumeUid), if it has one: checked by every replica. */
+  volumeUid?: string;
   generation: number;
   peers: readonly PeerConfig[];
   /** Replicas including this one; 0 = a majority of (peers + 1). */
@@ -64,6 +66,10 @@ export interface PeerState {
   lagSeq: bigint;
   /** Bytes of the mutation frames the peer lacks (those the retained queue still holds). */
   lagBytes: number;
+  /**
+   * Why the link is in its state: while it is not streaming, the last error (a refusal, a
+   * refused connect...) if there is one, else the reason of its last transition.
+   */
   reason: string;
   /** Mutation frames and their bytes sent on this link since the primary attached. */
   mutationsSent: number;
@@ -119,6 +125,7 @@ export class PrimaryReplication {
         nodeId: options.identity.nodeId,
         secret: options.identity.secret,
         volumeId: options.volumeId,
+        ...(options.volumeUid !== undefined ? { volumeUid: options.volumeUid } : {}),
         queue: this.queue,
         changes: this.changes,
         log,
@@ -181,7 +188,7 @@ export class PrimaryReplication {
       ackedSeq: link.ackedSeq,
       lagSeq: last > link.ackedSeq ? last - link.ackedSeq : 0n,
       lagBytes: this.queue.bytesAfter(link.ackedSeq),
-      reason,
+      reason: link.state !== 'streaming' && link.lastError ? link.lastError.message : reason,
       mutationsSent: link.stats.mutationsSent,
       bytesSent: link.stats.bytesSent,
       resyncs: link.stats.resyncs,

@@ -56,6 +56,8 @@ export interface ChallengeMessage {
 export interface AuthMessage {
   type: 'AUTH';
   mac: Buffer;
+  /** The volume's incarnation (only to a replica that offered volume-uid). */
+  volumeUid?: string;
 }
 export interface WelcomeMessage {
   type: 'WELCOME';
@@ -210,7 +212,7 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
     case 'CHALLENGE':
       return frame('CHALLENGE', pb.Challenge.encode({ nodeId: message.nodeId, nonce: message.nonce, features: message.features ?? [] }).finish());
     case 'AUTH':
-      return frame('AUTH', pb.Auth.encode({ mac: message.mac }).finish());
+      return frame('AUTH', pb.Auth.encode({ mac: message.mac, ...(message.volumeUid !== undefined ? { volumeUid: message.volumeUid } : {}) }).finish());
     case 'WELCOME':
       return frame(
         'WELCOME',
@@ -346,7 +348,9 @@ export function decodeMessage(f: Frame): ReplicationMessage {
       }
       case 'AUTH': {
         const m = strict(pb.Auth.decode(reader(f.body)));
-        return { type, mac: bytes('mac', m.mac, MAC_BYTES) };
+        const auth: AuthMessage = { type, mac: bytes('mac', m.mac, MAC_BYTES) };
+        if (m.volumeUid !== null && m.volumeUid !== undefined) auth.volumeUid = id('volume_uid', m.volumeUid);
+        return auth;
       }
       case 'WELCOME': {
         const m = strict(pb.Welcome.decode(reader(f.body)));

@@ -184,7 +184,12 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
     t.equal(made.code, 0, made.stderr);
     t.match(made.stdout, /^role: +primary$/m);
     t.match(made.stdout, /^size limit: +64 MiB$/m);
+    const uid = /^uid: +([0-9a-f-]{36})$/m.exec(made.stdout)?.[1];
+    t.ok(uid, 'a primary gets a uid (its incarnation)');
     t.equal((await a.ctl(...create)).code, 0, 'the same create again is idempotent');
+    const otherUid = await a.ctl('volume', 'create', 'life', '--size', '64MiB', '--uid', 'pv-other-0001');
+    t.equal(otherUid.code, 4, 'the same id with another uid: refused');
+    t.match(otherUid.stderr, /VOLUME_EXISTS/);
     const conflict = await a.ctl('volume', 'create', 'life', '--size', '32MiB');
     t.equal(conflict.code, 4, 'other settings: refused');
     t.match(conflict.stderr, /VOLUME_EXISTS/);
@@ -195,6 +200,8 @@ t.test('brickctl against three real agents', { skip: needsRoot(), timeout: 300_0
     // Nothing serves the peer's address: the primary's link to it keeps reconnecting.
     const status = await a.ctl('volume', 'status', 'life');
     t.match(status.stdout, /^health: +degraded$/m);
+    t.match(status.stdout, new RegExp(`^uid: +${uid}$`, 'm'), 'status names the uid');
+    t.match(status.stdout, new RegExp(`^peers: +${b.nodeId} (connecting|handshake) \\[.+\\] acked 0`, 'm'), 'and why the peer is not streaming');
     t.match(json((await a.ctl('--json', 'volume', 'status', 'life')).stdout), {
       volume: { volumeId: 'life', generation: 1, role: 'primary' },
       health: 'degraded',

@@ -246,6 +246,7 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     t.match(created, { volumeId: 'vol-a', brickId, sizeLimitBytes: 64 * MiB, generation: 1, role: 'primary', writeQuorum: 2 });
     t.same(created.peers.map((p) => [p.nodeId, p.address]), [['node-2', '127.0.0.1:9']]);
     t.ok(created.blockSize > 0);
+    t.match(created.volumeUid, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, `a primary created without a uid mints one (${created.volumeUid})`);
     t.same(await bricksHolding(agent, 'vol-a'), [brickId], 'the replica is on the brick asked for');
 
     t.same(await api.createVolume(request), created, 'retry with the request id: the same volume');
@@ -271,7 +272,16 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     await callFails(t, api.createVolume({ volumeId: 'vol-b', sizeLimitBytes: MiB, writeQuorum: 2 }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'write quorum above the replica count');
     await callFails(t, api.createVolume({ volumeId: 'vol-b', sizeLimitBytes: MiB, resyncRateBytesPerSec: 2 ** 60 }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'resync rate beyond 2^53');
     await callFails(t, api.createVolume({ volumeId: 'vol-a', sizeLimitBytes: 64 * MiB, resyncRateBytesPerSec: MiB }), status.ALREADY_EXISTS, 'VOLUME_EXISTS', 'another resync rate');
+    await callFails(t, api.createVolume({ volumeId: 'vol-a', sizeLimitBytes: 64 * MiB, volumeUid: 'pv-0000-other' }), status.ALREADY_EXISTS, 'VOLUME_EXISTS', 'another uid');
+    t.same(await api.createVolume({ volumeId: 'vol-a', sizeLimitBytes: 64 * MiB, volumeUid: created.volumeUid }), created, 'its own uid: returns it');
+    await callFails(t, api.createVolume({ volumeId: 'vol-b', sizeLimitBytes: MiB, volumeUid: '../pv' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'uid with a path');
+    await callFails(t, api.createVolume({ volumeId: 'vol-b', sizeLimitBytes: MiB, volumeUid: 'x'.repeat(129) }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'uid too long');
     t.same(await bricksHolding(agent, 'vol-b'), [], 'no refused create left a replica');
+    const given = await api.createVolume({ volumeId: 'vol-c', sizeLimitBytes: MiB, volumeUid: 'a3f1c2d4-pv-uid' });
+    t.equal(given.volumeUid, 'a3f1c2d4-pv-uid', 'a replica created with the orchestrator\'s uid holds it');
+    t.equal((await api.createVolume({ volumeId: 'vol-d', sizeLimitBytes: MiB })).volumeUid, '', 'a replica created without one has none until its primary\'s');
+    await api.deleteVolume({ volumeId: 'vol-c' });
+    await api.deleteVolume({ volumeId: 'vol-d' });
 
     await callFails(t, api.updateVolume({ volumeId: 'vol-a', generation: 5, setPeers: true, peers: [] }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'no peers left for a write quorum of 2');
     t.equal((await api.getVolumeStatus({ volumeId: 'vol-a' })).volume?.generation, 1, 'a refused update does not raise the generation');
@@ -319,7 +329,7 @@ t.test('control API against a real agent', { skip: needsRoot() }, async (t) => {
     const volumesDir = path.join(adopted!.mountPath, 'volumes');
     t.same((await readdir(volumesDir)).sort(), ['vol-a'], 'no leftovers (trash) in volumes/');
     await watch.waitFor((e) => e.kind === 'replica-deleted' && e.volumeId === 'vol-del');
-    t.equal(watch.events.filter((e) => e.kind === 'replica-deleted').length, 1, 'one replica-deleted event');
+    t.equal(watch.events.filter((e) => e.kind === 'replica-deleted' && e.volumeId === 'vol-del').length, 1, 'one replica-deleted event for it');
   });
 
   await t.test('scrub: StartScrub operation, StopScrub, retries', { timeout: 30_000 }, async (t) => {

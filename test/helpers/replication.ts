@@ -57,6 +57,19 @@ export async function startReplica(
   return { nodeId: options.nodeId, brick, store, server, port };
 }
 
+/** A replica agent stops: server closed, store closed (restartReplica brings it back). */
+export async function stopReplica(r: ReplicaNode): Promise<void> {
+  await r.server.close();
+  await r.store.close();
+}
+
+/** The same replica agent starts again on its brick and port (log replay included). */
+export async function restartReplica(t: Test, r: ReplicaNode): Promise<ReplicaNode> {
+  const store = await ReplicaStore.open(replicaDir(r.brick, VOLUME), { directWriteBytes: 64 * 1024, checkpointIntervalMs: 0 });
+  t.teardown(() => store.close().catch(() => {}));
+  return startReplica(t, { nodeId: r.nodeId, brick: r.brick, store, port: r.port });
+}
+
 export interface PrimaryNode {
   store: ReplicaStore;
   queue: RetainedQueue;
@@ -315,7 +328,7 @@ export class RawPeer {
    * no `features` are offered unless given (the peer then acts as the first version-1 agents).
    */
   async authenticate(
-    options: { volumeId?: string; generation?: number; secret?: Buffer; clusterId?: string; nodeId?: string; features?: string[] } = {},
+    options: { volumeId?: string; generation?: number; secret?: Buffer; clusterId?: string; nodeId?: string; features?: string[]; volumeUid?: string } = {},
   ): Promise<Extract<ReplicationMessage, { type: 'WELCOME' }>> {
     const nonce = Buffer.alloc(32, 7);
     const hello = { clusterId: options.clusterId ?? CLUSTER, nodeId: options.nodeId ?? 'raw-primary', volumeId: options.volumeId ?? VOLUME, generation: options.generation ?? 1, nonce };
@@ -323,7 +336,7 @@ export class RawPeer {
     const challenge = await this.next('CHALLENGE');
     this.challenge = challenge;
     const transcript = { clusterId: hello.clusterId, primaryNodeId: hello.nodeId, replicaNodeId: challenge.nodeId, volumeId: hello.volumeId, generation: hello.generation, primaryNonce: nonce, replicaNonce: challenge.nonce };
-    this.send({ type: 'AUTH', mac: sessionMac(options.secret ?? SECRET, 'primary', transcript) });
+    this.send({ type: 'AUTH', mac: sessionMac(options.secret ?? SECRET, 'primary', transcript), ...(options.volumeUid !== undefined ? { volumeUid: options.volumeUid } : {}) });
     const welcome = await this.next('WELCOME');
     if (!sessionMac(SECRET, 'replica', transcript).equals(welcome.mac)) throw new Error('the replica proof does not match');
     return welcome;

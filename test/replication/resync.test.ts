@@ -7,22 +7,9 @@ import type { ResyncEntry } from '../../src/store/resync-apply.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { needsRoot } from '../helpers/loop.js';
 import { pattern } from '../helpers/random.js';
-import { startPrimary, startReplica, treeOf, until, type PrimaryNode, type ReplicaNode } from '../helpers/replication.js';
+import { restartReplica, startPrimary, startReplica, stopReplica, treeOf, until, type PrimaryNode } from '../helpers/replication.js';
 import { replicaDir } from '../helpers/store.js';
 
-
-/** A replica agent stops: server closed, store closed. Returns what is needed to bring it back. */
-async function stopReplica(r: ReplicaNode): Promise<void> {
-  await r.server.close();
-  await r.store.close();
-}
-
-/** The same replica agent starts again on its brick and port (log replay included). */
-async function restartReplica(t: Test, r: ReplicaNode): Promise<ReplicaNode> {
-  const store = await ReplicaStore.open(replicaDir(r.brick, 'vol1'), { directWriteBytes: 64 * 1024, checkpointIntervalMs: 0 });
-  t.teardown(() => store.close().catch(() => {}));
-  return startReplica(t, { nodeId: r.nodeId, brick: r.brick, store, port: r.port });
-}
 
 async function caughtUp(p: PrimaryNode, timeoutMs = 30_000): Promise<void> {
   await until(() => p.links.every((l) => l.state === 'streaming' && l.ackedSeq >= p.queue.lastSeq), `every link streaming and acked at ${p.queue.lastSeq}`, timeoutMs);
