@@ -81,6 +81,13 @@ export interface StoreOptions {
    */
   onMutation?: (seq: bigint, mutation: Mutation) => void;
   /**
+   * Told when a resync starts to replace the tree with a primary's at `s0` (beginResync,
+   * under the store's mutex, before anything is dropped): the tree then changes outside
+   * onMutation, so whatever was derived from the mutations seen so far (a record of changed
+   * regions) no longer describes it. Called synchronously: it must not throw or block.
+   */
+  onResyncBegin?: (s0: bigint) => void;
+  /**
    * Told of every mutation once it has resolved durable, with the seconds since it was
    * called (queueing for the mutex included: what the caller waited). For latency metrics;
    * called synchronously, it must not throw or block.
@@ -179,8 +186,8 @@ export class ReplicaStore {
   /** See readStamp. */
   private changes = 0;
   private readonly blockWrites: BlockWriteBatcher;
-  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable'>> &
-    Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable'>;
+  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin'>> &
+    Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin'>;
 
   private constructor(
     readonly dir: string,
@@ -200,6 +207,7 @@ export class ReplicaStore {
       onChecksumError: options.onChecksumError,
       onMutation: options.onMutation,
       onMutationDurable: options.onMutationDurable,
+      onResyncBegin: options.onResyncBegin,
       crashPoint: options.crashPoint,
     };
     this.history = parseStoredHistory(manifestValue.generations, dir);
@@ -810,6 +818,7 @@ export class ReplicaStore {
         this.checkOpen();
         await Promise.allSettled([...this.inFlight]);
         await Promise.allSettled([...this.becomingDurable]);
+        this.opts.onResyncBegin?.(s0);
         if (!this.resyncing) await this.saveManifest((m) => ({ ...m, resyncing: true }));
         const logDir = path.join(this.files.metaDir, 'log');
         await this.wal.close();

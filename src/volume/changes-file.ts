@@ -1,9 +1,10 @@
-// The primary's record of changed regions (replication/changed.ts), kept across a clean
-// restart of the agent: <replica>/.brickd/changes.json.
+// A replica's record of changed regions (replication/changed.ts, kept by VolumeManager
+// whatever the role), kept across a clean restart of the agent: <replica>/.brickd/changes.json.
 //
 // Why: a replica that was down when its primary's agent restarted (an upgrade) would
 // otherwise be compared block by block over the whole volume when it returns, because the
-// restarted primary no longer knows what changed since that replica's seq.
+// restarted primary no longer knows what changed since that replica's seq; likewise for the
+// replicas that lagged a replica restarted and then promoted.
 //
 // Safety rests on three rules, each enough to refuse a record that might not describe
 // every change since its start:
@@ -12,9 +13,9 @@
 // - taken (read and deleted, the delete made durable) when the replica is opened, whatever
 //   its role, so a file never outlives the one start that follows its close: a replica
 //   that later changes by a stream or a resync can never pick it up;
-// - used only if the store's last seq at the first attach is exactly the record's last
-//   recorded seq (ChangedRegions.recordedThrough) and the generation is the one it was
-//   saved at: no mutation, resync or promotion happened in between.
+// - used only if the store's last seq at open is exactly the record's last recorded seq
+//   (ChangedRegions.recordedThrough) and the generation is the one it was saved at, and
+//   never saved for a replica left mid-resync: no mutation or resync happened in between.
 // A file that cannot be read or parsed is deleted and ignored: the next resync is a full one.
 import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';

@@ -9,8 +9,15 @@
 // replica is served to primaries by the agent's ReplicaServer. Any change of role, peers,
 // write quorum or generation detaches and attaches again, so the server's fencing state and
 // the links' generation always come from the manifest just written; a change of the resync
-// rate alone is applied in place. A primary's record of changed regions is kept across a
-// re-attach and, at a clean close, in the replica's .brickd/changes.json (changes-file.ts).
+// rate alone is applied in place.
+//
+// Every replica keeps a record of the regions its mutations changed (ChangedRegions), fed
+// with each mutation the store takes, whatever the role: a primary's links use it to
+// resync a replica that fell behind comparing only those regions, and a replica promoted
+// after a failover continues the record it kept, so the replicas that lagged it are caught
+// up the same way. A resync replaces the tree outside the mutations, so it drops the record
+// (a new one starts with the next mutation). The record survives a re-attach and, at a
+// clean close, is kept in .brickd/changes.json (changes-file.ts).
 //
 // Every mutating method is idempotent in its natural form: creating a replica that exists
 // with the same settings returns it, deleting one that is gone reports deleted: false.
@@ -29,7 +36,7 @@ import type { Mutation } from '../store/mutations.js';
 import { VOLUME_ID_RE } from '../store/manifest.js';
 import { ReplicaStore, type StoreOptions } from '../store/store.js';
 import type { ReplicaServer } from '../replication/server.js';
-import type { ChangedRegions } from '../replication/changed.js';
+import { ChangedRegions } from '../replication/changed.js';
 import type { ReplicaLinkOptions } from '../replication/link.js';
 import { readOnlyBackend, storeBackend, type VolumeBackend } from './backend.js';
 import { saveChanges, takeChanges } from './changes-file.js';
@@ -46,8 +53,10 @@ export interface LocalVolume {
   /** Set while this replica is primary with peers. */
   primary?: PrimaryReplication;
   /**
-   * The last primary's record of changed regions, kept across a re-attach (UpdateVolume)
-   * so that replicas that fell behind before it still get incremental resyncs.
+   * The record of the regions changed by every mutation this store took since the record
+   * started (see the header): while a primary is attached it is `primary.changes`, which
+   * continues this one. Absent until the first mutation after an open without a saved
+   * record, and from the start of a resync to the first mutation after it.
    */
   changes?: ChangedRegions;
   /** True while the ReplicaServer serves this replica to primaries. */
@@ -393,8 +402,9 @@ export class VolumeManager {
       await Promise.all([...this.volumes.values()].map((volume) => this.drain(volume)));
       for (const volume of this.volumes.values()) {
         await this.detach(volume);
-        // The primary's record of changed regions, for the next start (changes-file.ts).
-        if (volume.changes && volume.config.role === 'primary') {
+        // The record of changed regions, for the next start (changes-file.ts); none for a
+        // replica left mid-resync (its tree is no copy of the seq the record ends at).
+        if (volume.changes && !volume.store.resyncing) {
           await saveChanges(volume.dir, volume.changes, volume.store.manifest.generation).catch((err: unknown) =>
             this.options.log.warn({ err, volume: volume.volumeId }, 'could not save the record of changed regions (the next resync of a lagging replica compares everything)'),
           );
@@ -458,10 +468,8 @@ export class VolumeManager {
     if (!replication) return;
     const { role, peers, writeQuorum } = volume.config;
     if (role === 'replica') {
-      // A replica's tree changes by the primary's stream and by resyncs, which are not
-      // recorded: a later promotion must start a new record (a resync could even leave the
-      // store at the very seq the old record ended at).
-      volume.changes = undefined;
+      // The record goes on: the primary's stream reaches the store as mutations (recorded in
+      // storeOptions' onMutation) and a resync drops it (onResyncBegin).
       replication.server.addVolume(volume.store);
       volume.served = true;
     } else if (peers.length > 0) {
@@ -485,6 +493,7 @@ export class VolumeManager {
             ...(replication.link ? { link: replication.link } : {}),
           }),
       );
+      volume.changes = volume.primary.changes; // the one record, continued or new
       this.options.log.info(
         { volume: volume.volumeId, peers: peers.map((p) => p.nodeId), writeQuorum: effectiveWriteQuorum(writeQuorum, peers.length + 1) },
         'replicate volume as primary',
@@ -556,8 +565,23 @@ export class VolumeManager {
       log: this.options.log,
       ...this.options.store,
       ...(onMutationDurable ? { onMutationDurable: (op: Mutation['op'], seconds: number) => onMutationDurable(volumeId, op, seconds) } : {}),
-      // In seq order, under the store's mutex: the primary of the moment ships it.
-      onMutation: (seq, mutation) => this.volumes.get(volumeId)?.primary?.push(seq, mutation),
+      // In seq order, under the store's mutex: the primary of the moment records and ships
+      // it; without one (a replica, a primary without peers) it is recorded here. A record
+      // started at this mutation covers from seq - 1: the tree then was complete (no
+      // mutation arrives during a resync). One that did not see seq - 1 is replaced, not
+      // continued (a gap would make it claim what it never saw).
+      onMutation: (seq, mutation) => {
+        const volume = this.volumes.get(volumeId);
+        if (!volume) return;
+        if (volume.primary) return volume.primary.push(seq, mutation);
+        if (volume.changes?.recordedThrough !== seq - 1n) volume.changes = new ChangedRegions(seq - 1n);
+        volume.changes.record(seq, mutation);
+      },
+      // A resync replaces the tree outside the mutations: what the record says is void.
+      onResyncBegin: () => {
+        const volume = this.volumes.get(volumeId);
+        if (volume) volume.changes = undefined;
+      },
       // A damaged block: a primary asks its peers (one durable up to the seq it has applied),
       // a served replica asks the primary streaming to it. Each read waits at most the
       // request timeout (blocks.ts); no answer leaves the block unrepaired. A repair source
@@ -582,11 +606,12 @@ export class VolumeManager {
   private async openLocked(volumeId: string, brick: BrickStatus, dir: string): Promise<LocalVolume> {
     const store = await ReplicaStore.open(dir, this.storeOptions(volumeId));
     const config = await readVolumeConfig(dir);
-    // Taken (deleted) whatever the role; continued by the first attach only if the store is
-    // still exactly where the record ended (PrimaryReplication), at the same generation.
+    // Taken (deleted) whatever happens next; continued only by a store still exactly where
+    // the record ended (its last seq, checked by PrimaryReplication and by the first
+    // mutation below), at the same generation.
     const saved = await takeChanges(dir, this.options.log);
     const volume = this.add(volumeId, brick.brickId, dir, store, config);
-    if (saved && config.role === 'primary' && saved.generation === store.manifest.generation) volume.changes = saved.changes;
+    if (saved && saved.generation === store.manifest.generation && saved.changes.recordedThrough === store.appliedSeq) volume.changes = saved.changes;
     await volume.scrubber.load();
     await this.attach(volume);
     this.options.log.info({ volume: volumeId, brick: brick.brickId, durableSeq: String(store.durableSeq) }, 'open replica');

@@ -51,8 +51,9 @@ export interface PrimaryReplicationOptions {
   /** Resync data bytes per second per replica being resynced (0 or absent: unthrottled). */
   resyncRateBytesPerSec?: number;
   /**
-   * The previous attach's record of changed regions, continued if it recorded exactly up to
-   * startSeq (the store took no mutation in between); otherwise a new record starts.
+   * The store's record of changed regions so far (kept by the manager: a previous attach's,
+   * or the one kept while this replica was a replica), continued if it recorded exactly up
+   * to startSeq; otherwise a new record starts.
    */
   changes?: ChangedRegions;
 }

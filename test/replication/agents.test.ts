@@ -4,7 +4,8 @@
 // configuration reaches the wire (NodeInfo's replication address, CreateVolume with peers),
 // that writes acknowledged with W=2 of 3 are on every replica, that a SIGKILLed replica
 // catches up on return, that a replica down across a primary re-attach is resynced
-// incrementally (status reports it), that a volume's resync rate is set in place (without
+// incrementally (status reports it), and so is one that lagged a replica promoted after a
+// failover, that a volume's resync rate is set in place (without
 // re-attaching) and holds for the next resync, that a replica down while more than the
 // queue was written, or across a clean restart of the primary, is resynced incrementally,
 // that a damaged block is repaired across agents both ways (the primary's on read, a
@@ -256,9 +257,14 @@ t.test('three agents replicate a volume configured through the control API', { s
   t.equal(sample(afterRestart, 'brickd_replication_resyncs_total', { volume: VOLUME, peer: peers[0]!.nodeId, kind: 'incremental' }), 1, 'metrics: one incremental resync since the restart');
   t.equal(sample(afterRestart, 'brickd_replication_resyncs_total', { volume: VOLUME, peer: peers[0]!.nodeId, kind: 'full' }), 0, 'metrics: no full one');
 
-  // Fencing: the orchestrator raises the generation on the replicas (promoting elsewhere).
+  // A replica falls behind: down while the primary writes on with the other (W=2 of 3).
+  replicas[1]!.proc.child.kill('SIGKILL');
+  await replicas[1]!.proc.exited;
+  for (let i = 0; i < 8; i++) await writeFile_(`dir/v${i}`, 512 * 1024);
+
+  // Fencing: the orchestrator raises the generation on the live replica (to promote it).
   // The primary, still at generation 1, must stop acknowledging.
-  for (const r of replicas) await r.api.updateVolume({ volumeId: VOLUME, generation: 2 });
+  await replicas[0]!.api.updateVolume({ volumeId: VOLUME, generation: 2 });
   const t0 = Date.now();
   const fenced = await backend
     .write('dir/f0', 0, Buffer.alloc(4096, 1))
@@ -269,17 +275,39 @@ t.test('three agents replicate a volume configured through the control API', { s
     );
   t.equal(fenced?.code, 'QUORUM_LOST', 'a fenced primary does not acknowledge');
   t.ok(Date.now() - t0 < 10_000, 'within the quorum timeout');
-  await until(() => primary.volumes.peerStates(VOLUME).every((p) => p.state === 'failed'), 'both links failed (fenced)');
-  t.equal(events.filter((e) => e.kind === 'replica-fenced' && e.volumeId === VOLUME).length, 2, 'a replica-fenced event per refusing replica');
+  await until(() => primary.volumes.peerStates(VOLUME).find((p) => p.nodeId === peers[0]!.nodeId)?.state === 'failed', 'the link to the raised replica failed (fenced)');
+  t.equal(events.filter((e) => e.kind === 'replica-fenced' && e.volumeId === VOLUME).length, 1, 'a replica-fenced event for the refusing replica');
   text = await scrape();
   t.equal(sample(text, 'brickd_replication_peer_state', { volume: VOLUME, peer: peers[0]!.nodeId, state: 'failed' }), 1, 'metrics: the link is failed');
   t.ok(sample(text, 'brickd_replication_quorum_lost_total', { volume: VOLUME })! >= 1, 'metrics: the unacknowledged write is counted');
   t.equal(sample(text, 'brickd_volume_replicas_in_sync', { volume: VOLUME }), 1, 'metrics: only the fenced primary itself "in sync"');
   t.equal(sample(text, 'brickd_volume_quorum_met', { volume: VOLUME }), 0, 'metrics: quorum not met');
 
+  // Failover: the old primary is gone; the raised replica is promoted with the lagging one
+  // as its peer. Back, the lagging replica is resynced comparing only what it missed: the
+  // promoted agent kept, as a replica, a record of the regions its mutations changed, and
+  // continues it as primary.
+  await primary.stop();
+  const promoted = await replicas[0]!.api.updateVolume({ volumeId: VOLUME, generation: 2, role: 'primary', setPeers: true, peers: [peers[1]!] });
+  t.equal(promoted.role, 'primary');
+  await replicas[1]!.restart();
+  const lagger = async () => (await replicas[0]!.api.getVolumeStatus({ volumeId: VOLUME })).peers[0];
+  for (const deadline = Date.now() + 60_000; ; ) {
+    const p = await lagger();
+    if (p?.state === 'streaming' && p.resync?.phase === 'done' && Number(p.lagSeq) === 0) break;
+    if (Date.now() > deadline) throw new Error(`the lagging replica never caught up with the promoted one: ${JSON.stringify(p)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const afterFailover = (await lagger())!.resync!;
+  const inUse = Number((await replicas[0]!.api.getVolumeStatus({ volumeId: VOLUME })).usedBytes);
+  t.equal(afterFailover.incremental, true, 'the replica that lagged the promoted one: an incremental resync');
+  t.ok(
+    Number(afterFailover.bytesCompared) <= 6 * 2 ** 20 && inUse > 80 * 2 ** 20,
+    `it compared ${(Number(afterFailover.bytesCompared) / 2 ** 20).toFixed(1)} MiB (4 MiB written while it was down) of ${(inUse / 2 ** 20).toFixed(1)} MiB in use`,
+  );
+
   // Every replica holds exactly the acknowledged data (the fenced write aside: it was never
   // acknowledged and never reached a replica), with valid checksums.
-  await primary.stop();
   const trees = [];
   for (const r of replicas) {
     await r.stop('SIGTERM');

@@ -33,7 +33,8 @@ t.test('generationAt, withGenerationStart and historyProblem', async (t) => {
 t.test('a store records the generation of every seq it makes, durably, and a resync replaces it', { skip: needsRoot() }, async (t) => {
   const brick = await testBrick(t);
   const dir = replicaDir(brick, 'vol1');
-  let store = await testStore(t, brick, { generation: 2 });
+  const resyncs: bigint[] = [];
+  let store = await testStore(t, brick, { generation: 2 }, { onResyncBegin: (s0) => resyncs.push(s0) });
   t.same(store.generationHistory, [], 'a new store holds no seq and no history');
   await store.create('a');
   await store.write('a', 0, Buffer.alloc(5000, 1));
@@ -45,7 +46,7 @@ t.test('a store records the generation of every seq it makes, durably, and a res
   t.same(store.generationHistory, starts([1, 2], [3, 5]), 'the first mutation at generation 5 starts it, the next adds nothing');
   await store.close();
 
-  store = await ReplicaStore.open(dir, { checkpointIntervalMs: 0 });
+  store = await ReplicaStore.open(dir, { checkpointIntervalMs: 0, onResyncBegin: (s0) => resyncs.push(s0) });
   t.teardown(() => store.close().catch(() => {}));
   t.same(store.generationHistory, starts([1, 2], [3, 5]), 'kept across a reopen');
   t.same([2n, 3n, 4n].map((s) => store.generationAt(s)), [2, 5, 5]);
@@ -53,7 +54,9 @@ t.test('a store records the generation of every seq it makes, durably, and a res
   t.same(manifest.generations, [{ fromSeq: '1', generation: 2 }, { fromSeq: '3', generation: 5 }], 'in the manifest, seqs as decimal strings');
 
   // A resync makes this replica a copy of another primary's tree at s0: its history too.
+  t.same(resyncs, [], 'onResyncBegin: not yet');
   await store.beginResync(40n, starts([1, 2], [30, 6], [41, 7]));
+  t.same(resyncs, [40n], 'onResyncBegin told of the resync at s0 (the tree changes outside the mutations)');
   t.same(store.generationHistory, starts([1, 2], [30, 6]), 'the primary\'s starts up to s0 replace ours');
   await store.endResync(new Map());
   await store.raiseGeneration(7);
