@@ -414,6 +414,11 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     if (m.appliedGeneration !== undefined && ourGeneration !== undefined && m.appliedGeneration !== ourGeneration) {
       return why(`the replica's seq ${m.appliedSeq} was made by generation ${m.appliedGeneration}, this primary's by generation ${ourGeneration}: another primary's mutations`);
     }
+    // Seqs this primary numbered again after a crash lost them here: the replica may hold
+    // the lost mutation under a seq that now names another (store/renumbered.ts).
+    if (this.opts.resync?.renumbered(m.appliedSeq, m.appliedGeneration)) {
+      return why(`the replica's seq ${m.appliedSeq} lies where this primary numbered seqs again after a crash: it may hold a mutation lost here`);
+    }
     // Seqs past where this primary's queue started that this link never sent came from
     // another primary (one that died after shipping them): same numbers, other mutations.
     const ours = queue.startSeq > this.highestSent ? queue.startSeq : this.highestSent;

@@ -41,6 +41,8 @@ export interface ResyncSourceStore {
   resyncSnapshot(): Promise<{ s0: bigint; entries: ResyncEntry[]; history: GenerationStart[] }>;
   /** The generation that made `seq` here, if known (the link compares a replica's with it). */
   generationAt(seq: bigint): number | undefined;
+  /** Whether a replica's seq of that generation may be a mutation lost here in a crash and numbered again (store/renumbered.ts). */
+  renumbered(seq: bigint, generation: number | undefined): boolean;
   readSums(fid: string, firstBlock: number, count: number): Promise<Buffer | undefined>;
   read(file: { fid: string }, offset: number, length: number): Promise<Buffer>;
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { BrickdError, isSystemError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { parseStoredHistory, type StoredGenerationStart } from './generations.js';
+import { parseRanges, parseReservation, type StoredRenumberedRange, type StoredSeqReservation } from './renumbered.js';
 
 /** Volume ids and volume uids: what the control API and the replication wire accept as ids. */
 export const VOLUME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -47,6 +48,13 @@ export interface ReplicaManifest {
    * it, and in a replica that has not met a primary with one yet.
    */
   volumeUid?: string;
+  /**
+   * Seqs this store may number locally before the manifest is written again (renumbered.ts):
+   * present while it numbers mutations as a primary, dropped at a clean close.
+   */
+  seqReservation?: StoredSeqReservation;
+  /** Seq ranges numbered again after a crash (renumbered.ts); absent when there are none. */
+  renumbered?: StoredRenumberedRange[];
 }
 
 export function replicaManifestPath(replicaDir: string): string {
@@ -88,5 +96,7 @@ export async function readReplicaManifest(replicaDir: string): Promise<ReplicaMa
     (parsed.volumeUid === undefined || (typeof parsed.volumeUid === 'string' && VOLUME_ID_RE.test(parsed.volumeUid)));
   if (!ok) throw new BrickdError('VOLUME_NOT_FOUND', `${file} is missing fields`, { file });
   parseStoredHistory(parsed.generations, file);
+  parseReservation(parsed.seqReservation, file);
+  parseRanges(parsed.renumbered, file);
   return parsed as ReplicaManifest;
 }

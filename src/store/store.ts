@@ -39,6 +39,7 @@ import { applyMutation, type ApplyContext } from './apply.js';
 import type { CrashPoint } from './crashpoints.js';
 import { FileTable } from './files.js';
 import { generationAt, historyProblem, historyThrough, parseStoredHistory, storedHistory, withGenerationStart, type GenerationStart } from './generations.js';
+import { afterRecovery, isRenumbered, parseRanges, parseReservation, SEQ_RESERVATION, storedRanges, storedReservation, type RenumberedRange, type SeqReservation } from './renumbered.js';
 import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, type ResyncEntry } from './resync-apply.js';
 import { BlockWriteBatcher } from './block-writes.js';
 import { KeyedRwLock, pageRange, type LockRange } from './rwlock.js';
@@ -176,6 +177,10 @@ export class ReplicaStore {
   private checkpointSeq = 0n;
   /** Which generation made which seqs (generations.ts); mirrors the manifest's `generations`. */
   private history: readonly GenerationStart[];
+  /** Seqs that may be numbered locally before the manifest is written again (renumbered.ts). */
+  private reservation: SeqReservation | undefined;
+  /** Seq ranges numbered again after a crash (renumbered.ts). */
+  private renumberedRanges: readonly RenumberedRange[];
   private loggedSinceCheckpoint = 0;
   private usedBytesValue = 0;
   private brickFree = { bytes: Number.MAX_SAFE_INTEGER, at: 0 };
@@ -211,6 +216,8 @@ export class ReplicaStore {
       crashPoint: options.crashPoint,
     };
     this.history = parseStoredHistory(manifestValue.generations, dir);
+    this.reservation = parseReservation(manifestValue.seqReservation, dir);
+    this.renumberedRanges = parseRanges(manifestValue.renumbered, dir);
     this.files = new FileTable(dir);
     this.blockWrites = new BlockWriteBatcher(this.opts.blockWriteBatch);
     this.applyContext = {
@@ -293,6 +300,15 @@ export class ReplicaStore {
         throw new BrickdError('LOG_CORRUPT', `replay of seq ${record.seq} (${mutation.op}) failed: ${(err as Error).message}`, { seq: String(record.seq) }, err);
       }
       store.applied.reset(record.seq);
+    }
+    // Seqs numbered here before a crash past the recovered log may sit on replicas: the
+    // range is recorded before this store numbers anything again (renumbered.ts).
+    const ranges = afterRecovery(store.renumberedRanges, store.reservation, store.applied.value);
+    if (ranges !== store.renumberedRanges || store.reservation) {
+      if (ranges !== store.renumberedRanges) log0.warn({ range: storedRanges(ranges.slice(-1)) }, 'seqs numbered before a crash were lost here: replicas holding them will be resynced');
+      await store.saveManifest(({ seqReservation: _r, ...m }) => ({ ...m, ...(ranges.length ? { renumbered: storedRanges(ranges) } : {}) }));
+      store.renumberedRanges = ranges;
+      store.reservation = undefined;
     }
     await store.checkpoint();
     if (store.opts.checkpointIntervalMs > 0) {
@@ -752,6 +768,24 @@ export class ReplicaStore {
     });
   }
 
+  /** Make sure `seq`, about to be numbered here, is covered by a durable reservation (under the mutex). */
+  private async reserveSeq(seq: bigint): Promise<void> {
+    const generation = this.manifestValue.generation;
+    const held = this.reservation;
+    if (held && held.generation === generation && seq <= held.throughSeq) return;
+    const reservation = { generation, throughSeq: seq + SEQ_RESERVATION - 1n };
+    await this.saveManifest((m) => ({ ...m, seqReservation: storedReservation(reservation) }));
+    this.reservation = reservation;
+  }
+
+  /**
+   * Whether a replica's `seq`, made by `generation` (undefined: unknown), lies where this
+   * store numbered seqs again after a crash: that replica may hold a mutation lost here.
+   */
+  renumbered(seq: bigint, generation: number | undefined): boolean {
+    return isRenumbered(this.renumberedRanges, seq, generation);
+  }
+
   /** Record a new generation history (under the mutex, or with nothing else applying). */
   private async saveHistory(history: readonly GenerationStart[]): Promise<void> {
     await this.saveManifest((m) => ({ ...m, generations: storedHistory(history) }));
@@ -886,6 +920,14 @@ export class ReplicaStore {
     if (!this.failure) await this.checkpoint().catch((err) => this.opts.log.error({ err, volume: this.volumeId }, 'final checkpoint failed'));
     this.closed = true;
     await this.mutex.run(async () => {
+      // Every seq numbered here is durable: nothing can have left the store that the log
+      // lacks, so the next open has no range to record.
+      if (this.reservation && !this.failure && this.wal.durableSeq === this.wal.lastSeq) {
+        await this.saveManifest(({ seqReservation: _r, ...m }) => m).then(
+          () => (this.reservation = undefined),
+          (err: unknown) => this.opts.log.warn({ err, volume: this.volumeId }, 'could not drop the seq reservation (the next open records its range as renumbered)'),
+        );
+      }
       await this.wal.close();
       await this.files.closeAll();
     });
@@ -941,6 +983,8 @@ export class ReplicaStore {
       if (last?.generation !== this.manifestValue.generation) {
         await this.saveHistory(withGenerationStart(this.history, this.wal.lastSeq + 1n, this.manifestValue.generation));
       }
+      // A seq numbered here is reserved durably before it can be shipped (renumbered.ts).
+      if (expectSeq === undefined) await this.reserveSeq(this.wal.lastSeq + 1n);
       const isData = mutation.op === 'write' || mutation.op === 'writeDirect' || mutation.op === 'truncate';
       if (!isData) await Promise.all(this.inFlight);
       const { type, body, payload } = encodeMutation(mutation);

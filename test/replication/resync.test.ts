@@ -1,6 +1,9 @@
 // Resync over real TCP (loopback) between stores on their own loop-device bricks: a replica
 // that the retained queue cannot catch up, one that holds another primary's mutations, one
 // resynced while writes go on, and one whose resync is cut (connection, crash) and resumed.
+import { execFileSync } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import t, { type Test } from 'tap';
 import { native } from '../../src/native.js';
 import type { ResyncEntry } from '../../src/store/resync-apply.js';
@@ -221,6 +224,49 @@ t.test('a replica holding another generation\'s mutations up to exactly where a 
   await caughtUp(again);
   t.notOk(statesAgain.includes('resyncing'), `r1 at the queue's start with generation 2 streams on (${statesAgain.join(' -> ')})`);
   t.same(await treeOf(r1.store), await treeOf(again.store), 'and stays equal');
+});
+
+t.test('a seq lost by a crashed primary and numbered again is not streamed on top of (renumbered ranges)', { skip: needsRoot() }, async (t) => {
+  const { testBrick } = await import('../helpers/store.js');
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const before = await testBrick(t, 1024);
+  const after = await testBrick(t, 1024);
+  const p1 = await startPrimary(t, { brick: before, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 2 });
+  await p1.replicated(p1.store.create('f'));
+  for (let i = 0; i < 8; i++) await p1.replicated(p1.store.write('f', i * 4096, Buffer.alloc(4096, 1 + i)));
+  // What the primary's disk holds if it crashes now: its replica directory at seq 9, taken
+  // while open (log, manifest and its seq reservation as they are).
+  // (cp -a: the file ids live in xattrs.)
+  await mkdir(path.join(after.root, 'volumes'), { recursive: true });
+  execFileSync('cp', ['-a', replicaDir(before, 'vol1'), replicaDir(after, 'vol1')]);
+  // Seq 10 reaches r1, then the crash loses it on the primary.
+  await p1.replicated(p1.store.write('f', 5 * 2 ** 20, Buffer.alloc(4096, 0xaa)));
+  t.equal(r1.store.appliedSeq, 10n);
+  await stopReplica(r1);
+  await Promise.all(p1.links.map((l) => l.close()));
+  p1.quorum.close();
+  await p1.store.close();
+
+  // The agent comes back at the same generation and numbers another mutation seq 10; then
+  // a clean restart (or a re-attach) starts its queue at seq 10: exactly r1's seq, made by
+  // generation 1 on both sides. Without the recorded range, r1 would be streamed on and keep
+  // the lost mutation (ran it that way: trees differ).
+  const p2 = await startPrimary(t, { brick: after, reopen: true, replicas: [], writeQuorum: 1 });
+  t.equal(p2.store.appliedSeq, 9n, 'the restarted primary recovered seq 9');
+  t.ok(p2.store.renumbered(10n, 1), 'and recorded seq 10 of generation 1 as renumbered');
+  t.notOk(p2.store.renumbered(9n, 1), 'not seq 9 (durable before the crash)');
+  t.notOk(p2.store.renumbered(10n, 2), 'nor another generation\'s seq 10');
+  await p2.store.write('f', 9 * 2 ** 20, Buffer.alloc(4096, 0xbb));
+  p2.quorum.close();
+  await p2.store.close();
+  const p = await startPrimary(t, { brick: after, reopen: true, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 2, resync: true, changes: true });
+  t.ok(p.store.renumbered(10n, 1), 'the range outlives a clean restart');
+  r1 = await restartReplica(t, r1);
+  await p.replicated(p.store.write('f', 0, Buffer.alloc(10, 0xcc)));
+  await caughtUp(p);
+  t.equal(p.links[0]!.stats.resyncs, 1, 'r1 was resynced');
+  t.equal(p.links[0]!.stats.incrementalResyncs, 0, 'comparing every block');
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'and holds the primary\'s tree (the lost mutation gone)');
 });
 
 t.test('the generation fields go only to a peer that offered generation-history', { skip: needsRoot() }, async (t) => {
