@@ -373,7 +373,13 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     this.sharedFeatures = sharedFeatures(this.opts.features, m.features);
     this.phase = 'auth';
     const volumeUid = this.sharedFeatures.has('volume-uid') ? this.opts.volumeUid : undefined;
-    conn.send({ type: 'AUTH', mac: sessionMac(this.opts.secret, 'primary', t), ...(volumeUid !== undefined ? { volumeUid } : {}) });
+    const renumbered = this.sharedFeatures.has('renumbered-seqs') ? this.opts.resync?.renumberedSeqs : undefined;
+    conn.send({
+      type: 'AUTH',
+      mac: sessionMac(this.opts.secret, 'primary', t),
+      ...(volumeUid !== undefined ? { volumeUid } : {}),
+      ...(renumbered?.length ? { renumbered: [...renumbered] } : {}),
+    });
   }
 
   private onWelcome(conn: FramedSocket, m: WelcomeMessage): void {

@@ -31,6 +31,7 @@
 import { BrickdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { GenerationStart } from '../store/generations.js';
+import type { RenumberedRange } from '../store/renumbered.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
 import { MAX_RESYNC_SUMS_BLOCKS, type ReplicationMessage, type ResyncWantMessage } from '../wire/replication.js';
 import type { ChangedFiles } from './changed.js';
@@ -43,6 +44,8 @@ export interface ResyncSourceStore {
   generationAt(seq: bigint): number | undefined;
   /** Whether a replica's seq of that generation may be a mutation lost here in a crash and numbered again (store/renumbered.ts). */
   renumbered(seq: bigint, generation: number | undefined): boolean;
+  /** Those ranges, sent to a replica that understands them (AUTH). */
+  readonly renumberedSeqs: readonly RenumberedRange[];
   readSums(fid: string, firstBlock: number, count: number): Promise<Buffer | undefined>;
   read(file: { fid: string }, offset: number, length: number): Promise<Buffer>;
 }

@@ -53,6 +53,7 @@ import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
 import { ResyncTarget, type ResyncTargetStore } from './resync-target.js';
 import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, sharedFeatures, withoutCode, type WireErrorCode } from './session.js';
 import { ContiguousSeq } from '../store/contiguous.js';
+import type { RenumberedRange } from '../store/renumbered.js';
 
 /** What the server needs of a replica store (ReplicaStore has it). */
 export interface ReplicaTarget extends ResyncTargetStore, BlockSource {
@@ -67,6 +68,8 @@ export interface ReplicaTarget extends ResyncTargetStore, BlockSource {
   readonly volumeUid: string | undefined;
   /** Take the primary's incarnation if we have none; VOLUME_MISMATCH if we hold another. */
   adoptVolumeUid(uid: string): Promise<void>;
+  /** Keep the primary's renumbered seq ranges (store/renumbered.ts), durably. */
+  adoptRenumbered(ranges: readonly RenumberedRange[]): Promise<void>;
   /** The generation that made `seq` here, if known (store/generations.ts). */
   generationAt(seq: bigint): number | undefined;
 }
@@ -303,7 +306,7 @@ class ServerSession {
     this.conn.send({ type: 'CHALLENGE', nodeId: this.opts.nodeId, nonce: this.replicaNonce, features: [...this.opts.features] });
   }
 
-  private async onAuth({ mac, volumeUid }: AuthMessage): Promise<void> {
+  private async onAuth({ mac, volumeUid, renumbered }: AuthMessage): Promise<void> {
     const hello = this.hello!;
     const transcript = {
       clusterId: hello.clusterId,
@@ -337,13 +340,16 @@ class ServerSession {
       return this.refuse('APPLY_FAILED', `cannot record the volume uid ${volumeUid}: ${(err as Error).message}`);
     }
     try {
+      // The primary's renumbered seqs: kept before WELCOME, so this replica, promoted
+      // later, resyncs the replicas that may hold lost mutations as the primary would.
+      if (renumbered) await volume.store.adoptRenumbered(renumbered);
       if (hello.generation > volume.generation) {
         volume.generation = hello.generation;
         await volume.store.raiseGeneration(hello.generation);
       }
       if (volume.failed) await volume.realign();
     } catch (err) {
-      return this.refuse('APPLY_FAILED', `cannot record generation ${hello.generation}: ${(err as Error).message}`);
+      return this.refuse('APPLY_FAILED', `cannot record generation ${hello.generation} or the primary's renumbered seqs: ${(err as Error).message}`);
     }
     if (this.state !== 'welcoming') return; // closed while we waited
     // A generation may have been raised by another session while we waited.

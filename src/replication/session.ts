@@ -53,8 +53,10 @@ export const MIN_SECRET_BYTES = 16;
  *                       (store/generations.ts, docs/replication.md "Generation history")
  *   volume-uid          AUTH.volume_uid, checked or adopted by the replica
  *                       (docs/replication.md "Volume incarnation")
+ *   renumbered-seqs     AUTH.renumbered, kept by the replica (docs/replication.md "Seqs
+ *                       numbered again after a crash")
  */
-export const FEATURES: readonly string[] = ['generation-history', 'volume-uid'];
+export const FEATURES: readonly string[] = ['generation-history', 'volume-uid', 'renumbered-seqs'];
 
 /** The features a session may use: offered by this end and by the peer (unknown names drop out). */
 export function sharedFeatures(offered: readonly string[], peer: readonly string[] | undefined): Set<string> {

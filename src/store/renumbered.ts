@@ -19,6 +19,9 @@
 // and the primary's link resyncs it comparing every block. Replicated mutations (numbered by
 // another primary) reserve nothing: their primary keeps the range.
 //
+// The ranges travel: a primary sends its own to every replica it welcomes (AUTH), which
+// keeps them, so a replica promoted later catches the same stale replicas.
+//
 // Cost of the approximation: the range covers every seq the reservation allowed, so a
 // replica that got a seq in it from the restarted primary and later reconnects is compared
 // in full once too. Ranges are kept (newest MAX_RENUMBERED_RANGES) for the store's life.
@@ -60,6 +63,13 @@ export function isRenumbered(ranges: readonly RenumberedRange[], seq: bigint, ge
 export function afterRecovery(ranges: readonly RenumberedRange[], reservation: SeqReservation | undefined, lastSeq: bigint): readonly RenumberedRange[] {
   if (!reservation || reservation.throughSeq <= lastSeq) return ranges;
   return [...ranges, { generation: reservation.generation, fromSeq: lastSeq + 1n, toSeq: reservation.throughSeq }].slice(-MAX_RENUMBERED_RANGES);
+}
+
+/** `ours` with the ranges of `theirs` it lacks added (newest kept); the same array if none. */
+export function mergeRanges(ours: readonly RenumberedRange[], theirs: readonly RenumberedRange[]): readonly RenumberedRange[] {
+  const same = (a: RenumberedRange, b: RenumberedRange) => a.generation === b.generation && a.fromSeq === b.fromSeq && a.toSeq === b.toSeq;
+  const added = theirs.filter((r) => !ours.some((o) => same(o, r)));
+  return added.length === 0 ? ours : [...ours, ...added].slice(-MAX_RENUMBERED_RANGES);
 }
 
 export function storedReservation(r: SeqReservation): StoredSeqReservation {

@@ -39,7 +39,7 @@ import { applyMutation, type ApplyContext } from './apply.js';
 import type { CrashPoint } from './crashpoints.js';
 import { FileTable } from './files.js';
 import { generationAt, historyProblem, historyThrough, parseStoredHistory, storedHistory, withGenerationStart, type GenerationStart } from './generations.js';
-import { afterRecovery, isRenumbered, parseRanges, parseReservation, SEQ_RESERVATION, storedRanges, storedReservation, type RenumberedRange, type SeqReservation } from './renumbered.js';
+import { afterRecovery, isRenumbered, mergeRanges, parseRanges, parseReservation, SEQ_RESERVATION, storedRanges, storedReservation, type RenumberedRange, type SeqReservation } from './renumbered.js';
 import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, type ResyncEntry } from './resync-apply.js';
 import { BlockWriteBatcher } from './block-writes.js';
 import { KeyedRwLock, pageRange, type LockRange } from './rwlock.js';
@@ -780,10 +780,30 @@ export class ReplicaStore {
 
   /**
    * Whether a replica's `seq`, made by `generation` (undefined: unknown), lies where this
-   * store numbered seqs again after a crash: that replica may hold a mutation lost here.
+   * store (or a primary it replicated) numbered seqs again after a crash: that replica may
+   * hold a mutation lost there.
    */
   renumbered(seq: bigint, generation: number | undefined): boolean {
     return isRenumbered(this.renumberedRanges, seq, generation);
+  }
+
+  /** The renumbered ranges this store knows (its own and those adopted from its primaries). */
+  get renumberedSeqs(): readonly RenumberedRange[] {
+    return this.renumberedRanges;
+  }
+
+  /**
+   * Add a primary's renumbered ranges to ours, durably (a replica, before it welcomes that
+   * primary): promoted later, this store resyncs the replicas holding such seqs too.
+   */
+  async adoptRenumbered(ranges: readonly RenumberedRange[]): Promise<void> {
+    await this.mutex.run(async () => {
+      this.checkOpen();
+      const merged = mergeRanges(this.renumberedRanges, ranges);
+      if (merged === this.renumberedRanges) return;
+      await this.saveManifest((m) => ({ ...m, renumbered: storedRanges(merged) }));
+      this.renumberedRanges = merged;
+    });
   }
 
   /** Record a new generation history (under the mutex, or with nothing else applying). */

@@ -18,6 +18,7 @@ import { protobuf } from './protobuf.js';
 import type { Mutation } from '../store/mutations.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
 import { historyProblem, type GenerationStart } from '../store/generations.js';
+import { MAX_RENUMBERED_RANGES, type RenumberedRange } from '../store/renumbered.js';
 import { badFrame, encodeFrame, FrameType, frameTypeName, type Frame, type FrameTypeName } from './frames.js';
 import { brickd } from './gen/replication.js';
 
@@ -58,6 +59,8 @@ export interface AuthMessage {
   mac: Buffer;
   /** The volume's incarnation (only to a replica that offered volume-uid). */
   volumeUid?: string;
+  /** The primary's renumbered seq ranges (only to a replica that offered renumbered-seqs; never empty). */
+  renumbered?: RenumberedRange[];
 }
 export interface WelcomeMessage {
   type: 'WELCOME';
@@ -212,7 +215,14 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
     case 'CHALLENGE':
       return frame('CHALLENGE', pb.Challenge.encode({ nodeId: message.nodeId, nonce: message.nonce, features: message.features ?? [] }).finish());
     case 'AUTH':
-      return frame('AUTH', pb.Auth.encode({ mac: message.mac, ...(message.volumeUid !== undefined ? { volumeUid: message.volumeUid } : {}) }).finish());
+      return frame(
+        'AUTH',
+        pb.Auth.encode({
+          mac: message.mac,
+          ...(message.volumeUid !== undefined ? { volumeUid: message.volumeUid } : {}),
+          renumbered: (message.renumbered ?? []).map((r) => ({ generation: r.generation, fromSeq: seqNumber(r.fromSeq), toSeq: seqNumber(r.toSeq) })),
+        }).finish(),
+      );
     case 'WELCOME':
       return frame(
         'WELCOME',
@@ -350,6 +360,15 @@ export function decodeMessage(f: Frame): ReplicationMessage {
         const m = strict(pb.Auth.decode(reader(f.body)));
         const auth: AuthMessage = { type, mac: bytes('mac', m.mac, MAC_BYTES) };
         if (m.volumeUid !== null && m.volumeUid !== undefined) auth.volumeUid = id('volume_uid', m.volumeUid);
+        if (m.renumbered.length > MAX_RENUMBERED_RANGES) throw invalid('renumbered', `${m.renumbered.length} ranges, more than ${MAX_RENUMBERED_RANGES}`);
+        if (m.renumbered.length > 0) {
+          auth.renumbered = m.renumbered.map((r) => {
+            strict(r);
+            const range = { generation: safe('renumbered.generation', r.generation ?? 0), fromSeq: seq('renumbered.from_seq', r.fromSeq ?? 0), toSeq: seq('renumbered.to_seq', r.toSeq ?? 0) };
+            if (range.fromSeq < 1n || range.toSeq < range.fromSeq) throw invalid('renumbered', `${range.fromSeq}..${range.toSeq} is not a range of seqs`);
+            return range;
+          });
+        }
         return auth;
       }
       case 'WELCOME': {

@@ -1,6 +1,8 @@
 // Resync over real TCP (loopback) between stores on their own loop-device bricks: a replica
 // that the retained queue cannot catch up, one that holds another primary's mutations, one
-// resynced while writes go on, and one whose resync is cut (connection, crash) and resumed.
+// that holds a mutation its primary lost in a crash and numbered again (met by that primary
+// after a restart, or by a replica promoted later), one resynced while writes go on, and one
+// whose resync is cut (connection, crash) and resumed.
 import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -10,8 +12,8 @@ import type { ResyncEntry } from '../../src/store/resync-apply.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { needsRoot } from '../helpers/loop.js';
 import { pattern } from '../helpers/random.js';
-import { restartReplica, startPrimary, startReplica, stopReplica, treeOf, until, type PrimaryNode } from '../helpers/replication.js';
-import { replicaDir } from '../helpers/store.js';
+import { restartReplica, startPrimary, startReplica, stopReplica, treeOf, until, type PrimaryNode, type ReplicaNode } from '../helpers/replication.js';
+import { replicaDir, type TestBrick } from '../helpers/store.js';
 
 
 async function caughtUp(p: PrimaryNode, timeoutMs = 30_000): Promise<void> {
@@ -226,26 +228,33 @@ t.test('a replica holding another generation\'s mutations up to exactly where a 
   t.same(await treeOf(r1.store), await treeOf(again.store), 'and stays equal');
 });
 
-t.test('a seq lost by a crashed primary and numbered again is not streamed on top of (renumbered ranges)', { skip: needsRoot() }, async (t) => {
+/**
+ * A primary replicates seqs 1..10 to `r1` (W=2), and crashes having lost seq 10: what its
+ * disk holds is a copy of its replica directory taken at seq 9 while open (log, manifest and
+ * seq reservation as they are; cp -a, the file ids live in xattrs), on the brick returned.
+ * `r1` is left stopped, holding seq 10.
+ */
+async function primaryLosingSeq10(t: Test, r1: ReplicaNode): Promise<TestBrick> {
   const { testBrick } = await import('../helpers/store.js');
-  let r1 = await startReplica(t, { nodeId: 'r1' });
   const before = await testBrick(t, 1024);
   const after = await testBrick(t, 1024);
   const p1 = await startPrimary(t, { brick: before, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 2 });
   await p1.replicated(p1.store.create('f'));
   for (let i = 0; i < 8; i++) await p1.replicated(p1.store.write('f', i * 4096, Buffer.alloc(4096, 1 + i)));
-  // What the primary's disk holds if it crashes now: its replica directory at seq 9, taken
-  // while open (log, manifest and its seq reservation as they are).
-  // (cp -a: the file ids live in xattrs.)
   await mkdir(path.join(after.root, 'volumes'), { recursive: true });
   execFileSync('cp', ['-a', replicaDir(before, 'vol1'), replicaDir(after, 'vol1')]);
-  // Seq 10 reaches r1, then the crash loses it on the primary.
   await p1.replicated(p1.store.write('f', 5 * 2 ** 20, Buffer.alloc(4096, 0xaa)));
-  t.equal(r1.store.appliedSeq, 10n);
+  if (r1.store.appliedSeq !== 10n) throw new Error(`r1 is at seq ${r1.store.appliedSeq}, not 10`);
   await stopReplica(r1);
   await Promise.all(p1.links.map((l) => l.close()));
   p1.quorum.close();
   await p1.store.close();
+  return after;
+}
+
+t.test('a seq lost by a crashed primary and numbered again is not streamed on top of (renumbered ranges)', { skip: needsRoot() }, async (t) => {
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const after = await primaryLosingSeq10(t, r1);
 
   // The agent comes back at the same generation and numbers another mutation seq 10; then
   // a clean restart (or a re-attach) starts its queue at seq 10: exactly r1's seq, made by
@@ -267,6 +276,31 @@ t.test('a seq lost by a crashed primary and numbered again is not streamed on to
   t.equal(p.links[0]!.stats.resyncs, 1, 'r1 was resynced');
   t.equal(p.links[0]!.stats.incrementalResyncs, 0, 'comparing every block');
   t.same(await treeOf(r1.store), await treeOf(p.store), 'and holds the primary\'s tree (the lost mutation gone)');
+});
+
+t.test('the renumbered ranges travel: a replica promoted later catches the stale replica too', { skip: needsRoot() }, async (t) => {
+  let r1 = await startReplica(t, { nodeId: 'r1' });
+  const r2 = await startReplica(t, { nodeId: 'r2' });
+  const after = await primaryLosingSeq10(t, r1);
+
+  // The restarted primary numbers seq 10 again and replicates it to r2, which learns the
+  // range in AUTH; then the primary is lost for good and r2 is promoted (generation 2) at
+  // seq 10, exactly r1's seq, made by generation 1 on both.
+  const p2 = await startPrimary(t, { brick: after, reopen: true, replicas: [{ port: r2.port, name: 'r2' }], writeQuorum: 2, resync: true });
+  await p2.replicated(p2.store.write('f', 9 * 2 ** 20, Buffer.alloc(4096, 0xbb)));
+  t.ok(r2.store.renumbered(10n, 1), 'r2 keeps the primary\'s renumbered range');
+  await Promise.all(p2.links.map((l) => l.close()));
+  p2.quorum.close();
+  await p2.store.close();
+  await stopReplica(r2);
+  const promoted = await startPrimary(t, { brick: r2.brick, reopen: true, generation: 2, replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 2, resync: true });
+  t.equal(promoted.queue.startSeq, 10n, 'the promoted replica\'s queue starts at seq 10');
+  t.ok(promoted.store.renumbered(10n, 1), 'and the range survived its reopen');
+  r1 = await restartReplica(t, r1);
+  await promoted.replicated(promoted.store.write('f', 0, Buffer.alloc(10, 0xcc)));
+  await caughtUp(promoted);
+  t.equal(promoted.links[0]!.stats.resyncs, 1, 'r1 was resynced (streamed on without the range: ran it, trees differ)');
+  t.same(await treeOf(r1.store), await treeOf(promoted.store), 'and holds the promoted replica\'s tree');
 });
 
 t.test('the generation fields go only to a peer that offered generation-history', { skip: needsRoot() }, async (t) => {
