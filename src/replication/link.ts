@@ -20,9 +20,9 @@
 //            replica failed to prove itself: retrying cannot help
 //   closed   close() was called
 //
-// Handshake: HELLO (our nonce) → CHALLENGE (theirs) → AUTH (our proof, and the volume's
-// incarnation for a replica that understands it) → WELCOME (their proof, checked in
-// constant time, and their applied and durable seqs). Streaming resumes
+// Handshake: HELLO (our nonce) → CHALLENGE (theirs) → AUTH (our proof; for a replica that
+// understands them, the volume's incarnation and our store's renumbered seq ranges) →
+// WELCOME (their proof, checked in constant time, and their applied and durable seqs). Streaming resumes
 // at applied_seq + 1 when the queue still holds it. Mutations are sent while the window
 // allows: at most maxInFlightMutations and maxInFlightBytes sent but not yet acked durable
 // (one oversized mutation may go alone), and never into a full socket buffer (we wait for

@@ -8,9 +8,11 @@
 //   auth      We answer CHALLENGE (our node id, a fresh nonce); the peer must answer AUTH
 //             with the right HMAC (session.ts), compared in constant time. Only then are
 //             the volume and the generation looked at: an unknown volume is refused, a
-//             generation below the highest this replica has seen is refused
-//             (GENERATION_STALE: fencing), a higher one is recorded durably first
-//             (store.raiseGeneration) so a restart cannot forget it.
+//             volume uid other than ours is refused (VOLUME_MISMATCH: another volume under
+//             this id), a generation below the highest this replica has seen is refused
+//             (GENERATION_STALE: fencing). For a session we accept, a uid we lack is
+//             adopted, the primary's renumbered seq ranges kept and a higher generation
+//             recorded, each durably first, so a restart cannot forget them.
 //   streaming WELCOME carries our proof, the seq we have taken in (applied_seq: the primary
 //             resumes after it) and the seq we hold durably. Then MUTATION frames come in
 //             seq order and each one goes to store.applyReplicated at once, without
