@@ -768,12 +768,15 @@ export class ReplicaStore {
     });
   }
 
-  /** Make sure `seq`, about to be numbered here, is covered by a durable reservation (under the mutex). */
-  private async reserveSeq(seq: bigint): Promise<void> {
-    const generation = this.manifestValue.generation;
+  /** Whether the durable reservation covers `seq` at the current generation (renumbered.ts). */
+  private isReserved(seq: bigint): boolean {
     const held = this.reservation;
-    if (held && held.generation === generation && seq <= held.throughSeq) return;
-    const reservation = { generation, throughSeq: seq + SEQ_RESERVATION - 1n };
+    return held !== undefined && held.generation === this.manifestValue.generation && seq <= held.throughSeq;
+  }
+
+  /** Reserve the next SEQ_RESERVATION seqs from `seq`, about to be numbered here, durably (under the mutex). */
+  private async reserveSeq(seq: bigint): Promise<void> {
+    const reservation = { generation: this.manifestValue.generation, throughSeq: seq + SEQ_RESERVATION - 1n };
     await this.saveManifest((m) => ({ ...m, seqReservation: storedReservation(reservation) }));
     this.reservation = reservation;
   }
@@ -1004,7 +1007,7 @@ export class ReplicaStore {
         await this.saveHistory(withGenerationStart(this.history, this.wal.lastSeq + 1n, this.manifestValue.generation));
       }
       // A seq numbered here is reserved durably before it can be shipped (renumbered.ts).
-      if (expectSeq === undefined) await this.reserveSeq(this.wal.lastSeq + 1n);
+      if (expectSeq === undefined && !this.isReserved(this.wal.lastSeq + 1n)) await this.reserveSeq(this.wal.lastSeq + 1n);
       const isData = mutation.op === 'write' || mutation.op === 'writeDirect' || mutation.op === 'truncate';
       if (!isData) await Promise.all(this.inFlight);
       const { type, body, payload } = encodeMutation(mutation);
