@@ -106,6 +106,22 @@ export class ChangedRegions {
     return c;
   }
 
+  /**
+   * End the record at `seq` after a crash lost the mutations recorded past it (numbered and
+   * recorded, never durable): the regions they touched stay, as changed at `seq`, since
+   * their bytes may have reached the files. False (the record is useless) if it no longer
+   * covers `seq` itself.
+   */
+  truncateTo(seq: bigint): boolean {
+    if (this.through <= seq) return true;
+    if (this.covered > seq + 1n) return false;
+    const at = Number(seq);
+    // Those past seq are the last in the map (last-touched order): set in place, still in order.
+    for (const [key, last] of this.touched) if (last > at) this.touched.set(key, at);
+    this.through = seq;
+    return true;
+  }
+
   /** The oldest seq whose changes, and every later one's, are all recorded. */
   get coveredFrom(): bigint {
     return this.covered;

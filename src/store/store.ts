@@ -87,7 +87,16 @@ export interface StoreOptions {
    * onMutation, so whatever was derived from the mutations seen so far (a record of changed
    * regions) no longer describes it. Called synchronously: it must not throw or block.
    */
-  onResyncBegin?: (s0: bigint) => void;
+  onResyncBegin?: (s0: bigint) => void | Promise<void>;
+  /**
+   * Called by every checkpoint once the data up to `seq` is synced and before the
+   * checkpoint moves to `seq` (after which the log no longer replays what came before): what
+   * a caller derives from the mutations and wants to survive a crash must be durable, and
+   * cover at least `seq`, when this resolves. Its failure fails the checkpoint.
+   */
+  onCheckpoint?: (seq: bigint) => Promise<void>;
+  /** Told of every mutation recovery replays at open (after the checkpoint), in seq order. */
+  onReplay?: (seq: bigint, mutation: Mutation) => void;
   /**
    * Told of every mutation once it has resolved durable, with the seconds since it was
    * called (queueing for the mutex included: what the caller waited). For latency metrics;
@@ -191,8 +200,8 @@ export class ReplicaStore {
   /** See readStamp. */
   private changes = 0;
   private readonly blockWrites: BlockWriteBatcher;
-  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin'>> &
-    Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin'>;
+  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin' | 'onCheckpoint' | 'onReplay'>> &
+    Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin' | 'onCheckpoint' | 'onReplay'>;
 
   private constructor(
     readonly dir: string,
@@ -213,6 +222,8 @@ export class ReplicaStore {
       onMutation: options.onMutation,
       onMutationDurable: options.onMutationDurable,
       onResyncBegin: options.onResyncBegin,
+      onCheckpoint: options.onCheckpoint,
+      onReplay: options.onReplay,
       crashPoint: options.crashPoint,
     };
     this.history = parseStoredHistory(manifestValue.generations, dir);
@@ -300,6 +311,7 @@ export class ReplicaStore {
         throw new BrickdError('LOG_CORRUPT', `replay of seq ${record.seq} (${mutation.op}) failed: ${(err as Error).message}`, { seq: String(record.seq) }, err);
       }
       store.applied.reset(record.seq);
+      store.opts.onReplay?.(record.seq, mutation);
     }
     // Seqs numbered here before a crash past the recovered log may sit on replicas: the
     // range is recorded before this store numbers anything again (renumbered.ts).
@@ -706,6 +718,7 @@ export class ReplicaStore {
           });
         }
         this.opts.crashPoint?.('checkpoint.synced');
+        if (seq > this.checkpointSeq) await this.opts.onCheckpoint?.(seq);
         if (seq > this.checkpointSeq) {
           await this.saveManifest((m) => ({ ...m, appliedSeq: String(seq) }));
           this.checkpointSeq = seq;
@@ -875,7 +888,7 @@ export class ReplicaStore {
         this.checkOpen();
         await Promise.allSettled([...this.inFlight]);
         await Promise.allSettled([...this.becomingDurable]);
-        this.opts.onResyncBegin?.(s0);
+        await this.opts.onResyncBegin?.(s0);
         if (!this.resyncing) await this.saveManifest((m) => ({ ...m, resyncing: true }));
         const logDir = path.join(this.files.metaDir, 'log');
         await this.wal.close();

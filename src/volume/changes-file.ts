@@ -1,21 +1,25 @@
 // A replica's record of changed regions (replication/changed.ts, kept by VolumeManager
-// whatever the role), kept across a clean restart of the agent: <replica>/.brickd/changes.json.
+// whatever the role), kept across a restart of the agent, clean or not:
+// <replica>/.brickd/changes.json.
 //
-// Why: a replica that was down when its primary's agent restarted (an upgrade) would
-// otherwise be compared block by block over the whole volume when it returns, because the
-// restarted primary no longer knows what changed since that replica's seq; likewise for the
-// replicas that lagged a replica restarted and then promoted.
+// Why: a replica that was down when its primary's agent restarted (an upgrade, a crash)
+// would otherwise be compared block by block over the whole volume when it returns, because
+// the restarted primary no longer knows what changed since that replica's seq; likewise for
+// the replicas that lagged a replica restarted and then promoted.
 //
-// Safety rests on three rules, each enough to refuse a record that might not describe
-// every change since its start:
-// - written only at a clean close (VolumeManager.close, after the primary detached, so it
-//   recorded every mutation the store took); a crash leaves no file (or an old one, below);
-// - taken (read and deleted, the delete made durable) when the replica is opened, whatever
-//   its role, so a file never outlives the one start that follows its close: a replica
-//   that later changes by a stream or a resync can never pick it up;
-// - used only if the store's last seq at open is exactly the record's last recorded seq
-//   (ChangedRegions.recordedThrough) and the generation is the one it was saved at, and
-//   never saved for a replica left mid-resync: no mutation or resync happened in between.
+// Safety rests on these rules, each enough to refuse a record that might not describe every
+// change since its start:
+// - written by every checkpoint, before the checkpoint moves (store onCheckpoint), and at a
+//   clean close: the file always records at least up to the store's checkpoint, and the log
+//   replays every mutation after it (fed to the record at open, store onReplay); so the
+//   record plus the replay is complete, whatever the crash;
+// - removed, durably, when a resync starts (store onResyncBegin): the tree it described is
+//   being replaced; never written while the store is flagged resyncing;
+// - taken (read and deleted, the delete made durable) when the replica is opened, so a file
+//   never outlives the one start that follows it;
+// - used only if it records at least up to the checkpoint found at open and the generation
+//   is the one it was saved at; mutations it recorded past the recovered log (lost in the
+//   crash) stay as changes at the last recovered seq (ChangedRegions.truncateTo).
 // A file that cannot be read or parsed is deleted and ignored: the next resync is a full one.
 import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -32,6 +36,17 @@ const file = (replicaDir: string) => path.join(replicaDir, '.brickd', 'changes.j
 /** Save `changes`, made while the store was at `generation`. */
 export async function saveChanges(replicaDir: string, changes: ChangedRegions, generation: number): Promise<void> {
   await writeFileAtomic(file(replicaDir), JSON.stringify({ format: FORMAT, version: VERSION, generation, record: changes.snapshot() }));
+}
+
+/** Remove the saved record, durably (a resync is replacing the tree it describes). */
+export async function removeChanges(replicaDir: string): Promise<void> {
+  try {
+    await unlink(file(replicaDir));
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) return;
+    throw err;
+  }
+  await fsyncDir(path.dirname(file(replicaDir)));
 }
 
 /**

@@ -16,8 +16,9 @@
 // resync a replica that fell behind comparing only those regions, and a replica promoted
 // after a failover continues the record it kept, so the replicas that lagged it are caught
 // up the same way. A resync replaces the tree outside the mutations, so it drops the record
-// (a new one starts with the next mutation). The record survives a re-attach and, at a
-// clean close, is kept in .brickd/changes.json (changes-file.ts).
+// (a new one starts with the next mutation). The record survives a re-attach, and a restart
+// of the agent, crashes included: every checkpoint and a clean close save it to
+// .brickd/changes.json, and the next open feeds it what recovery replays (changes-file.ts).
 //
 // Every mutating method is idempotent in its natural form: creating a replica that exists
 // with the same settings returns it, deleting one that is gone reports deleted: false.
@@ -33,13 +34,13 @@ import { Mutex } from '../lock.js';
 import type { Logger } from '../log.js';
 import { Scrubber, type ScrubProgress } from '../store/scrub.js';
 import type { Mutation } from '../store/mutations.js';
-import { VOLUME_ID_RE } from '../store/manifest.js';
+import { readReplicaManifest, VOLUME_ID_RE } from '../store/manifest.js';
 import { ReplicaStore, type StoreOptions } from '../store/store.js';
 import type { ReplicaServer } from '../replication/server.js';
 import { ChangedRegions } from '../replication/changed.js';
 import type { ReplicaLinkOptions } from '../replication/link.js';
 import { readOnlyBackend, storeBackend, type VolumeBackend } from './backend.js';
-import { saveChanges, takeChanges } from './changes-file.js';
+import { removeChanges, saveChanges, takeChanges } from './changes-file.js';
 import { effectiveWriteQuorum, PrimaryReplication, type ReplicationIdentity } from './replication.js';
 import { readVolumeConfig, writeVolumeConfig, VOLUME_CONFIG_FORMAT, VOLUME_CONFIG_VERSION, type PeerConfig, type ReplicationMode, type VolumeConfig, type VolumeRole } from './config.js';
 
@@ -558,13 +559,15 @@ export class VolumeManager {
     }
   }
 
-  private storeOptions(volumeId: string): StoreOptions {
+  /** `replayInto`: the saved record being restored at open, fed the mutations recovery replays past it. */
+  private storeOptions(volumeId: string, replayInto?: ChangedRegions): StoreOptions {
     const events = this.options.events;
     const onMutationDurable = this.options.onMutationDurable;
     return {
       log: this.options.log,
       ...this.options.store,
       ...(onMutationDurable ? { onMutationDurable: (op: Mutation['op'], seconds: number) => onMutationDurable(volumeId, op, seconds) } : {}),
+      ...(replayInto ? { onReplay: (seq: bigint, mutation: Mutation) => void (seq > replayInto.recordedThrough && replayInto.record(seq, mutation)) } : {}),
       // In seq order, under the store's mutex: the primary of the moment records and ships
       // it; without one (a replica, a primary without peers) it is recorded here. A record
       // started at this mutation covers from seq - 1: the tree then was complete (no
@@ -577,10 +580,18 @@ export class VolumeManager {
         if (volume.changes?.recordedThrough !== seq - 1n) volume.changes = new ChangedRegions(seq - 1n);
         volume.changes.record(seq, mutation);
       },
-      // A resync replaces the tree outside the mutations: what the record says is void.
-      onResyncBegin: () => {
+      // A resync replaces the tree outside the mutations: what the record says is void,
+      // in memory and on disk (changes-file.ts).
+      onResyncBegin: async () => {
         const volume = this.volumes.get(volumeId);
-        if (volume) volume.changes = undefined;
+        if (!volume) return;
+        volume.changes = undefined;
+        await removeChanges(volume.dir);
+      },
+      // Before the log stops replaying what the checkpoint covers: the record, durably.
+      onCheckpoint: async () => {
+        const volume = this.volumes.get(volumeId);
+        if (volume?.changes && !volume.store.resyncing) await saveChanges(volume.dir, volume.changes, volume.store.manifest.generation);
       },
       // A damaged block: a primary asks its peers (one durable up to the seq it has applied),
       // a served replica asks the primary streaming to it. Each read waits at most the
@@ -604,14 +615,20 @@ export class VolumeManager {
   }
 
   private async openLocked(volumeId: string, brick: BrickStatus, dir: string): Promise<LocalVolume> {
-    const store = await ReplicaStore.open(dir, this.storeOptions(volumeId));
-    const config = await readVolumeConfig(dir);
-    // Taken (deleted) whatever happens next; continued only by a store still exactly where
-    // the record ended (its last seq, checked by PrimaryReplication and by the first
-    // mutation below), at the same generation.
+    // The saved record of changed regions (changes-file.ts), taken (deleted) whatever happens
+    // next. It must reach the checkpoint the log replays from; recovery then feeds it every
+    // replayed mutation it had not recorded.
     const saved = await takeChanges(dir, this.options.log);
+    const checkpoint = saved ? BigInt((await readReplicaManifest(dir)).appliedSeq) : 0n;
+    const savedThrough = saved?.changes.recordedThrough ?? 0n;
+    const usable = saved !== undefined && savedThrough >= checkpoint;
+    const store = await ReplicaStore.open(dir, this.storeOptions(volumeId, usable ? saved.changes : undefined));
+    const config = await readVolumeConfig(dir);
     const volume = this.add(volumeId, brick.brickId, dir, store, config);
-    if (saved && saved.generation === store.manifest.generation && saved.changes.recordedThrough === store.appliedSeq) volume.changes = saved.changes;
+    if (usable && saved.generation === store.manifest.generation && saved.changes.truncateTo(store.appliedSeq)) {
+      volume.changes = saved.changes;
+      if (savedThrough !== store.appliedSeq) this.options.log.info({ volume: volumeId, saved: String(savedThrough), recovered: String(store.appliedSeq) }, 'record of changed regions continued across a crash');
+    }
     await volume.scrubber.load();
     await this.attach(volume);
     this.options.log.info({ volume: volumeId, brick: brick.brickId, durableSeq: String(store.durableSeq) }, 'open replica');

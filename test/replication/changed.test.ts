@@ -1,7 +1,7 @@
-// The primary's record of changed regions (src/replication/changed.ts): exact per region,
+// The record of changed regions (src/replication/changed.ts): exact per region,
 // whole files on truncate, namespace mutations ignored, bounded with the coverage moving up
 // as the regions touched longest ago are forgotten; the last change of a byte range (what a
-// repair asks of a peer). No I/O: runs anywhere.
+// repair asks of a peer); cut back after a crash (truncateTo). No I/O: runs anywhere.
 import t from 'tap';
 import { ChangedRegions } from '../../src/replication/changed.js';
 
@@ -70,4 +70,26 @@ t.test('lastChange and repairMinSeq: the last seq that changed a byte range', as
   t.equal(c.repairMinSeq(A, 0, 4096, 200n), 103n);
   t.equal(c.repairMinSeq(A, 0, 4096, 102n), 102n, 'capped at the applied seq');
   t.equal(c.repairMinSeq(B, MiB, 4096, 200n), 100n);
+});
+
+t.test('truncateTo: after a crash lost the last recorded mutations, their regions stay as changed at the last recovered seq', async (t) => {
+  const c = new ChangedRegions(0n);
+  c.record(1n, { op: 'write', fid: A, offset: 0, data: Buffer.alloc(1) }); // A region 0
+  c.record(2n, { op: 'write', fid: A, offset: 3 * MiB, data: Buffer.alloc(1) }); // A region 3
+  c.record(3n, { op: 'write', fid: B, offset: 0, data: Buffer.alloc(1) }); // lost
+  c.record(4n, { op: 'truncate', fid: A, size: 0 }); // lost
+  t.ok(c.truncateTo(2n));
+  t.equal(c.recordedThrough, 2n, 'the record ends at the recovered seq');
+  t.same(plain(c.since(1n)), { [A]: 'all', [B]: [0] }, 'the lost mutations\' regions count as changed at seq 2');
+  t.same(plain(c.since(2n)), {}, 'and not after it');
+  c.record(3n, { op: 'write', fid: B, offset: MiB, data: Buffer.alloc(1) }); // seq 3 numbered again
+  t.same(plain(c.since(2n)), { [B]: [1] });
+  t.same(ChangedRegions.restore(c.snapshot()).snapshot(), c.snapshot(), 'still a valid record (seqs in order)');
+  t.ok(c.truncateTo(9n), 'a seq at or past the end: nothing to do');
+  t.equal(c.recordedThrough, 3n);
+  const small = new ChangedRegions(0n, { maxRegions: 1 });
+  small.record(1n, { op: 'write', fid: A, offset: 0, data: Buffer.alloc(1) });
+  small.record(2n, { op: 'write', fid: B, offset: 0, data: Buffer.alloc(1) });
+  small.record(3n, { op: 'write', fid: A, offset: 0, data: Buffer.alloc(1) }); // coverage moves to 3
+  t.notOk(small.truncateTo(1n), 'a record that no longer covers the recovered seq is useless');
 });

@@ -34,7 +34,7 @@ t.test('a store records the generation of every seq it makes, durably, and a res
   const brick = await testBrick(t);
   const dir = replicaDir(brick, 'vol1');
   const resyncs: bigint[] = [];
-  let store = await testStore(t, brick, { generation: 2 }, { onResyncBegin: (s0) => resyncs.push(s0) });
+  let store = await testStore(t, brick, { generation: 2 }, { onResyncBegin: (s0) => void resyncs.push(s0) });
   t.same(store.generationHistory, [], 'a new store holds no seq and no history');
   await store.create('a');
   await store.write('a', 0, Buffer.alloc(5000, 1));
@@ -46,7 +46,7 @@ t.test('a store records the generation of every seq it makes, durably, and a res
   t.same(store.generationHistory, starts([1, 2], [3, 5]), 'the first mutation at generation 5 starts it, the next adds nothing');
   await store.close();
 
-  store = await ReplicaStore.open(dir, { checkpointIntervalMs: 0, onResyncBegin: (s0) => resyncs.push(s0) });
+  store = await ReplicaStore.open(dir, { checkpointIntervalMs: 0, onResyncBegin: (s0) => void resyncs.push(s0) });
   t.teardown(() => store.close().catch(() => {}));
   t.same(store.generationHistory, starts([1, 2], [3, 5]), 'kept across a reopen');
   t.same([2n, 3n, 4n].map((s) => store.generationAt(s)), [2, 5, 5]);
