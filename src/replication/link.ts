@@ -421,8 +421,10 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       return why(`the replica's seq ${m.appliedSeq} was made by generation ${m.appliedGeneration}, this primary's by generation ${ourGeneration}: another primary's mutations`);
     }
     // Seqs this primary numbered again after a crash lost them here: the replica may hold
-    // the lost mutation under a seq that now names another (store/renumbered.ts).
-    if (this.opts.resync?.renumbered(m.appliedSeq, m.appliedGeneration)) {
+    // the lost mutation under a seq that now names another (store/renumbered.ts). Not if
+    // this link gave it that seq (sent it, or resynced it past it): a replica never takes a
+    // seq it already holds, so it holds ours.
+    if (m.appliedSeq > this.highestSent && this.opts.resync?.renumbered(m.appliedSeq, m.appliedGeneration)) {
       return why(`the replica's seq ${m.appliedSeq} lies where this primary numbered seqs again after a crash: it may hold a mutation lost here`);
     }
     // Seqs past where this primary's queue started that this link never sent came from

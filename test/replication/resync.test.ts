@@ -276,6 +276,15 @@ t.test('a seq lost by a crashed primary and numbered again is not streamed on to
   t.equal(p.links[0]!.stats.resyncs, 1, 'r1 was resynced');
   t.equal(p.links[0]!.stats.incrementalResyncs, 0, 'comparing every block');
   t.same(await treeOf(r1.store), await treeOf(p.store), 'and holds the primary\'s tree (the lost mutation gone)');
+
+  // A blip: r1, now holding seqs inside the range that this link gave it, comes back to the
+  // same link: streamed on, not compared again.
+  await stopReplica(r1);
+  await p.store.write('f', 4096, Buffer.alloc(10, 0xdd));
+  r1 = await restartReplica(t, r1);
+  await caughtUp(p);
+  t.equal(p.links[0]!.stats.resyncs, 1, 'no second resync for seqs this link sent');
+  t.same(await treeOf(r1.store), await treeOf(p.store));
 });
 
 t.test('the renumbered ranges travel: a replica promoted later catches the stale replica too', { skip: needsRoot() }, async (t) => {
