@@ -55,9 +55,9 @@ export interface LocalVolume {
   primary?: PrimaryReplication;
   /**
    * The record of the regions changed by every mutation this store took since the record
-   * started (see the header): while a primary is attached it is `primary.changes`, which
-   * continues this one. Absent until the first mutation after an open without a saved
-   * record, and from the start of a resync to the first mutation after it.
+   * started (see the header), whatever the role; an attached primary reads the same object.
+   * Absent until the first mutation (or primary attach) after an open without a saved
+   * record, and from the start of a resync to the next.
    */
   changes?: ChangedRegions;
   /** True while the ReplicaServer serves this replica to primaries. */
@@ -113,6 +113,22 @@ export interface VolumeManagerOptions {
   /** Told of every durable mutation of every replica, with its latency (the agent's metrics). */
   onMutationDurable?: (volumeId: string, op: Mutation['op'], seconds: number) => void;
   replication?: VolumeReplicationOptions;
+}
+
+/**
+ * The volume's record of changed regions, continued if it recorded exactly through `seq`
+ * (the store's last seq: every mutation up to it went through onMutation), else a new one
+ * starting there: a record that missed a mutation (none kept since a resync or an open)
+ * would claim what it never saw. Called at a seq boundary or under the store's mutex.
+ */
+function recordThrough(volume: LocalVolume, seq: bigint): ChangedRegions {
+  if (volume.changes?.recordedThrough !== seq) volume.changes = new ChangedRegions(seq);
+  return volume.changes;
+}
+
+/** Save the record for the next start (changes-file.ts); none for a replica mid-resync (its tree is no copy of the seq the record ends at). */
+async function saveRecord(volume: LocalVolume): Promise<void> {
+  if (volume.changes && !volume.store.resyncing) await saveChanges(volume.dir, volume.changes, volume.store.manifest.generation);
 }
 
 /** Data a frontend may have written that is not yet durable on the write quorum (write-back). */
@@ -403,13 +419,10 @@ export class VolumeManager {
       await Promise.all([...this.volumes.values()].map((volume) => this.drain(volume)));
       for (const volume of this.volumes.values()) {
         await this.detach(volume);
-        // The record of changed regions, for the next start (changes-file.ts); none for a
-        // replica left mid-resync (its tree is no copy of the seq the record ends at).
-        if (volume.changes && !volume.store.resyncing) {
-          await saveChanges(volume.dir, volume.changes, volume.store.manifest.generation).catch((err: unknown) =>
-            this.options.log.warn({ err, volume: volume.volumeId }, 'could not save the record of changed regions (the next resync of a lagging replica compares everything)'),
-          );
-        }
+        // For the next start (a checkpoint at close saves it only if the checkpoint moves).
+        await saveRecord(volume).catch((err: unknown) =>
+          this.options.log.warn({ err, volume: volume.volumeId }, 'could not save the record of changed regions (the next resync of a lagging replica compares everything)'),
+        );
         await volume.scrubber.pause();
         await volume.store.close();
       }
@@ -490,11 +503,10 @@ export class VolumeManager {
             onPeerState: (peer, state, reason) => this.peerEvent(volume.volumeId, peer, state, reason),
             blocks: volume.store,
             resyncRateBytesPerSec: this.resyncRateOf(volume),
-            ...(volume.changes ? { changes: volume.changes } : {}),
+            changes: recordThrough(volume, lastSeq),
             ...(replication.link ? { link: replication.link } : {}),
           }),
       );
-      volume.changes = volume.primary.changes; // the one record, continued or new
       this.options.log.info(
         { volume: volume.volumeId, peers: peers.map((p) => p.nodeId), writeQuorum: effectiveWriteQuorum(writeQuorum, peers.length + 1) },
         'replicate volume as primary',
@@ -553,7 +565,6 @@ export class VolumeManager {
       // At a seq boundary: no mutation is between getting its seq and reaching the queue.
       await volume.store.atSeqBoundary(() => {
         volume.primary = undefined;
-        volume.changes = primary.changes;
       });
       await primary.close();
     }
@@ -567,18 +578,20 @@ export class VolumeManager {
       log: this.options.log,
       ...this.options.store,
       ...(onMutationDurable ? { onMutationDurable: (op: Mutation['op'], seconds: number) => onMutationDurable(volumeId, op, seconds) } : {}),
-      ...(replayInto ? { onReplay: (seq: bigint, mutation: Mutation) => void (seq > replayInto.recordedThrough && replayInto.record(seq, mutation)) } : {}),
-      // In seq order, under the store's mutex: the primary of the moment records and ships
-      // it; without one (a replica, a primary without peers) it is recorded here. A record
-      // started at this mutation covers from seq - 1: the tree then was complete (no
-      // mutation arrives during a resync). One that did not see seq - 1 is replaced, not
-      // continued (a gap would make it claim what it never saw).
+      ...(replayInto
+        ? {
+            onReplay: (seq: bigint, mutation: Mutation) => {
+              if (seq > replayInto.recordedThrough) replayInto.record(seq, mutation);
+            },
+          }
+        : {}),
+      // In seq order, under the store's mutex: recorded (whatever the role), then shipped
+      // by the primary of the moment, if any.
       onMutation: (seq, mutation) => {
         const volume = this.volumes.get(volumeId);
         if (!volume) return;
-        if (volume.primary) return volume.primary.push(seq, mutation);
-        if (volume.changes?.recordedThrough !== seq - 1n) volume.changes = new ChangedRegions(seq - 1n);
-        volume.changes.record(seq, mutation);
+        recordThrough(volume, seq - 1n).record(seq, mutation);
+        volume.primary?.push(seq, mutation);
       },
       // A resync replaces the tree outside the mutations: what the record says is void,
       // in memory and on disk (changes-file.ts).
@@ -591,7 +604,7 @@ export class VolumeManager {
       // Before the log stops replaying what the checkpoint covers: the record, durably.
       onCheckpoint: async () => {
         const volume = this.volumes.get(volumeId);
-        if (volume?.changes && !volume.store.resyncing) await saveChanges(volume.dir, volume.changes, volume.store.manifest.generation);
+        if (volume) await saveRecord(volume);
       },
       // A damaged block: a primary asks its peers (one durable up to the seq it has applied),
       // a served replica asks the primary streaming to it. Each read waits at most the

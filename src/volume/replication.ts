@@ -1,5 +1,5 @@
-// A primary's replication of one volume: the retained queue and the record of changed
-// regions (incremental resyncs, repair's min_seq) fed by the store's onMutation, one
+// A primary's replication of one volume: the retained queue fed by the store's onMutation,
+// the record of changed regions the manager keeps (incremental resyncs, repair's min_seq), one
 // ReplicaLink per peer, and the quorum tracker that decides when a mutation may be
 // acknowledged. Built by the volume manager when a replica becomes primary with peers, torn
 // down (close) when its settings change or the volume closes.
@@ -10,7 +10,7 @@
 // never acknowledged, which is always safe (the caller may retry it).
 import { BrickdError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { ChangedRegions } from '../replication/changed.js';
+import type { ChangedRegions } from '../replication/changed.js';
 import { ReplicaLink, type LinkState, type ReplicaLinkOptions } from '../replication/link.js';
 import { QuorumTracker } from '../replication/quorum.js';
 import { RetainedQueue } from '../replication/retained.js';
@@ -51,11 +51,10 @@ export interface PrimaryReplicationOptions {
   /** Resync data bytes per second per replica being resynced (0 or absent: unthrottled). */
   resyncRateBytesPerSec?: number;
   /**
-   * The store's record of changed regions so far (kept by the manager: a previous attach's,
-   * or the one kept while this replica was a replica), continued if it recorded exactly up
-   * to startSeq; otherwise a new record starts.
+   * The store's record of changed regions, through exactly startSeq. The manager keeps and
+   * feeds it (every mutation the store takes, whatever the role); this object only reads it.
    */
-  changes?: ChangedRegions;
+  changes: ChangedRegions;
 }
 
 export interface PeerState {
@@ -97,7 +96,7 @@ export function splitPeerAddress(address: string): { host: string; port: number 
 
 export class PrimaryReplication {
   readonly queue: RetainedQueue;
-  /** Regions changed since the queue started: incremental resyncs of replicas that fell behind. */
+  /** The store's record of changed regions (fed by the manager): incremental resyncs, repair's min_seq. */
   readonly changes: ChangedRegions;
   readonly quorum: QuorumTracker;
   /** Writes that waited past the quorum timeout (QUORUM_LOST), since this object was made. */
@@ -110,7 +109,10 @@ export class PrimaryReplication {
     const log = options.log.child({ volume: options.volumeId });
     this.log = log;
     this.queue = new RetainedQueue({ startSeq: options.startSeq, generation: options.generation, log });
-    this.changes = options.changes?.recordedThrough === options.startSeq ? options.changes : new ChangedRegions(options.startSeq);
+    if (options.changes.recordedThrough !== options.startSeq) {
+      throw new RangeError(`the record of changed regions ends at seq ${options.changes.recordedThrough}, the queue starts at ${options.startSeq}`);
+    }
+    this.changes = options.changes;
     this.quorum = new QuorumTracker({
       writeQuorum: effectiveWriteQuorum(options.writeQuorum, options.peers.length + 1),
       timeoutMs: options.quorumTimeoutMs,
@@ -146,10 +148,9 @@ export class PrimaryReplication {
     }
   }
 
-  /** The store's onMutation: called synchronously in seq order. */
+  /** The store's onMutation (after the manager recorded it): called synchronously in seq order. */
   push(seq: bigint, mutation: Mutation): void {
     if (this.closed) return;
-    this.changes.record(seq, mutation);
     this.queue.push(seq, mutation);
   }
 
