@@ -42,8 +42,22 @@ IoError Fail(int errnum, const char* syscall, const char* file = "") {
 // Uninitialized scratch memory (edge blocks, scan chunks); zeroed only where needed.
 std::unique_ptr<uint8_t[]> Scratch(size_t len) { return std::unique_ptr<uint8_t[]>(new uint8_t[len]); }
 
+// The size only, asked for alone: statx with STATX_SIZE. A full fstat also asks for the
+// ctime, and since Linux 6.13 (multigrain timestamps) a queried ctime makes the file's next
+// write take a fine-grained timestamp, i.e. an inode transaction per write instead of one
+// per clock tick. Measured on XFS over a loop device: fstat before each 4 KiB block write
+// added 35-47 µs to a concurrent RWF_DSYNC log write (the store's QD1 path).
 IoError FileSize(int fd, const char* file, uint64_t* size) {
-  struct stat st;
+  struct statx stx;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_SIZE, &stx) == 0) {
+    if ((stx.stx_mask & STATX_SIZE) != 0) {
+      *size = stx.stx_size;
+      return {};
+    }
+  } else if (errno != ENOSYS) {
+    return Fail(errno, "statx", file);
+  }
+  struct stat st;  // a kernel without statx (before 4.11), or one that left the size out
   if (fstat(fd, &st) != 0) return Fail(errno, "fstat", file);
   *size = static_cast<uint64_t>(st.st_size);
   return {};
