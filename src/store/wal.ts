@@ -32,8 +32,9 @@
 //   recycled segment have old seqs and end any scan that reaches them.
 // - Recovery scans segments in order of their first seq, takes the contiguous run of valid
 //   records after the checkpoint, and truncates the segment where the run ends, so a stale
-//   record behind a torn one can never be mistaken for a new one later; then it writes
-//   zeros to the segment's size again (allocated, as above).
+//   record behind a torn one can never be mistaken for a new one later. Appends leave that
+//   cut segment for a spare one as soon as there is a spare (the cut one would need a new
+//   file size in every flush); a spare that was cut is filled up with zeros before reuse.
 import { open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { BrickdError } from '../errors.js';
@@ -87,6 +88,8 @@ interface Segment {
   /** First and last seq written in this use of the segment (0n when none). */
   firstSeq: bigint;
   lastSeq: bigint;
+  /** The file is allocated to the segment size (false for one that recovery cut short). */
+  allocated: boolean;
 }
 
 export interface WalOptions {
@@ -222,17 +225,18 @@ export class WriteLog {
       for (const r of run) replay.push(r);
       expected = run[run.length - 1]!.seq + 1n;
       endOffset = run[run.length - 1]!.end;
-      log.segments.push({ name: seg.name, handle: seg.handle, tail: endOffset, firstSeq: seg.firstSeq, lastSeq: expected - 1n });
+      log.segments.push({ name: seg.name, handle: seg.handle, tail: endOffset, firstSeq: seg.firstSeq, lastSeq: expected - 1n, allocated: true });
     }
     log.reservedSeq = log.durableSeqValue = expected - 1n;
     log.written.reset(expected - 1n);
     const last = log.active;
     if (last) {
-      // Cut off whatever follows the last valid record, so nothing stale can ever follow it,
-      // then allocate the rest of the segment again (zeros), so later syncs flush data only.
+      // Cut off whatever follows the last valid record, so nothing stale can ever follow it.
+      // Appends past the cut grow the file, so each flush carries a new size too: the next
+      // append moves to a spare segment if there is one (see appendStart).
       await last.handle.truncate(endOffset);
       await last.handle.sync();
-      await log.zeroFill(last.handle, endOffset);
+      last.allocated = endOffset >= options.segmentBytes;
     }
     return { log, replay };
   }
@@ -247,9 +251,11 @@ export class WriteLog {
     const spare = this.spare.shift();
     if (spare) await rename(path.join(this.options.dir, spare), file);
     const handle = await open(file, spare ? 'r+' : 'w+');
-    if (!spare) await this.zeroFill(handle, 0);
+    // A spare is normally allocated already; one that recovery cut short is filled up first.
+    const size = spare ? (await handle.stat()).size : 0;
+    if (size < this.options.segmentBytes) await this.zeroFill(handle, size);
     await fsyncDir(this.options.dir);
-    const seg: Segment = { name, handle, tail: 0, firstSeq: 0n, lastSeq: 0n };
+    const seg: Segment = { name, handle, tail: 0, firstSeq: 0n, lastSeq: 0n, allocated: true };
     this.segments.push(seg);
     return seg;
   }
@@ -294,7 +300,8 @@ export class WriteLog {
     for (;;) {
       await this.rollover;
       seg = this.active;
-      if (seg && seg.tail + size <= this.options.segmentBytes) break;
+      // A segment cut short by recovery is left for a spare as soon as there is one.
+      if (seg && seg.tail + size <= this.options.segmentBytes && (seg.allocated || this.spare.length === 0)) break;
       if (!this.rollingOver) {
         this.rollingOver = true;
         const full = seg;

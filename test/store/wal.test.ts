@@ -1,8 +1,8 @@
 // The write log on its own (src/store/wal.ts), on a real XFS brick: batches are written one
 // at a time and end on page boundaries (so a write never reads a page from disk first),
 // concurrent appends of every size come back whole and in order after a reopen, and a
-// reopen after a torn tail leaves the active segment cut at its last record and allocated
-// again with zeros.
+// reopen after a torn tail cuts the active segment at its last record, after which appends
+// move to a spare segment (a cut one is filled up with zeros before it is reused).
 import { execFile } from 'node:child_process';
 import { mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -120,26 +120,52 @@ t.test('a durable append does not read the segment from disk, even when its page
   t.ok(read <= 2 * LOG_PAGE_BYTES, `100 durable appends read ${read} bytes from disk (at most ${2 * LOG_PAGE_BYTES})`);
 });
 
-t.test('a reopen after a torn tail cuts the segment at its last record and allocates the rest again with zeros', { skip: needsRoot() }, async (t) => {
+t.test('a reopen after a torn tail cuts the segment at its last record; appends move to a spare as soon as there is one, filled up if it was cut', { skip: needsRoot() }, async (t) => {
+  const SMALL = 64 * 1024;
   const brick = await testBrick(t);
   const dir = await logDir(brick.root, 'log-torn');
-  const { log } = await WriteLog.open({ dir, segmentBytes: SEGMENT }, 0n);
-  for (let i = 0; i < 3; i++) await log.waitDurable(await log.append(1, Buffer.from('{}'), randomBytes(1000 + i)));
+  const sizes = async () => {
+    const out: Record<string, number> = {};
+    for (const n of (await readdir(dir)).filter((n) => n.endsWith('.wal')).sort()) out[n] = (await stat(path.join(dir, n))).size;
+    return out;
+  };
+  const record = (i: number) => Buffer.alloc(10_000, i);
+  const { log } = await WriteLog.open({ dir, segmentBytes: SMALL }, 0n);
+  for (let i = 1; i <= 14; i++) await log.waitDurable(await log.append(1, Buffer.from('{}'), record(i)));
   await log.close();
-  const [name] = (await readdir(dir)).filter((n) => n.endsWith('.wal'));
-  const file = path.join(dir, name!);
-  const end = 3 * (HEADER_SIZE + 2) + 1000 + 1001 + 1002;
-  // A torn fourth record: a header-sized run of garbage right after the third.
-  const handle = await open(file, 'r+');
-  await handle.write(Buffer.alloc(HEADER_SIZE, 0xab), 0, HEADER_SIZE, end);
+  // Six 10 KiB records fill a 64 KiB segment: 1-6, 7-12, then 13-14 in the third.
+  const names = Object.keys(await sizes());
+  t.equal(names.length, 3, 'three segments');
+  const third = path.join(dir, names[2]!);
+  const end = 2 * (HEADER_SIZE + 2 + 10_000);
+  const handle = await open(third, 'r+');
+  await handle.write(Buffer.alloc(HEADER_SIZE, 0xab), 0, HEADER_SIZE, end); // a torn 15th record
   await handle.close();
 
-  const { log: again, replay } = await WriteLog.open({ dir, segmentBytes: SEGMENT }, 0n);
+  // Checkpointed through 12: the first two segments are spares, the third is cut.
+  const { log: again, replay } = await WriteLog.open({ dir, segmentBytes: SMALL }, 12n);
   t.teardown(() => again.close());
-  t.equal(replay.length, 3, 'the three whole records replayed, the torn one not');
-  t.equal((await stat(file)).size, SEGMENT, 'the segment is allocated to its full size again');
-  const rest = (await readFile(file)).subarray(end);
-  t.ok(rest.every((b) => b === 0), 'nothing but zeros follows the last record');
-  await again.waitDurable(await again.append(1, Buffer.from('{}'), Buffer.from('next')));
-  t.equal(again.durableSeq, 4n, 'the log continues at seq 4');
+  t.same(replay.map((r) => r.seq), [13n, 14n], 'the whole records after the checkpoint replayed, the torn one not');
+  t.equal((await stat(third)).size, end, 'the third segment is cut where its last whole record ends');
+  await again.waitDurable(await again.append(1, Buffer.from('{}'), record(15)));
+  const after = await sizes();
+  t.equal(after[names[2]!], end, 'the cut segment is not written past its cut');
+  const fresh = Object.keys(after).filter((n) => !names.includes(n));
+  t.equal(fresh.length, 1, 'the append went to a spare, renamed');
+  t.equal(after[fresh[0]!], SMALL, 'an allocated spare');
+
+  // Make the cut segment the only spare, then fill the active one: the rollover takes the
+  // cut spare and fills it up to the segment size before use.
+  await again.trimSpares(0);
+  await again.checkpointed(15n);
+  for (let i = 16; i <= 21; i++) await again.waitDurable(await again.append(1, Buffer.from('{}'), record(i)));
+  const last = await sizes();
+  t.equal(Object.keys(last).length, 2, 'the active segment and the reused one');
+  t.same(Object.values(last), [SMALL, SMALL], 'the cut segment, reused, is allocated to the segment size again');
+  await again.close();
+
+  const { log: third2, replay: replay2 } = await WriteLog.open({ dir, segmentBytes: SMALL }, 15n);
+  t.teardown(() => third2.close());
+  t.same(replay2.map((r) => r.seq), [16n, 17n, 18n, 19n, 20n, 21n], 'the records after the checkpoint replay in order across the reused segment');
+  t.ok(replay2.every((r) => r.payload.equals(record(Number(r.seq)))), 'each with its own payload');
 });
