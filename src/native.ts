@@ -153,6 +153,11 @@ export interface NativeAddon {
   getXattr(target: string | number, name: string): Promise<Buffer | undefined>;
   /** lsetxattr(2) on a path or fsetxattr on an fd, flags 0 (create or replace); value ≤ 64 KiB. */
   setXattr(target: string | number, name: string, value: Uint8Array): Promise<void>;
+  /**
+   * Synchronous: the address of `view`'s first byte modulo `alignment` (a power of two up to
+   * 1 MiB), for starting buffers on a page boundary (src/aligned.ts).
+   */
+  addressOffset(view: Uint8Array, alignment: number): number;
 
   // ── mount ───────────────────────────────────────────────────────────────────────────
   /**

@@ -482,6 +482,19 @@ Napi::Value SetXattr(const Napi::CallbackInfo& info) {
   return (new SetXattrWorker(info.Env(), std::move(target), std::move(name), value))->Queue();
 }
 
+// Synchronous: where `view` starts relative to an `alignment` boundary (its address modulo
+// alignment). JS cannot see addresses; src/aligned.ts uses this to start buffers on a 4 KiB
+// boundary so that O_DIRECT writes take them in place.
+Napi::Value AddressOffset(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array view = ArgBytes(info[0], "view");
+  double d = ArgNumber(info[1], "alignment");
+  if (!(d == std::trunc(d) && d >= 1 && d <= (1 << 20) && (static_cast<uint64_t>(d) & (static_cast<uint64_t>(d) - 1)) == 0)) {
+    ThrowArgRange(info[1], "alignment", "a power of two >= 1 and <= 1048576");
+  }
+  const auto address = reinterpret_cast<uintptr_t>(view.Data());
+  return Napi::Number::New(info.Env(), static_cast<double>(address % static_cast<uintptr_t>(d)));
+}
+
 }  // namespace
 
 void InitBrickio(Napi::Env env, Napi::Object exports) {
@@ -497,6 +510,7 @@ void InitBrickio(Napi::Env env, Napi::Object exports) {
   exports.Set("resumBlocks", Napi::Function::New(env, ResumBlocks, "resumBlocks"));
   exports.Set("getXattr", Napi::Function::New(env, GetXattr, "getXattr"));
   exports.Set("setXattr", Napi::Function::New(env, SetXattr, "setXattr"));
+  exports.Set("addressOffset", Napi::Function::New(env, AddressOffset, "addressOffset"));
 }
 
 }  // namespace brickd

@@ -28,6 +28,7 @@
 // write-back on the next fsync or close. To keep ENOSPC where applications expect it, a
 // write that could take the volume past its size limit is not coalesced: it waits for the
 // runs before it and goes to the store on its own, which answers it VOLUME_FULL at once.
+import { allocAligned } from '../aligned.js';
 import type { FileRef } from '../store/store.js';
 
 export interface CoalescerOptions {
@@ -86,15 +87,17 @@ export class WriteCoalescer {
     if (this.pendingError !== undefined) return Promise.reject(this.takeError());
     if (typeof file === 'string' || data.length >= this.opts.runBytes || this.mightFill(data.length)) {
       // Not coalesced: ordered after every run before it, answered by the store itself.
-      const copy = Buffer.from(data);
+      // (Page-aligned: a large write goes to the store's O_DIRECT path in place, aligned.ts.)
+      const copy = allocAligned(data.length);
+      data.copy(copy);
       return this.barrier().then(() => this.write(file, offset, copy).then(() => undefined));
     }
     const fid = file.fid;
     const run = this.open.get(fid);
     if (run && run.offset + run.length === offset && run.length + data.length <= this.opts.runBytes) {
       if (run.buffer.length < run.length + data.length) {
-        // The run continues: now it gets a buffer of the full run size.
-        const grown = Buffer.allocUnsafeSlow(this.opts.runBytes);
+        // The run continues: now it gets a buffer of the full run size (page-aligned, as above).
+        const grown = allocAligned(this.opts.runBytes);
         run.buffer.copy(grown, 0, 0, run.length);
         run.buffer = grown;
       }

@@ -32,6 +32,7 @@
 // writes to a buffer it has handed out, unless its consumer hands it back with recycle():
 // a payload's room then takes a later payload, which saves a large allocation per frame
 // (for a 1 MiB payload: an mmap, 256 page faults and an munmap).
+import { allocAligned } from '../aligned.js';
 import { BrickdError } from '../errors.js';
 import { native } from '../native.js';
 
@@ -171,8 +172,11 @@ export class FrameDecoder {
   private payloadFill = 0;
   /** CRC32C of payload[0, payloadFill), chained piece by piece as the room fills. */
   private payloadCrcSoFar = 0;
-  /** The memory of every payload room this decoder allocated: only these come back through recycle. */
-  private readonly rooms = new WeakSet<ArrayBufferLike>();
+  /**
+   * The memory of every payload room this decoder allocated, with where the room starts in
+   * it (4 KiB-aligned, see aligned.ts): only these come back through recycle.
+   */
+  private readonly rooms = new WeakMap<ArrayBufferLike, number>();
   /** Rooms handed back, free to be filled again. */
   private readonly spareRooms: ArrayBufferLike[] = [];
   private spareBytes = 0;
@@ -309,14 +313,16 @@ export class FrameDecoder {
   private payloadRoom(length: number): Buffer {
     for (let i = this.spareRooms.length - 1; i >= 0; i--) {
       const memory = this.spareRooms[i]!;
-      if (memory.byteLength < length) continue;
+      const start = this.rooms.get(memory)!;
+      if (memory.byteLength - start < length) continue;
       this.spareRooms.splice(i, 1);
       this.spareBytes -= memory.byteLength;
-      return Buffer.from(memory, 0, length);
+      return Buffer.from(memory, start, length);
     }
-    // Its own memory (never a slice of Node's shared pool), so that it can be reused whole.
-    const room = Buffer.allocUnsafeSlow(length);
-    this.rooms.add(room.buffer);
+    // Its own memory (never a slice of Node's shared pool), so that it can be reused whole;
+    // page-aligned, so that a write's data goes to an O_DIRECT write in place (aligned.ts).
+    const room = allocAligned(length);
+    this.rooms.set(room.buffer, room.byteOffset);
     return room;
   }
 

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
+import { allocAligned, DIRECT_IO_ALIGNMENT } from '../../src/aligned.js';
 import { native } from '../../src/native.js';
 import { randomInts as rng } from '../helpers/random.js';
 
@@ -524,10 +525,36 @@ t.test('misuse: TypeError / RangeError naming the argument, before any I/O', asy
     ['xattr name', () => native.getXattr('/tmp', 5 as unknown as string), TypeError, /"name"/],
     ['xattr path with NUL', () => native.getXattr('/tmp\0x', 'user.a'), TypeError, /target/],
     ['xattr value too big', () => native.setXattr(1, 'user.a', Buffer.alloc(65537)), RangeError, /value/],
+    ['addressOffset view', () => native.addressOffset('x' as unknown as Uint8Array, 4096), TypeError, /"view"/],
+    ['addressOffset alignment not power of two', () => native.addressOffset(buf, 3000), RangeError, /"alignment"/],
+    ['addressOffset alignment 0', () => native.addressOffset(buf, 0), RangeError, /"alignment"/],
+    ['addressOffset alignment > 1 MiB', () => native.addressOffset(buf, 2 * MiB), RangeError, /"alignment"/],
+    ['addressOffset alignment fractional', () => native.addressOffset(buf, 0.5), RangeError, /"alignment"/],
   ];
   for (const [name, call, type, message] of cases) {
     t.throws(call, { name: type.name, message, code: /^ERR_/ }, name);
   }
+});
+
+t.test('addressOffset: where a view starts relative to a boundary, byte offsets included', async (t) => {
+  const memory = Buffer.allocUnsafeSlow(3 * 4096);
+  const base = native.addressOffset(memory, 4096);
+  t.ok(base >= 0 && base < 4096);
+  for (const shift of [1, 7, 4095, 4096, 5000]) {
+    t.equal(native.addressOffset(memory.subarray(shift), 4096), (base + shift) % 4096, `a view ${shift} bytes in`);
+  }
+  t.equal(native.addressOffset(memory, 1), 0, 'every address is 1-aligned');
+  t.equal(native.addressOffset(memory.subarray(3), 2), (native.addressOffset(memory, 2) + 3) % 2);
+});
+
+t.test('allocAligned: 4 KiB-aligned buffers of exactly the length asked, from 4 KiB up', async (t) => {
+  for (const length of [DIRECT_IO_ALIGNMENT, DIRECT_IO_ALIGNMENT + 1, 1_000_000, MiB, 16 * MiB]) {
+    const b = allocAligned(length);
+    t.equal(b.length, length);
+    t.equal(native.addressOffset(b, DIRECT_IO_ALIGNMENT), 0, `${length} bytes start on a boundary`);
+    t.ok(b.buffer.byteLength - b.byteOffset >= length && b.buffer.byteLength < length + DIRECT_IO_ALIGNMENT, 'its own memory, at most 4 KiB - 1 more');
+  }
+  for (const length of [0, 1, 100, DIRECT_IO_ALIGNMENT - 1]) t.equal(allocAligned(length).length, length, `${length} bytes: a plain buffer`);
 });
 
 t.test('writeBlocksBatch: each entry written as writeBlocks would, each failure in its own slot', async (t) => {

@@ -259,6 +259,7 @@ t.test('payload rooms: a recycled room takes a later payload; chunk views and fo
   const [a] = inPieces(decoder, mutation(1n, first), 65_536);
   t.ok(a!.payload.equals(first), 'a payload in pieces arrives whole');
   t.equal(a!.payloadCrc, native.crc32c(first) >>> 0, 'its CRC, chained piece by piece, is the CRC of the whole');
+  t.equal(native.addressOffset(a!.payload, 4096), 0, 'a room starts on a 4 KiB boundary (O_DIRECT takes it in place)');
   const room = a!.payload.buffer;
 
   // Not recycled: the next payload gets its own room.
@@ -272,6 +273,8 @@ t.test('payload rooms: a recycled room takes a later payload; chunk views and fo
   const third = randomBytes(rng(23), 250_000);
   const [c] = inPieces(decoder, mutation(3n, third), 65_536);
   t.equal(c!.payload.buffer, room, 'a recycled room large enough takes the next payload');
+  t.equal(c!.payload.byteOffset, a!.payload.byteOffset, 'at the same aligned start');
+  t.equal(native.addressOffset(c!.payload, 4096), 0);
   t.equal(c!.payload.length, third.length);
   t.ok(c!.payload.equals(third), 'with exactly its bytes');
   const fourth = randomBytes(rng(24), 250_000);
