@@ -413,11 +413,11 @@ export class AgentMetrics {
 
     rowsCounter({
       name: 'brickd_replication_resyncs_total',
-      help: 'Per primary volume and peer: resyncs started since the volume became primary here, by kind (incremental: only the regions changed since the replica\'s seq compared; full: every block)',
+      help: 'Per primary volume and peer: resyncs since the volume became primary here that took their snapshot, by kind (incremental: only the regions changed since the replica\'s seq compared; full: every block)',
       labelNames: ['volume', 'peer', 'kind'],
       rows: () => peerRows().flatMap((r) => [
         { ...r, kind: 'incremental', n: r.incrementalResyncs },
-        { ...r, kind: 'full', n: r.resyncs - r.incrementalResyncs },
+        { ...r, kind: 'full', n: r.fullResyncs },
       ]),
       sample: (r) => [{ volume: r.volume, peer: r.nodeId, kind: r.kind }, r.n],
     });

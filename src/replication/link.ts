@@ -13,7 +13,8 @@
 //            streaming resumes at s0 + 1. A connection lost meanwhile starts a new resync on
 //            the next one (cheap: most blocks then match). A replica that only needs what
 //            the queue dropped, at a seq our own generation made, is compared only where
-//            the primary changed since (`changes`, changed.ts); any other, in full.
+//            the primary changed since (`changes`, changed.ts), and so is one whose
+//            incremental resync by this primary was cut short (canResume); any other, in full.
 //   behind   the same without a `resync` store, or the replica could not apply a mutation:
 //            only an operator or a new attach helps
 //   failed   fenced (GENERATION_STALE), wrong cluster or secret, superseded, or the
@@ -38,9 +39,10 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { BrickdError, ErrorCodes, isBrickdError, type ErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import type { ResyncBase } from '../store/manifest.js';
 import { encodeMessage, MAX_READ_BLOCKS_BYTES, type ChallengeMessage, type ErrorMessage, type ReplicationMessage, type WelcomeMessage } from '../wire/replication.js';
 import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
-import type { ChangedFiles, ChangedRegions } from './changed.js';
+import type { ChangedRegions } from './changed.js';
 import { ResyncSource, type ResyncProgress, type ResyncSourceStore } from './resync-source.js';
 import type { RetainedConsumer, RetainedQueue } from './retained.js';
 import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, sharedFeatures, withoutCode, type Transcript, type WireErrorCode } from './session.js';
@@ -108,8 +110,12 @@ export interface ReplicaLinkStats {
   /** Resyncs started and completed; restarts (connection lost or queue overrun mid-resync). */
   resyncs: number;
   resyncsCompleted: number;
-  /** Of the resyncs started, those comparing only the regions changed since the replica's seq. */
+  /**
+   * Of the resyncs that took their snapshot (where the kind is decided), those comparing only
+   * the regions changed since the replica's seq, and those comparing every block.
+   */
   incrementalResyncs: number;
+  fullResyncs: number;
   /** Resync bytes over all attempts: file data in RESYNC_DATA, and every resync frame byte. */
   resyncDataBytes: number;
   resyncBytesSent: number;
@@ -125,7 +131,7 @@ export declare interface ReplicaLink {
 
 export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   readonly name: string;
-  readonly stats: ReplicaLinkStats = { connects: 0, sessions: 0, mutationsSent: 0, bytesSent: 0, acks: 0, resyncs: 0, resyncsCompleted: 0, incrementalResyncs: 0, resyncDataBytes: 0, resyncBytesSent: 0, blockReadsServed: 0, blockReadsRequested: 0 };
+  readonly stats: ReplicaLinkStats = { connects: 0, sessions: 0, mutationsSent: 0, bytesSent: 0, acks: 0, resyncs: 0, resyncsCompleted: 0, incrementalResyncs: 0, fullResyncs: 0, resyncDataBytes: 0, resyncBytesSent: 0, blockReadsServed: 0, blockReadsRequested: 0 };
   /** The resync running now, or the last one. */
   private resyncSource: ResyncSource | undefined;
   /** While resyncing from a snapshot: the queue must keep everything after it (RetainedConsumer). */
@@ -395,7 +401,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     // Checked before anything the replica says is believed: a replica ahead of this primary
     // holds mutations this primary never made; its durable seq must not count for quorum.
     const resync = this.needsResync(m);
-    if (resync) return this.opts.resync ? this.startResync(conn, resync.reason, resync.from === undefined ? undefined : this.opts.changes?.since(resync.from)) : this.fallBehind(resync.reason);
+    if (resync) return this.opts.resync ? this.startResync(conn, resync.reason, resync.from) : this.fallBehind(resync.reason);
     this.setAcked(m.durableSeq);
     this.startStreaming(conn, m.appliedSeq, m.durableSeq);
   }
@@ -409,7 +415,11 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   private needsResync(m: WelcomeMessage): { reason: string; from?: bigint } | undefined {
     const why = (reason: string) => ({ reason });
     const queue = this.opts.queue;
-    if (m.resyncing) return why('the replica is in the middle of a resync');
+    if (m.resyncing) {
+      const base = this.sharedFeatures.has('resync-resume') ? m.resyncBase : undefined;
+      if (base && this.canResume(base)) return { reason: `the replica is in the middle of a resync (incremental from seq ${base.seq}: resumed so)`, from: base.seq };
+      return why('the replica is in the middle of a resync');
+    }
     if (m.durableSeq < this.ackedSeqValue) return why(`the replica reports durable seq ${m.durableSeq}, below the ${this.ackedSeqValue} it acknowledged: it lost or replaced its copy`);
     if (m.appliedSeq > queue.lastSeq) return why(`the replica is at seq ${m.appliedSeq}, ahead of the primary's ${queue.lastSeq}`);
     // A generation names one primary, which numbers its own mutations: if another generation
@@ -441,13 +451,34 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   }
 
   /**
-   * Rebuild the replica from the store's tree on this connection; then stream from s0 + 1.
-   * With `changed`, only those regions' checksums are compared (see needsResync).
+   * May an incremental resync that was cut short be resumed comparing only what changed after
+   * its base seq (docs/replication.md "Resuming an incremental resync")? The replica's tree is
+   * this primary's at that seq plus blocks that resync wrote, all read from this primary's
+   * tree and all inside regions changed after the base: comparing those regions again finds
+   * every difference, provided that
+   * - this primary began it (a generation names one primary), so the blocks came from the
+   *   tree whose record of changes is asked; another primary's tree may differ anywhere;
+   * - this primary lost no mutation to a crash since the base (no seq numbered again past
+   *   it: store/renumbered.ts), for blocks read before such a crash may hold one that no
+   *   record names now;
+   * - the base is not past this primary's last seq.
+   * Whether the record still covers the base is asked at the snapshot (resync-source.ts).
    */
-  private startResync(conn: FramedSocket, reason: string, changed?: ChangedFiles): void {
-    this.transition('resyncing', changed ? `${reason} (incremental: comparing only the regions changed since)` : reason);
+  private canResume(base: ResyncBase): boolean {
+    if (base.generation !== this.opts.queue.generation || base.seq > this.opts.queue.lastSeq) return false;
+    return !(this.opts.resync?.renumberedSeqs ?? []).some((range) => range.toSeq > base.seq);
+  }
+
+  /**
+   * Rebuild the replica from the store's tree on this connection; then stream from s0 + 1.
+   * With `from`, only the regions changed after it are compared when the record of changes
+   * still covers it at the snapshot (see needsResync).
+   */
+  private startResync(conn: FramedSocket, reason: string, from?: bigint): void {
+    const changes = this.opts.changes;
+    const incremental = from !== undefined && changes ? { from, changed: (seq: bigint) => changes.since(seq), tellReplica: this.sharedFeatures.has('resync-resume') } : undefined;
+    this.transition('resyncing', incremental ? `${reason} (incremental: comparing only the regions changed since seq ${from}, if still recorded at the snapshot)` : reason);
     this.stats.resyncs++;
-    if (changed) this.stats.incrementalResyncs++;
     this.startHeartbeat(conn);
     const source = new ResyncSource(
       this.opts.resync!,
@@ -469,7 +500,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
           return conn.closed;
         },
       },
-      { rateBytesPerSec: this.resyncRate, log: this.log, ...(changed ? { changed } : {}) },
+      { rateBytesPerSec: this.resyncRate, log: this.log, ...(incremental ? { incremental } : {}) },
     );
     this.resyncSource = source;
     source
@@ -478,6 +509,8 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
         (s0) => {
           // From the snapshot on, the queue keeps every mutation after s0 for this link.
           this.retainFloor = s0;
+          if (source.progress.incremental) this.stats.incrementalResyncs++;
+          else this.stats.fullResyncs++;
         },
         this.sharedFeatures.has('generation-history'),
       )

@@ -9,7 +9,7 @@
 //   2. BEGIN{s0} The replica flags itself resyncing and continues its log from s0; it takes
 //                over the primary's generation history up to s0 (store/generations.ts).
 //   3. entries   ENTRY for each listed entry; for each file, SUMS frames of its stored block
-//                CRCs (read from the sums file, no data read; with `changed`, only for the
+//                CRCs (read from the sums file, no data read; incremental, only for the
 //                regions changed since the replica's seq: see changed.ts), up to maxOutstandingSums
 //                unanswered. The replica answers each with a WANT bitmap of the blocks that
 //                differ (within the size listed at s0); we read those blocks (verified
@@ -100,10 +100,15 @@ export interface ResyncSourceOptions {
   /** Largest RESYNC_DATA payload (default 1 MiB). */
   maxDataChunk?: number;
   /**
-   * Compare only these regions of these files: the replica holds this tree as it was
-   * before they changed (ReplicaLink.needsResync). Absent: every block.
+   * Compare only the regions changed after `from`: the replica holds this primary's tree as
+   * it was at that seq (ReplicaLink.needsResync), give or take what an earlier resync from
+   * the same seq wrote. `changed(from)` is asked right after the snapshot, so that every
+   * mutation up to s0 is in it (asked earlier, a write reserved between the ask and the
+   * snapshot would be in the tree at s0 and never compared); if the record no longer covers
+   * `from` by then, every block is compared. `tellReplica`: BEGIN carries `from` for the
+   * replica to keep (both ends have resync-resume). Absent: every block.
    */
-  changed?: ChangedFiles;
+  incremental?: { from: bigint; changed: (from: bigint) => ChangedFiles | undefined; tellReplica: boolean };
   log: Logger;
 }
 
@@ -136,6 +141,8 @@ export class ResyncSource {
   private wakeThrottled: (() => void) | undefined;
   private readonly maxOutstanding: number;
   private readonly maxChunk: number;
+  /** The regions compared, when incremental (set at the snapshot). */
+  private changed: ChangedFiles | undefined;
 
   constructor(
     private readonly store: ResyncSourceStore,
@@ -145,7 +152,7 @@ export class ResyncSource {
     this.rate = options.rateBytesPerSec ?? 0;
     this.maxOutstanding = options.maxOutstandingSums ?? 16;
     this.maxChunk = options.maxDataChunk ?? 2 ** 20;
-    this.progress = { s0: 0n, phase: 'snapshot', entries: 0, entriesSent: 0, blocksCompared: 0, bytesCompared: 0, bytesToCompare: 0, bytesDone: 0, blocksWanted: 0, dataBytesSent: 0, bytesSent: 0, startedAt: Date.now(), incremental: options.changed !== undefined };
+    this.progress = { s0: 0n, phase: 'snapshot', entries: 0, entriesSent: 0, blocksCompared: 0, bytesCompared: 0, bytesToCompare: 0, bytesDone: 0, blocksWanted: 0, dataBytesSent: 0, bytesSent: 0, startedAt: Date.now(), incremental: options.incremental !== undefined };
   }
 
   /** The snapshot seq once taken (the link's retained queue must keep everything after it). */
@@ -160,6 +167,9 @@ export class ResyncSource {
    */
   async run(generation: number, onSnapshot: (s0: bigint) => void, sendHistory = true): Promise<bigint> {
     const { s0, entries, history } = await this.store.resyncSnapshot();
+    const incremental = this.options.incremental;
+    this.changed = incremental?.changed(incremental.from);
+    this.progress.incremental = this.changed !== undefined;
     const blockSize = this.store.manifest.blockSize;
     const ranges = new Map<ResyncEntry, Array<{ first: number; count: number }>>();
     for (const e of entries) {
@@ -173,7 +183,8 @@ export class ResyncSource {
     this.progress.phase = 'comparing';
     onSnapshot(s0);
     this.options.log.info({ s0: String(s0), entries: entries.length }, 'resync: snapshot taken');
-    await this.send({ type: 'RESYNC_BEGIN', s0, generation, history: sendHistory ? history : [] });
+    const incrementalFrom = this.changed && incremental!.tellReplica ? { incrementalFrom: incremental!.from } : {};
+    await this.send({ type: 'RESYNC_BEGIN', s0, generation, history: sendHistory ? history : [], ...incrementalFrom });
     for (const e of entries) {
       await this.send({ type: 'RESYNC_ENTRY', entry: e });
       this.progress.entriesSent++;
@@ -211,7 +222,7 @@ export class ResyncSource {
    */
   private sumsRanges(fid: string, blocks: number, blockSize: number): Array<{ first: number; count: number }> {
     const spans: Array<{ first: number; end: number }> = [];
-    const only = this.options.changed;
+    const only = this.changed;
     const changed = only?.files.get(fid);
     if (!only || changed === 'all') spans.push({ first: 0, end: blocks });
     else if (changed) {

@@ -12,8 +12,9 @@
 // after it). DATA items only start in that order: up to MAX_WRITES_IN_FLIGHT of them run
 // side by side (the store's range locks order writes to the same blocks), and END waits
 // for all of them:
-//   BEGIN  store.beginResync(s0, history): flag the replica, drop its log, continue from s0
-//          with the primary's generation history up to s0
+//   BEGIN  store.beginResync(s0, history, base): flag the replica (with the base seq of an
+//          incremental resync), drop its log, continue from s0 with the primary's
+//          generation history up to s0
 //   ENTRY  store.resyncEntry: the entry exists with the primary's fid, type, attributes, size
 //   SUMS   compare with our stored CRCs block by block, answer RESYNC_WANT (a bitmap; blocks
 //          past the listed size are never wanted: mutations after s0 bring them)
@@ -24,6 +25,7 @@
 import { BrickdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { GenerationStart } from '../store/generations.js';
+import type { ResyncBase } from '../store/manifest.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
 import { validatePath, validateSymlinkTarget } from '../store/names.js';
 import type { ReplicationMessage, ResyncDataMessage, ResyncEndMessage, ResyncEntryMessage, ResyncSumsMessage } from '../wire/replication.js';
@@ -32,8 +34,10 @@ import type { WireErrorCode } from './session.js';
 /** What a resync needs of the replica store (ReplicaStore has it). */
 export interface ResyncTargetStore {
   readonly resyncing: boolean;
+  /** While resyncing: where an incremental resync under way started from (beginResync's base). */
+  readonly resyncBase: ResyncBase | undefined;
   readonly manifest: { readonly blockSize: number };
-  beginResync(s0: bigint, history?: readonly GenerationStart[]): Promise<void>;
+  beginResync(s0: bigint, history?: readonly GenerationStart[], base?: ResyncBase): Promise<void>;
   resyncEntry(entry: ResyncEntry): Promise<void>;
   readSums(fid: string, firstBlock: number, count: number): Promise<Buffer | undefined>;
   resyncWrite(fid: string, offset: number, data: Buffer): Promise<boolean>;
@@ -89,9 +93,11 @@ export class ResyncTarget {
     ready: Promise<void>,
     /** The primary's generation history up to s0 (RESYNC_BEGIN). */
     history: readonly GenerationStart[] = [],
+    /** Set when the resync compares only the regions changed after base.seq (RESYNC_BEGIN.incremental_from). */
+    base?: ResyncBase,
   ) {
     this.chain = ready;
-    this.enqueue(0, () => store.beginResync(s0, history));
+    this.enqueue(0, () => store.beginResync(s0, history, base));
   }
 
   /** The session ended: items not started yet are skipped. */

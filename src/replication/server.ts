@@ -367,8 +367,10 @@ class ServerSession {
     this.server.countSession();
     const proof = sessionMac(this.opts.secret, 'replica', transcript);
     if (volume.store.resyncing) {
-      // A resync was cut short (here or before a restart): our seqs mean nothing until one completes.
-      this.conn.send({ type: 'WELCOME', mac: proof, appliedSeq: 0n, durableSeq: 0n, generation: volume.generation, resyncing: true });
+      // A resync was cut short (here or before a restart): our seqs mean nothing until one
+      // completes. Where an incremental one started from lets its primary resume it so.
+      const resyncBase = this.sharedFeatures.has('resync-resume') ? volume.store.resyncBase : undefined;
+      this.conn.send({ type: 'WELCOME', mac: proof, appliedSeq: 0n, durableSeq: 0n, generation: volume.generation, resyncing: true, ...(resyncBase ? { resyncBase } : {}) });
     } else {
       const appliedGeneration = this.sharedFeatures.has('generation-history') ? volume.acceptedGeneration : undefined;
       this.conn.send({
@@ -425,6 +427,7 @@ class ServerSession {
       this.log,
       ready,
       m.history,
+      m.incrementalFrom === undefined ? undefined : { seq: m.incrementalFrom, generation: m.generation },
     );
     this.log.warn({ s0: String(m.s0) }, 'resync requested by the primary');
   }

@@ -55,8 +55,11 @@ export const MIN_SECRET_BYTES = 16;
  *                       (docs/replication.md "Volume incarnation")
  *   renumbered-seqs     AUTH.renumbered, kept by the replica (docs/replication.md "Seqs
  *                       numbered again after a crash")
+ *   resync-resume       RESYNC_BEGIN.incremental_from, kept by the replica, and
+ *                       WELCOME.resync_base_*: an incremental resync cut short is resumed
+ *                       incrementally (docs/replication.md "Resuming an incremental resync")
  */
-export const FEATURES: readonly string[] = ['generation-history', 'volume-uid', 'renumbered-seqs'];
+export const FEATURES: readonly string[] = ['generation-history', 'volume-uid', 'renumbered-seqs', 'resync-resume'];
 
 /** The features a session may use: offered by this end and by the peer (unknown names drop out). */
 export function sharedFeatures(offered: readonly string[], peer: readonly string[] | undefined): Set<string> {

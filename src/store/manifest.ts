@@ -36,6 +36,13 @@ export interface ReplicaManifest {
    */
   resyncing?: true;
   /**
+   * Present only with `resyncing`, when the resync under way compares only the regions
+   * changed after a seq (docs/replication.md, "Resuming an incremental resync"): the tree was
+   * generation `generation`'s primary's tree at `seq` when it began, plus whatever the resync
+   * has written since, so the same primary can resume it the same way after a cut.
+   */
+  resyncBase?: StoredResyncBase;
+  /**
    * Which generation made which seqs (see generations.ts): present once this replica has
    * taken a mutation, absent in manifests of agents that predate it (their seqs then have no
    * known generation, and replication falls back to comparing seq ranges).
@@ -55,6 +62,24 @@ export interface ReplicaManifest {
   seqReservation?: StoredSeqReservation;
   /** Seq ranges numbered again after a crash (renumbered.ts); absent when there are none. */
   renumbered?: StoredRenumberedRange[];
+}
+
+/** Where an incremental resync started from (see ReplicaManifest.resyncBase). */
+export interface ResyncBase {
+  seq: bigint;
+  generation: number;
+}
+
+/** Its JSON form (the seq as a decimal string). */
+export interface StoredResyncBase {
+  seq: string;
+  generation: number;
+}
+
+function validResyncBase(base: unknown): boolean {
+  if (base === undefined) return true;
+  const b = base as Partial<StoredResyncBase>;
+  return typeof base === 'object' && base !== null && typeof b.seq === 'string' && /^\d{1,20}$/.test(b.seq) && BigInt(b.seq) < 2n ** 64n && Number.isSafeInteger(b.generation) && b.generation! >= 0;
 }
 
 export function replicaManifestPath(replicaDir: string): string {
@@ -93,6 +118,7 @@ export async function readReplicaManifest(replicaDir: string): Promise<ReplicaMa
     typeof parsed.appliedSeq === 'string' &&
     /^\d+$/.test(parsed.appliedSeq) &&
     (parsed.resyncing === undefined || parsed.resyncing === true) &&
+    (parsed.resyncBase === undefined || (parsed.resyncing === true && validResyncBase(parsed.resyncBase))) &&
     (parsed.volumeUid === undefined || (typeof parsed.volumeUid === 'string' && VOLUME_ID_RE.test(parsed.volumeUid)));
   if (!ok) throw new BrickdError('VOLUME_NOT_FOUND', `${file} is missing fields`, { file });
   parseStoredHistory(parsed.generations, file);

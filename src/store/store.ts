@@ -43,7 +43,7 @@ import { afterRecovery, isRenumbered, mergeRanges, parseRanges, parseReservation
 import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, type ResyncEntry } from './resync-apply.js';
 import { BlockWriteBatcher } from './block-writes.js';
 import { KeyedRwLock, pageRange, type LockRange } from './rwlock.js';
-import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, VOLUME_ID_RE, writeReplicaManifest, type ReplicaManifest } from './manifest.js';
+import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, VOLUME_ID_RE, writeReplicaManifest, type ReplicaManifest, type ResyncBase } from './manifest.js';
 import { decodeMutation, encodeMutation, type Mutation } from './mutations.js';
 import { validatePath, validateSymlinkTarget } from './names.js';
 import { posixError, volumeFull } from './posix.js';
@@ -848,6 +848,15 @@ export class ReplicaStore {
   }
 
   /**
+   * While resyncing: where the resync under way started from, when it compares only the
+   * regions changed after a seq (see beginResync); undefined for a full comparison.
+   */
+  get resyncBase(): ResyncBase | undefined {
+    const base = this.resyncing ? this.manifestValue.resyncBase : undefined;
+    return base && { seq: BigInt(base.seq), generation: base.generation };
+  }
+
+  /**
    * Primary: the tree as of a seq boundary and that seq (s0). Taken under the mutex once the
    * data mutations in flight have applied, so the listing is exactly the state after s0 (no
    * mutation can start meanwhile: writes wait while the tree is listed).
@@ -877,9 +886,15 @@ export class ReplicaStore {
    * new one; (3) the checkpoint moves to s0 and an empty log continues from it, with the
    * primary's generation history up to s0 in place of ours (written together: the flag is
    * still set, so nothing trusts either before the resync ends).
+   * `base`: the resync compares only the regions changed after `base.seq` (this replica's
+   * tree was generation `base.generation`'s primary's at that seq); kept with the flag, and
+   * dropped by a BEGIN without one, in the same manifest write, before anything changes.
    */
-  async beginResync(s0: bigint, history: readonly GenerationStart[] = []): Promise<void> {
+  async beginResync(s0: bigint, history: readonly GenerationStart[] = [], base?: ResyncBase): Promise<void> {
     if (typeof s0 !== 'bigint' || s0 < 0n) throw new RangeError(`s0 must be a non-negative bigint, got ${String(s0)}`);
+    if (base && !(typeof base.seq === 'bigint' && base.seq >= 0n && base.seq <= s0 && Number.isSafeInteger(base.generation) && base.generation >= 0)) {
+      throw new RangeError(`resync base must be a seq in [0, s0 ${s0}] and a generation, got ${String(base.seq)} / ${String(base.generation)}`);
+    }
     const inherited = historyThrough(history, s0);
     const problem = historyProblem(inherited);
     if (problem) throw new RangeError(`generation history: ${problem}`);
@@ -889,7 +904,11 @@ export class ReplicaStore {
         await Promise.allSettled([...this.inFlight]);
         await Promise.allSettled([...this.becomingDurable]);
         await this.opts.onResyncBegin?.(s0);
-        if (!this.resyncing) await this.saveManifest((m) => ({ ...m, resyncing: true }));
+        await this.saveManifest(({ resyncBase: _old, ...m }) => ({
+          ...m,
+          resyncing: true,
+          ...(base ? { resyncBase: { seq: String(base.seq), generation: base.generation } } : {}),
+        }));
         const logDir = path.join(this.files.metaDir, 'log');
         await this.wal.close();
         for (const name of await readdir(logDir)) await unlink(path.join(logDir, name));
@@ -936,7 +955,7 @@ export class ReplicaStore {
       return result;
     });
     await this.checkpoint();
-    await this.saveManifest(({ resyncing: _flag, ...m }) => m);
+    await this.saveManifest(({ resyncing: _flag, resyncBase: _base, ...m }) => m);
     this.opts.log.warn({ volume: this.volumeId, s0: String(this.checkpointSeq), ...removed }, 'end resync');
     return removed;
   }

@@ -74,9 +74,13 @@ export interface PeerState {
   /** Mutation frames and their bytes sent on this link since the primary attached. */
   mutationsSent: number;
   bytesSent: number;
-  /** Resyncs started on this link since the primary attached, and how many were incremental. */
+  /**
+   * Resyncs started on this link since the primary attached; of those that took their
+   * snapshot (where the kind is decided), how many were incremental and how many full.
+   */
   resyncs: number;
   incrementalResyncs: number;
+  fullResyncs: number;
   /** The current or last resync of this replica, if any. */
   resync?: Readonly<ResyncProgress>;
 }
@@ -195,6 +199,7 @@ export class PrimaryReplication {
       bytesSent: link.stats.bytesSent,
       resyncs: link.stats.resyncs,
       incrementalResyncs: link.stats.incrementalResyncs,
+      fullResyncs: link.stats.fullResyncs,
       ...(link.resyncProgress ? { resync: link.resyncProgress } : {}),
     }));
   }

@@ -18,6 +18,7 @@ import { protobuf } from './protobuf.js';
 import type { Mutation } from '../store/mutations.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
 import { historyProblem, type GenerationStart } from '../store/generations.js';
+import type { ResyncBase } from '../store/manifest.js';
 import { MAX_RENUMBERED_RANGES, type RenumberedRange } from '../store/renumbered.js';
 import { badFrame, encodeFrame, FrameType, frameTypeName, type Frame, type FrameTypeName } from './frames.js';
 import { brickd } from './gen/replication.js';
@@ -72,6 +73,8 @@ export interface WelcomeMessage {
   resyncing?: true;
   /** The generation that made the replica's applied seq, when it can tell (never while resyncing). */
   appliedGeneration?: number;
+  /** Only with resyncing (resync-resume): the interrupted resync was incremental from this seq, begun by this generation's primary. */
+  resyncBase?: ResyncBase;
 }
 export interface MutationMessage {
   type: 'MUTATION';
@@ -110,6 +113,8 @@ export interface ResyncBeginMessage {
   generation: number;
   /** The primary's generation history up to s0 (store/generations.ts); empty when it has none. */
   history: GenerationStart[];
+  /** Only to a replica that offered resync-resume: the resync compares only the regions changed after this seq (≤ s0). */
+  incrementalFrom?: bigint;
 }
 export interface ResyncEntryMessage {
   type: 'RESYNC_ENTRY';
@@ -233,6 +238,7 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
           generation: message.generation,
           resyncing: message.resyncing === true,
           ...(message.appliedGeneration !== undefined ? { appliedGeneration: message.appliedGeneration } : {}),
+          ...(message.resyncBase ? { resyncBaseSeq: seqNumber(message.resyncBase.seq), resyncBaseGeneration: message.resyncBase.generation } : {}),
         }).finish(),
       );
     case 'MUTATION':
@@ -251,7 +257,12 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
     case 'RESYNC_BEGIN':
       return frame(
         'RESYNC_BEGIN',
-        pb.ResyncBegin.encode({ s0: seqNumber(message.s0), generation: message.generation, history: message.history.map((h) => ({ fromSeq: seqNumber(h.fromSeq), generation: h.generation })) }).finish(),
+        pb.ResyncBegin.encode({
+          s0: seqNumber(message.s0),
+          generation: message.generation,
+          history: message.history.map((h) => ({ fromSeq: seqNumber(h.fromSeq), generation: h.generation })),
+          ...(message.incrementalFrom !== undefined ? { incrementalFrom: seqNumber(message.incrementalFrom) } : {}),
+        }).finish(),
       );
     case 'RESYNC_ENTRY':
       return frame('RESYNC_ENTRY', pb.ResyncEntry.encode(message.entry).finish());
@@ -382,6 +393,13 @@ export function decodeMessage(f: Frame): ReplicationMessage {
           if (welcome.resyncing) throw invalid('applied_generation', 'comes with resyncing: a replica mid-resync holds no seq');
           welcome.appliedGeneration = safe('applied_generation', m.appliedGeneration);
         }
+        const baseSeq = m.resyncBaseSeq ?? undefined;
+        const baseGeneration = m.resyncBaseGeneration ?? undefined;
+        if (baseSeq !== undefined || baseGeneration !== undefined) {
+          if (!welcome.resyncing) throw invalid('resync_base_seq', 'comes without resyncing');
+          if (baseSeq === undefined || baseGeneration === undefined) throw invalid('resync_base_seq', 'comes without resync_base_generation, or the other way round');
+          welcome.resyncBase = { seq: seq('resync_base_seq', baseSeq), generation: safe('resync_base_generation', baseGeneration) };
+        }
         return welcome;
       }
       case 'MUTATION':
@@ -410,7 +428,12 @@ export function decodeMessage(f: Frame): ReplicationMessage {
         const problem = historyProblem(history);
         if (problem) throw invalid('history', problem);
         if (history.length > 0 && history[history.length - 1]!.fromSeq > s0) throw invalid('history', `starts past s0 ${s0}`);
-        return { type, s0, generation: safe('generation', m.generation), history };
+        const begin: ResyncBeginMessage = { type, s0, generation: safe('generation', m.generation), history };
+        if (m.incrementalFrom !== null && m.incrementalFrom !== undefined) {
+          begin.incrementalFrom = seq('incremental_from', m.incrementalFrom);
+          if (begin.incrementalFrom > s0) throw invalid('incremental_from', `is past s0 ${s0}`);
+        }
+        return begin;
       }
       case 'RESYNC_ENTRY':
         return decodeResyncEntry(f);

@@ -28,6 +28,7 @@ function harness(): Harness {
   const done: bigint[] = [];
   const store: ResyncTargetStore = {
     resyncing: true,
+    resyncBase: undefined,
     manifest: { blockSize: 4096 },
     beginResync: async (s0) => void calls.push(`begin ${s0}`),
     resyncEntry: async (entry) => void calls.push(`entry ${entry.path}`),

@@ -4,10 +4,11 @@
 // after a restart, or by a replica promoted later), one resynced while writes go on, and one
 // whose resync is cut (connection, crash) and resumed.
 import { execFileSync } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { native } from '../../src/native.js';
+import { FEATURES } from '../../src/replication/session.js';
 import type { ResyncEntry } from '../../src/store/resync-apply.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { needsRoot } from '../helpers/loop.js';
@@ -456,6 +457,82 @@ t.test('a resync cut by a lost connection and then by a replica crash resumes an
   t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 equals the primary');
   t.equal(r1.store.resyncing, false);
 });
+
+// An incremental resync cut short is resumed comparing only the changed regions again
+// (the replica keeps its base seq while flagged), by the same primary; in full when the
+// replica does not offer resync-resume, or when its base names another primary.
+for (const variant of ['resumed incrementally', 'replica without resync-resume', 'base of another primary'] as const) {
+t.test(`an incremental resync cut short (connection, then replica crash): ${variant}`, { skip: needsRoot() }, async (t) => {
+  const MiB = 2 ** 20;
+  const server = variant === 'replica without resync-resume' ? { features: FEATURES.filter((f) => f !== 'resync-resume') } : {};
+  let r1 = await startReplica(t, { nodeId: 'r1', server });
+  const p = await startPrimary(t, { replicas: [{ port: r1.port, name: 'r1' }], writeQuorum: 1, resync: true, changes: true, queue: { maxBytes: MiB }, link: { resyncRateBytesPerSec: 8 * MiB } });
+  const link = p.links[0]!;
+  // 48 MiB that r1 holds and nothing changes later, then 16 MiB changed while it is down.
+  for (let i = 0; i < 6; i++) {
+    await p.replicated(p.store.create(`cold${i}`));
+    for (let off = 0; off < 8 * MiB; off += MiB) {
+      await p.replicated(p.store.write(`cold${i}`, off, pattern(MiB, 10 * i + off / MiB)));
+      await caughtUp(p);
+    }
+  }
+  for (let i = 0; i < 4; i++) await p.replicated(p.store.create(`hot${i}`));
+  await caughtUp(p);
+  await stopReplica(r1);
+  for (let i = 0; i < 4; i++) await p.replicated(p.store.write(`hot${i}`, 0, pattern(4 * MiB, 100 + i)));
+  const changed = 16 * MiB;
+
+  // 1. The first resync is incremental; the connection goes mid-way (the store stays open).
+  const dir = replicaDir(r1.brick, 'vol1');
+  const back = await ReplicaStore.open(dir, { directWriteBytes: 64 * 1024, checkpointIntervalMs: 0 });
+  t.teardown(() => back.close().catch(() => {}));
+  r1 = await startReplica(t, { nodeId: 'r1', brick: r1.brick, store: back, port: r1.port, server });
+  await until(() => (link.resyncProgress?.dataBytesSent ?? 0) > 3 * MiB, 'the first resync is under way');
+  t.equal(link.resyncProgress!.incremental, true, 'the first resync compares only what changed');
+  const firstCompare = link.resyncProgress!.bytesToCompare;
+  t.ok(firstCompare <= changed + MiB, `it plans to compare ${firstCompare} bytes (${changed} changed)`);
+  await r1.server.close();
+  t.equal(r1.store.resyncing, true, 'r1 is flagged while its resync is incomplete');
+  const keepsBase = variant !== 'replica without resync-resume';
+  t.equal(r1.store.resyncBase?.seq !== undefined, keepsBase, keepsBase ? `r1 keeps the base seq ${r1.store.resyncBase?.seq}` : 'r1 keeps no base (the primary did not send one)');
+
+  // 2. Resumed, then the replica crashes mid-way and reopens (the base survives in its manifest).
+  r1 = await startReplica(t, { nodeId: 'r1', brick: r1.brick, store: r1.store, port: r1.port, server });
+  await until(() => link.stats.resyncs === 2 && (link.resyncProgress?.dataBytesSent ?? 0) > MiB, 'the second resync is under way');
+  await stopReplica(r1);
+  if (variant === 'base of another primary') {
+    const file = path.join(dir, '.brickd', 'replica.json');
+    const manifest = JSON.parse(await readFile(file, 'utf8')) as { resyncBase: { generation: number } };
+    t.ok(manifest.resyncBase, 'the base is in the manifest');
+    manifest.resyncBase.generation += 7; // as if another primary had begun it
+    await writeFile(file, JSON.stringify(manifest));
+  }
+  const reopened = await ReplicaStore.open(dir, { directWriteBytes: 64 * 1024, checkpointIntervalMs: 0 });
+  t.teardown(() => reopened.close().catch(() => {}));
+  t.equal(reopened.resyncing, true, 'reopened mid-resync: still flagged');
+  t.equal(reopened.resyncBase !== undefined, keepsBase, 'with its base, when it had one');
+  r1 = await startReplica(t, { nodeId: 'r1', brick: r1.brick, store: reopened, port: r1.port, server });
+  await caughtUp(p, 60_000);
+  t.equal(link.stats.resyncs, 3, 'three attempts');
+  t.equal(link.stats.resyncsCompleted, 1);
+  const last = link.resyncProgress!;
+  if (variant === 'resumed incrementally') {
+    t.equal(link.stats.incrementalResyncs, 3, 'every attempt compared only what changed');
+    t.ok(last.bytesCompared <= changed + MiB, `the last attempt compared ${last.bytesCompared} bytes, not the volume's 64 MiB`);
+  } else {
+    const incremental = variant === 'base of another primary' ? 2 : 1;
+    t.equal(link.stats.incrementalResyncs, incremental, `only the first ${incremental} attempt(s) compared only what changed`);
+    t.equal(last.incremental, false);
+    t.ok(last.bytesCompared >= 64 * MiB, `the last attempt compared every block (${last.bytesCompared} bytes)`);
+  }
+  t.ok(link.stats.resyncDataBytes < changed * 1.5, `all attempts together sent ${link.stats.resyncDataBytes} data bytes for ${changed} changed`);
+  t.same(await treeOf(r1.store), await treeOf(p.store), 'r1 equals the primary');
+  t.equal(r1.store.resyncing, false);
+  t.equal(r1.store.resyncBase, undefined, 'no base once the resync is done');
+  const manifest = JSON.parse(await readFile(path.join(dir, '.brickd', 'replica.json'), 'utf8')) as Record<string, unknown>;
+  t.notOk('resyncBase' in manifest || 'resyncing' in manifest, 'the manifest has neither the flag nor the base');
+});
+}
 
 t.test('the resync throttle changes while a resync runs: a sleep at a very low rate is cut short', { skip: needsRoot() }, async (t) => {
   const MiB = 2 ** 20;

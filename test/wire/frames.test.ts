@@ -427,7 +427,7 @@ t.test('repair frames are decoded strictly', async (t) => {
   t.throws(() => encodeMessage({ type: 'BLOCKS', requestId: 1, code: 'NOT_FOUND', message: '', data: Buffer.alloc(1) }), RangeError);
 });
 
-t.test('generation history and feature frames are decoded strictly', async (t) => {
+t.test('generation history, resync base and feature frames are decoded strictly', async (t) => {
   const frameOf = (type: FrameTypeCode, body: Uint8Array) => new FrameDecoder().push(Buffer.concat(encodeFrame(type, body)))[0]!;
   const begin = (history: Array<{ fromSeq: number; generation: number }>, s0 = 100) => frameOf(FrameType.RESYNC_BEGIN, pb.ResyncBegin.encode({ s0, generation: 9, history }).finish());
   const welcome = (fields: Record<string, unknown>) => frameOf(FrameType.WELCOME, pb.Welcome.encode({ mac: nonce(0), appliedSeq: 5, durableSeq: 5, generation: 3, ...fields }).finish());
@@ -440,6 +440,11 @@ t.test('generation history and feature frames are decoded strictly', async (t) =
     ['a start with an unknown field', frameOf(FrameType.RESYNC_BEGIN, Buffer.concat([pb.ResyncBegin.encode({ s0: 9, generation: 1 }).finish(), Buffer.from([0x1a, 0x04, 0x08, 0x01, 0x18, 0x01])]))],
     ['applied generation beyond 2^53', welcome({ appliedGeneration: 2 ** 60 })],
     ['applied generation while resyncing', welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, appliedGeneration: 1 })],
+    ['a resync base without resyncing', welcome({ resyncBaseSeq: 4, resyncBaseGeneration: 3 })],
+    ['a resync base seq without its generation', welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, resyncBaseSeq: 4 })],
+    ['a resync base generation without its seq', welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, resyncBaseGeneration: 3 })],
+    ['a resync base generation beyond 2^53', welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, resyncBaseSeq: 4, resyncBaseGeneration: 2 ** 60 })],
+    ['an incremental base past s0', frameOf(FrameType.RESYNC_BEGIN, pb.ResyncBegin.encode({ s0: 100, generation: 9, incrementalFrom: 101 }).finish())],
     ['33 features', frameOf(FrameType.HELLO, pb.Hello.encode({ clusterId: 'a', nodeId: 'n', volumeId: 'v', nonce: nonce(0), features: Array.from({ length: 33 }, (_, i) => `f${i}`) }).finish())],
     ['an upper-case feature', frameOf(FrameType.CHALLENGE, pb.Challenge.encode({ nodeId: 'n', nonce: nonce(0), features: ['Generation-History'] }).finish())],
     ['an empty feature', frameOf(FrameType.CHALLENGE, pb.Challenge.encode({ nodeId: 'n', nonce: nonce(0), features: [''] }).finish())],
@@ -448,6 +453,13 @@ t.test('generation history and feature frames are decoded strictly', async (t) =
   const full = Array.from({ length: 64 }, (_, i) => ({ fromSeq: i + 1, generation: i }));
   t.same((decodeMessage(begin(full)) as { history: unknown[] }).history.length, 64, '64 starts are accepted');
   t.same(decodeMessage(welcome({})), { type: 'WELCOME', mac: nonce(0), appliedSeq: 5n, durableSeq: 5n, generation: 3 }, 'no applied generation: absent, not 0');
+  t.same(
+    decodeMessage(welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, resyncBaseSeq: 0, resyncBaseGeneration: 0 })),
+    { type: 'WELCOME', mac: nonce(0), appliedSeq: 0n, durableSeq: 0n, generation: 3, resyncing: true, resyncBase: { seq: 0n, generation: 0 } },
+    'a resync base at seq 0 of generation 0 is present, not absent',
+  );
+  t.same((decodeMessage(frameOf(FrameType.RESYNC_BEGIN, pb.ResyncBegin.encode({ s0: 100, generation: 9, incrementalFrom: 100 }).finish())) as { incrementalFrom?: bigint }).incrementalFrom, 100n, 'an incremental base at s0 is accepted');
+  t.notOk('incrementalFrom' in (decodeMessage(begin([])) as object), 'no incremental base: absent');
 });
 
 t.test('wire fixtures of version 1 still decode, and encode to the same bytes', async (t) => {
