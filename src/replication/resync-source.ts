@@ -183,8 +183,8 @@ export class ResyncSource {
     this.progress.phase = 'comparing';
     onSnapshot(s0);
     this.options.log.info({ s0: String(s0), entries: entries.length }, 'resync: snapshot taken');
-    const incrementalFrom = this.changed && incremental!.tellReplica ? { incrementalFrom: incremental!.from } : {};
-    await this.send({ type: 'RESYNC_BEGIN', s0, generation, history: sendHistory ? history : [], ...incrementalFrom });
+    const base = this.changed && incremental?.tellReplica ? { incrementalFrom: incremental.from } : {};
+    await this.send({ type: 'RESYNC_BEGIN', s0, generation, history: sendHistory ? history : [], ...base });
     for (const e of entries) {
       await this.send({ type: 'RESYNC_ENTRY', entry: e });
       this.progress.entriesSent++;

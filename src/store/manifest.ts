@@ -76,10 +76,17 @@ export interface StoredResyncBase {
   generation: number;
 }
 
-function validResyncBase(base: unknown): boolean {
-  if (base === undefined) return true;
-  const b = base as Partial<StoredResyncBase>;
-  return typeof base === 'object' && base !== null && typeof b.seq === 'string' && /^\d{1,20}$/.test(b.seq) && BigInt(b.seq) < 2n ** 64n && Number.isSafeInteger(b.generation) && b.generation! >= 0;
+/**
+ * Parse the manifest's `resyncBase` (only beside `resyncing`); malformed is an error naming
+ * `file`, as for the manifest's other optional fields (renumbered.ts, generations.ts).
+ */
+function parseResyncBase(value: unknown, resyncing: unknown, file: string): ResyncBase | undefined {
+  if (value === undefined) return undefined;
+  const v = value as Partial<StoredResyncBase> | null;
+  if (resyncing !== true || !v || typeof v.seq !== 'string' || !/^\d{1,20}$/.test(v.seq) || BigInt(v.seq) >= 2n ** 64n || !Number.isSafeInteger(v.generation) || v.generation! < 0) {
+    throw new BrickdError('VOLUME_NOT_FOUND', `${file}: resyncBase is malformed or not beside resyncing`, { file });
+  }
+  return { seq: BigInt(v.seq), generation: v.generation! };
 }
 
 export function replicaManifestPath(replicaDir: string): string {
@@ -118,11 +125,11 @@ export async function readReplicaManifest(replicaDir: string): Promise<ReplicaMa
     typeof parsed.appliedSeq === 'string' &&
     /^\d+$/.test(parsed.appliedSeq) &&
     (parsed.resyncing === undefined || parsed.resyncing === true) &&
-    (parsed.resyncBase === undefined || (parsed.resyncing === true && validResyncBase(parsed.resyncBase))) &&
     (parsed.volumeUid === undefined || (typeof parsed.volumeUid === 'string' && VOLUME_ID_RE.test(parsed.volumeUid)));
   if (!ok) throw new BrickdError('VOLUME_NOT_FOUND', `${file} is missing fields`, { file });
   parseStoredHistory(parsed.generations, file);
   parseReservation(parsed.seqReservation, file);
   parseRanges(parsed.renumbered, file);
+  parseResyncBase(parsed.resyncBase, parsed.resyncing, file);
   return parsed as ReplicaManifest;
 }

@@ -54,7 +54,7 @@ t.test('the resync base: kept while flagged, replaced, dropped, refused when bad
   ];
   for (const [name, bad] of damaged) {
     await writeFile(replicaManifestPath(dir), JSON.stringify(bad));
-    await t.rejects(ReplicaStore.open(dir, OPEN), { code: 'VOLUME_NOT_FOUND' }, `${name}: refused`);
+    await t.rejects(ReplicaStore.open(dir, OPEN), { code: 'VOLUME_NOT_FOUND', message: /resyncBase/ }, `${name}: refused, naming the field`);
   }
   await writeFile(replicaManifestPath(dir), JSON.stringify(ended));
   store = await ReplicaStore.open(dir, OPEN);
