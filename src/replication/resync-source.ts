@@ -88,7 +88,10 @@ export interface ResyncProgress {
   bytesSent: number;
   startedAt: number;
   finishedAt?: number;
-  /** Only the regions changed since the replica's seq were compared (not every block). */
+  /**
+   * Only the regions changed since the replica's seq are compared (not every block): decided
+   * at the snapshot; until then, whether the link asked for an incremental one.
+   */
   incremental: boolean;
 }
 
