@@ -11,7 +11,8 @@
 //
 // What counts as a change of a file's bytes: write and writeDirect (the regions their range
 // covers), truncate (the whole file: cutting and re-growing leaves zeros the replica may not
-// have). Namespace mutations change no bytes: a created file is new and empty (its writes
+// have), and the local `suspect` note a primary logs after an unclean stop (the parts that
+// may hold changes its log lacks; `all`: anywhere, so nothing before it is covered). Namespace mutations change no bytes: a created file is new and empty (its writes
 // are recorded), and the resync's entry listing carries names, sizes and attributes in full
 // whatever this says.
 //
@@ -131,11 +132,19 @@ export class ChangedRegions {
   record(seq: bigint, m: Mutation): void {
     this.through = seq;
     if (m.op === 'truncate') this.touch(m.fid, ALL, seq);
-    else if (m.op === 'write' || m.op === 'writeDirect') {
-      const length = m.op === 'write' ? m.data.length : m.length;
-      const first = Math.floor(m.offset / this.regionBytes);
-      const last = Math.floor((m.offset + Math.max(length, 1) - 1) / this.regionBytes);
-      for (let r = first; r <= last; r++) this.touch(m.fid, r, seq);
+    else if (m.op === 'write' || m.op === 'writeDirect') this.touchRange(m.fid, m.offset, m.op === 'write' ? m.data.length : m.length, seq);
+    else if (m.op === 'suspect') {
+      // What an unclean stop may have left unlogged (store/activity.ts), as changed now.
+      if (m.all) {
+        // Anywhere: no replica before this seq can be compared in part.
+        this.touched.clear();
+        this.covered = seq + 1n;
+        return;
+      }
+      for (const r of m.ranges) {
+        if (r.length === undefined) this.touch(r.fid, ALL, seq);
+        else this.touchRange(r.fid, r.offset, r.length, seq);
+      }
     } else return;
     if (this.touched.size <= this.maxRegions) return;
     // Over budget: forget the regions touched longest ago; their seqs are no longer covered.
@@ -144,6 +153,12 @@ export class ChangedRegions {
       this.touched.delete(key);
       if (BigInt(last) + 1n > this.covered) this.covered = BigInt(last) + 1n;
     }
+  }
+
+  private touchRange(fid: string, offset: number, length: number, seq: bigint): void {
+    const first = Math.floor(offset / this.regionBytes);
+    const last = Math.floor((offset + Math.max(length, 1) - 1) / this.regionBytes);
+    for (let r = first; r <= last; r++) this.touch(fid, r, seq);
   }
 
   /**

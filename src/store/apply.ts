@@ -37,6 +37,11 @@ export interface ApplyContext {
    * mutation (the store then releases the room it had reserved for it, in the same step).
    */
   usage(delta: number, mutation?: Mutation): void;
+  /**
+   * Before a first apply (not a replay) writes anything: the activity log's enter (see
+   * activity.ts), undefined when it needs no wait.
+   */
+  enter(m: Mutation): Promise<void> | undefined;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -101,6 +106,12 @@ export async function removeFid(ctx: ApplyContext, fid: string): Promise<void> {
  */
 export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: boolean, range?: LockRange): Promise<void> {
   const { files } = ctx;
+  // A namespace mutation applies under the store's mutex, after every data mutation in
+  // flight: no file lock to keep in order, so it may wait for the activity log first.
+  if (!replay && !isDataOp(m)) {
+    const logged = ctx.enter(m);
+    if (logged) await logged;
+  }
   switch (m.op) {
     case 'create': {
       const fidPath = files.fidPath(m.fid);
@@ -152,6 +163,12 @@ export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: bool
     case 'truncate': {
       await ctx.locks.withWrite(m.fid, () =>
         files.use(m.fid, async (file) => {
+          // Requested synchronously above (the lock queue keeps seq order); the activity
+          // log names the file's part before a byte of it is written.
+          if (!replay) {
+            const logged = ctx.enter(m);
+            if (logged) await logged;
+          }
           const before = file.size;
           if (m.op === 'write') {
             await ctx.writeBlocks(file.data.fd, file.sums.fd, m.data, m.offset, ctx.blockSize);
@@ -222,5 +239,11 @@ export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: bool
       else ctx.dirtyDir(path.dirname(target));
       return;
     }
+    case 'suspect':
+      return; // a note for replication (mutations.ts): nothing to do to the tree
   }
+}
+
+function isDataOp(m: Mutation): boolean {
+  return m.op === 'write' || m.op === 'writeDirect' || m.op === 'truncate';
 }

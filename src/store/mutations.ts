@@ -19,7 +19,14 @@ export type Mutation =
   | { op: 'unlink'; path: string; fid: string }
   | { op: 'rmdir'; path: string; fid: string }
   | { op: 'rename'; from: string; to: string; fid: string; replacedFid?: string }
-  | { op: 'setattr'; path: string; fid: string; mode?: number; uid?: number; gid?: number; atimeMs?: number; mtimeMs?: number };
+  | { op: 'setattr'; path: string; fid: string; mode?: number; uid?: number; gid?: number; atimeMs?: number; mtimeMs?: number }
+  /**
+   * Local only, never shipped: the parts of the tree an unclean stop may have left holding
+   * unlogged changes (activity.ts), given a seq of their own so that the record of changed
+   * regions names them after it (store.settleSuspects). Changes nothing in the tree.
+   * `ranges`: byte ranges of files (`length` absent: the whole file); `all`: anything.
+   */
+  | { op: 'suspect'; ranges: Array<{ fid: string; offset: number; length?: number }>; namespace: boolean; all: boolean };
 
 export type MutationOp = Mutation['op'];
 
@@ -36,6 +43,7 @@ export const OP_CODES: Record<MutationOp, number> = {
   rmdir: 9,
   rename: 10,
   setattr: 11,
+  suspect: 12,
 };
 const OPS_BY_CODE = new Map(Object.entries(OP_CODES).map(([op, code]) => [code, op as MutationOp]));
 

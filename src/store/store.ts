@@ -37,6 +37,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { native } from '../native.js';
 import { applyMutation, type ApplyContext } from './apply.js';
 import type { CrashPoint } from './crashpoints.js';
+import { ACTIVITY_FILE, ActivityLog, hasSuspects, type ActivityLogOptions, type Suspects } from './activity.js';
 import { FileTable } from './files.js';
 import { generationAt, historyProblem, historyThrough, parseStoredHistory, storedHistory, withGenerationStart, type GenerationStart } from './generations.js';
 import { afterRecovery, isRenumbered, mergeRanges, parseRanges, parseReservation, SEQ_RESERVATION, storedRanges, storedReservation, type RenumberedRange, type SeqReservation } from './renumbered.js';
@@ -105,8 +106,12 @@ export interface StoreOptions {
   onMutationDurable?: (op: Mutation['op'], seconds: number) => void;
   /** Told of every checksum mismatch found (on read or scrub) and whether it was repaired. */
   onChecksumError?: (info: { fid: string; file?: string; block: number; repaired: boolean }) => void;
+  /** The activity log's extent size and capacity (activity.ts; tests make them small). */
+  activity?: ActivityLogOptions;
   crashPoint?: CrashPoint;
 }
+
+const NO_SUSPECTS: Suspects = { all: false, ranges: [], namespace: false };
 
 export interface CreateReplicaOptions {
   volumeId: string;
@@ -197,11 +202,15 @@ export class ReplicaStore {
   private failure: unknown;
   private closed = false;
   private readonly applyContext: ApplyContext;
+  /** Names durably what applies may be writing (activity.ts); set by open. */
+  private activity!: ActivityLog;
+  /** What the last stop may have left unlogged, until settleSuspects(). */
+  private suspectsValue: Suspects = NO_SUSPECTS;
   /** See readStamp. */
   private changes = 0;
   private readonly blockWrites: BlockWriteBatcher;
-  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin' | 'onCheckpoint' | 'onReplay'>> &
-    Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin' | 'onCheckpoint' | 'onReplay'>;
+  private readonly opts: Required<Omit<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin' | 'onCheckpoint' | 'onReplay' | 'activity'>> &
+    Pick<StoreOptions, 'repair' | 'crashPoint' | 'onChecksumError' | 'onMutation' | 'onMutationDurable' | 'onResyncBegin' | 'onCheckpoint' | 'onReplay' | 'activity'>;
 
   private constructor(
     readonly dir: string,
@@ -224,6 +233,7 @@ export class ReplicaStore {
       onResyncBegin: options.onResyncBegin,
       onCheckpoint: options.onCheckpoint,
       onReplay: options.onReplay,
+      activity: options.activity,
       crashPoint: options.crashPoint,
     };
     this.history = parseStoredHistory(manifestValue.generations, dir);
@@ -246,6 +256,7 @@ export class ReplicaStore {
         this.dirtyDirs.add(d);
       },
       usage: (delta, mutation) => this.countUsage(delta, mutation),
+      enter: (m) => this.activity.enter(m),
     };
   }
 
@@ -312,6 +323,16 @@ export class ReplicaStore {
       }
       store.applied.reset(record.seq);
       store.opts.onReplay?.(record.seq, mutation);
+    }
+    // What the last stop may have left in data/ without a record: nothing after a clean one.
+    const activity = await ActivityLog.open(path.join(dir, '.brickd', ACTIVITY_FILE), options.activity);
+    store.activity = activity.log;
+    store.suspectsValue = activity.suspects;
+    if (hasSuspects(activity.suspects)) {
+      log0.warn(
+        activity.suspects.all ? { all: true } : { ranges: activity.suspects.ranges.length, namespace: activity.suspects.namespace },
+        'unclean stop: parts of the tree may hold unacknowledged changes the log lacks; replicas will be compared there',
+      );
     }
     // Seqs numbered here before a crash past the recovered log may sit on replicas: the
     // range is recorded before this store numbers anything again (renumbered.ts).
@@ -561,6 +582,30 @@ export class ReplicaStore {
       data,
       seq,
     );
+  }
+
+  /** What the last stop may have left in data/ without a record (activity.ts), until settleSuspects(). */
+  get suspects(): Readonly<Suspects> {
+    return this.suspectsValue;
+  }
+
+  /**
+   * Give the suspects a seq of their own: a local `suspect` mutation (it changes nothing in
+   * the tree), durable when this resolves, so that the record of changed regions names them
+   * as changed after the last recovered seq and every replica at or before that seq is
+   * compared there (replication/changed.ts). Only for a store about to ship as primary, and
+   * before it does: the mutation is never shipped (volume/manager.ts attach). Then the
+   * activity log may let them go. Resolves the seq, or undefined when nothing was suspect.
+   */
+  async settleSuspects(): Promise<bigint | undefined> {
+    const s = this.suspectsValue;
+    if (!hasSuspects(s)) return undefined;
+    const mutation: Mutation = s.all ? { op: 'suspect', ranges: [], namespace: true, all: true } : { op: 'suspect', ranges: s.ranges, namespace: s.namespace, all: false };
+    const { seq } = await this.mutate(async () => (this.suspectsValue === s ? mutation : undefined));
+    if (this.suspectsValue !== s) return undefined; // settled meanwhile by another call
+    this.suspectsValue = NO_SUSPECTS;
+    this.activity.releaseSuspects();
+    return seq;
   }
 
   /**
@@ -984,6 +1029,8 @@ export class ReplicaStore {
         );
       }
       await this.wal.close();
+      // Every mutation is durable; after a failure the log keeps naming what it names.
+      await this.activity.close(!this.failure);
       await this.files.closeAll();
     });
   }
@@ -1096,7 +1143,14 @@ export class ReplicaStore {
         throw err;
       },
     );
-    void whenDurable.catch(() => undefined).finally(() => this.becomingDurable.delete(durable));
+    void whenDurable
+      .catch(() => undefined)
+      .finally(() => {
+        this.becomingDurable.delete(durable);
+        // Its record (and a direct write's data) is durable, or it failed: recovery needs
+        // no hint for it any more (activity.ts).
+        this.activity.leave(mutation);
+      });
     if (wait === 'applied') {
       await applied;
       return { ...started, durable: whenDurable };
@@ -1139,6 +1193,9 @@ export class ReplicaStore {
     await this.locks.withWrite(m.fid, () =>
       this.files.use(m.fid, async (file) => {
         const before = file.size;
+        // Named in the activity log before a byte of it can reach the data file.
+        const logged = this.activity.enter(m);
+        if (logged) await logged;
         const direct = buffered ? undefined : await this.files.directHandle(file);
         await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, undefined, direct?.fd);
         file.size = Math.max(file.size, m.offset + data.length);

@@ -487,6 +487,12 @@ export class VolumeManager {
       replication.server.addVolume(volume.store);
       volume.served = true;
     } else if (peers.length > 0) {
+      // After an unclean stop, the parts of the tree that may hold changes the log lacks get
+      // a seq of their own before anything is shipped (store.settleSuspects, never shipped
+      // itself): replicas at or before the recovered seq are then behind the queue below and
+      // resynced, comparing those parts (and the whole listing) with the rest of what changed.
+      const suspectSeq = await volume.store.settleSuspects();
+      if (suspectSeq !== undefined) this.options.log.warn({ volume: volume.volumeId, seq: String(suspectSeq) }, 'replicas will be compared where the unclean stop may have left changes');
       volume.primary = await volume.store.atSeqBoundary(
         (lastSeq) =>
           new PrimaryReplication({

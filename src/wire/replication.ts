@@ -342,6 +342,8 @@ function encodeMutation(message: MutationMessage): Buffer[] {
     }
     case 'writeDirect':
       throw new RangeError('a replicated write carries its data: ship op "write", not "writeDirect"');
+    case 'suspect':
+      throw new RangeError('a "suspect" record is local to its store and never shipped');
   }
   return frame('MUTATION', pb.Mutation.encode(body).finish(), payload, payload ? message.payloadCrc : undefined);
 }
@@ -563,7 +565,7 @@ function decodeResyncEntry(f: Frame): ResyncEntryMessage {
   return { type: 'RESYNC_ENTRY', entry };
 }
 
-type WireOp = Exclude<Mutation['op'], 'writeDirect'>;
+type WireOp = Exclude<Mutation['op'], 'writeDirect' | 'suspect'>;
 type MutationField = Exclude<keyof PbMutation, '$unknowns' | 'seq' | 'generation' | 'op'>;
 const MUTATION_FIELDS: MutationField[] = ['fid', 'path', 'to', 'target', 'offset', 'size', 'mode', 'uid', 'gid', 'atimeMs', 'mtimeMs', 'replacedFid', 'setMask'];
 const OP_FIELDS: Record<WireOp, ReadonlySet<MutationField>> = {

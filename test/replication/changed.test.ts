@@ -93,3 +93,18 @@ t.test('truncateTo: after a crash lost the last recorded mutations, their region
   small.record(3n, { op: 'write', fid: A, offset: 0, data: Buffer.alloc(1) }); // coverage moves to 3
   t.notOk(small.truncateTo(1n), 'a record that no longer covers the recovered seq is useless');
 });
+
+t.test("a store's suspect note: its ranges as changed at its seq; `all` leaves nothing before it covered", async (t) => {
+  const c = new ChangedRegions(10n);
+  c.record(11n, { op: 'write', fid: A, offset: 0, data: Buffer.alloc(1) });
+  // What an unclean stop may have left unlogged (store/activity.ts), noted at seq 12.
+  c.record(12n, { op: 'suspect', ranges: [{ fid: A, offset: 4 * MiB, length: 4 * MiB }, { fid: B, offset: 0 }], namespace: true, all: false });
+  t.same(plain(c.since(11n)), { [A]: [4, 5, 6, 7], [B]: 'all' }, 'a replica at the recovered seq is compared there');
+  t.same(plain(c.since(10n)), { [A]: [0, 4, 5, 6, 7], [B]: 'all' }, 'and one further behind there too, beside what it missed');
+  t.same(plain(c.since(12n)), {}, 'nothing after the note');
+  c.record(13n, { op: 'suspect', ranges: [], namespace: false, all: true });
+  t.equal(c.since(12n), undefined, 'suspect anywhere: a replica before the note is compared in full');
+  t.same(plain(c.since(13n)), {}, 'one after it is not');
+  c.record(14n, { op: 'write', fid: B, offset: MiB, data: Buffer.alloc(1) });
+  t.same(plain(c.since(13n)), { [B]: [1] }, 'and the record goes on');
+});

@@ -4,11 +4,11 @@
 // saw resolve is present with the right bytes, and every block of every file verifies.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import readline from 'node:readline';
 import t, { type Test } from 'tap';
 import { ReplicaStore } from '../../src/store/store.js';
 import { overwriteOps } from './children/overwrite-ops.mjs';
 import { native } from '../../src/native.js';
+import { runUntilKilled } from '../helpers/child.js';
 import { needsRoot } from '../helpers/loop.js';
 import { replicaDir, testBrick } from '../helpers/store.js';
 
@@ -22,30 +22,8 @@ type Ack =
   | { op: 'unlink'; path: string };
 
 /** Run the child until it dies (killed by us `killAfterMs` after it opened, or by its crash point). */
-async function runChild(dir: string, cycle: number, seed: number, killAfterMs: number | undefined, crashPoint?: string): Promise<Ack[]> {
-  const env = { ...process.env };
-  if (crashPoint) env.BRICKD_CRASH_POINT = crashPoint;
-  else delete env.BRICKD_CRASH_POINT;
-  const child = spawn(process.execPath, [CHILD, dir, String(cycle), String(seed)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const acks: Ack[] = [];
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  let timer: NodeJS.Timeout | undefined;
-  readline.createInterface({ input: child.stdout }).on('line', (line) => {
-    try {
-      acks.push(JSON.parse(line) as Ack);
-    } catch {
-      // a line cut by the kill
-    }
-    // The random kill counts from the moment the replica is open (recovery done).
-    if (acks.length === 1 && killAfterMs !== undefined) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-  });
-  const limit = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])));
-  clearTimeout(timer);
-  clearTimeout(limit);
-  if (signal !== 'SIGKILL') throw new Error(`child ended with ${code}/${signal} instead of SIGKILL: ${stderr}`);
-  return acks;
+function runChild(dir: string, cycle: number, seed: number, killAfterMs: number | undefined, crashPoint?: string): Promise<Ack[]> {
+  return runUntilKilled<Ack>(CHILD, [dir, String(cycle), String(seed)], { ...(killAfterMs !== undefined ? { killAfterMs } : {}), ...(crashPoint ? { crashPoint } : {}) });
 }
 
 /** Where each file acknowledged so far lives now, and what it must contain. */
