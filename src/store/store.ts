@@ -160,6 +160,18 @@ function entryType(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLi
   return st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
 }
 
+/** Most ranges a `suspect` record lists (its JSON body stays far below the log's 64 KiB). */
+const MAX_SUSPECT_RANGES = 512;
+
+/** The `suspect` mutation for `s`: past MAX_SUSPECT_RANGES, whole files; past that many files, everything. */
+function suspectRecord(s: Suspects): Extract<Mutation, { op: 'suspect' }> {
+  if (s.all) return { op: 'suspect', ranges: [], namespace: true, all: true };
+  if (s.ranges.length <= MAX_SUSPECT_RANGES) return { op: 'suspect', ranges: s.ranges, namespace: s.namespace, all: false };
+  const fids = [...new Set(s.ranges.map((r) => r.fid))];
+  if (fids.length <= MAX_SUSPECT_RANGES) return { op: 'suspect', ranges: fids.map((fid) => ({ fid, offset: 0 })), namespace: s.namespace, all: false };
+  return { op: 'suspect', ranges: [], namespace: true, all: true };
+}
+
 function checkInteger(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
   if (!Number.isSafeInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${value}`);
 }
@@ -600,7 +612,7 @@ export class ReplicaStore {
   async settleSuspects(): Promise<bigint | undefined> {
     const s = this.suspectsValue;
     if (!hasSuspects(s)) return undefined;
-    const mutation: Mutation = s.all ? { op: 'suspect', ranges: [], namespace: true, all: true } : { op: 'suspect', ranges: s.ranges, namespace: s.namespace, all: false };
+    const mutation = suspectRecord(s);
     const { seq } = await this.mutate(async () => (this.suspectsValue === s ? mutation : undefined));
     if (this.suspectsValue !== s) return undefined; // settled meanwhile by another call
     this.suspectsValue = NO_SUSPECTS;

@@ -647,6 +647,9 @@ export class VolumeManager {
     if (usable && saved.generation === store.manifest.generation && saved.changes.truncateTo(store.appliedSeq)) {
       volume.changes = saved.changes;
       if (savedThrough !== store.appliedSeq) this.options.log.info({ volume: volumeId, saved: String(savedThrough), recovered: String(store.appliedSeq) }, 'record of changed regions continued across a crash');
+      // Saved again at once (the open's checkpoint ran before the record was restored): a
+      // crash before the next checkpoint would otherwise find none and compare everything.
+      await saveRecord(volume);
     }
     await volume.scrubber.load();
     await this.attach(volume);

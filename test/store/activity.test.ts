@@ -9,6 +9,7 @@ import path from 'node:path';
 import t from 'tap';
 import { ACTIVITY_FILE, ActivityLog, hasSuspects, MAX_KEYS, SLOT_BYTES, type Suspects } from '../../src/store/activity.js';
 import type { Mutation } from '../../src/store/mutations.js';
+import { run } from '../../src/exec.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { runUntilKilled } from '../helpers/child.js';
 import { needsRoot } from '../helpers/loop.js';
@@ -150,4 +151,23 @@ t.test('a store SIGKILLed in the middle of writes names every write applied and 
     await reopened.close();
   }
   t.ok(checked > 0, `${checked} writes were applied and not durable at a kill`);
+});
+
+t.test('a long list of suspects is noted as whole files', { skip: needsRoot() }, async (t) => {
+  const brick = await testBrick(t);
+  const dir = replicaDir(brick, 'many');
+  const options = { checkpointIntervalMs: 0, activity: { extentBytes: 4096, capacity: 1024 } };
+  const store = await ReplicaStore.create(dir, { volumeId: 'many', sizeLimitBytes: 64 * MiB }, options);
+  const fids = [(await store.create('x')).fid, (await store.create('y')).fid];
+  for (let i = 0; i < 600; i++) await store.write({ fid: fids[i % 2]! }, i * 8192, Buffer.alloc(10, 1));
+  // A crash image: a copy of the replica while it is open, everything durable.
+  const copy = replicaDir(brick, 'many-copy');
+  await run('cp', ['-a', dir, copy]);
+  await store.close();
+  const noted: Mutation[] = [];
+  const crashed = await ReplicaStore.open(copy, { ...options, onMutation: (_seq, m) => void noted.push(m) });
+  t.teardown(() => crashed.close());
+  t.equal(crashed.suspects.all ? 0 : crashed.suspects.ranges.length, 600, 'every extent written is suspect');
+  await crashed.settleSuspects();
+  t.same(noted, [{ op: 'suspect', ranges: fids.map((fid) => ({ fid, offset: 0 })), namespace: true, all: false }], 'noted as the two whole files (and the namespace): the record stays small');
 });
