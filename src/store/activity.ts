@@ -55,6 +55,8 @@ export const SLOT_BYTES = Math.ceil((HEADER_BYTES + MAX_KEYS * KEY_BYTES) / 4096
 const EXTENT_FILE = 0xffff_ffff;
 const EXTENT_NAMESPACE = 0xffff_fffe;
 const EXTENT_EVERYTHING = 0xffff_fffd;
+/** Extents asked for ahead of a sequential writer (askAhead). */
+const ASK_AHEAD = 4;
 /** The fid of the keys that name no file. */
 const NO_FID = '0000000000000000';
 const NAMESPACE_KEY = `${NO_FID}:${EXTENT_NAMESPACE}`;
@@ -81,6 +83,11 @@ export interface ActivityLogOptions {
   capacity?: number;
 }
 
+interface Entry {
+  pins: number;
+  used: number;
+}
+
 interface Deferred {
   promise: Promise<void>;
   resolve(): void;
@@ -100,23 +107,28 @@ function deferred(): Deferred {
 export class ActivityLog {
   readonly extentBytes: number;
   private readonly capacity: number;
-  /** Keys durably in the log, least recently used first. */
-  private readonly active = new Map<string, true>();
-  /** Applies in flight per key (and the suspects until released): such a key never leaves. */
-  private readonly pins = new Map<string, number>();
+  /**
+   * Keys durably in the log (or in the transaction being written), each with its pins (the
+   * applies in flight that entered it, and the suspects until released: a pinned key never
+   * leaves) and when it was last used (a counter): the hot path updates both in place.
+   */
+  private readonly active = new Map<string, Entry>();
+  private uses = 0;
   /** Keys asked for and not yet durable, each with what its waiters wait on. */
   private readonly asked = new Map<string, Deferred>();
-  /** The keys each entered mutation pinned, for leave(). */
-  private readonly entered = new Map<Mutation, string[]>();
-  private suspectKeys: string[] = [];
+  /** The entries each entered mutation pinned, for leave(). */
+  private readonly entered = new Map<Mutation, Entry[]>();
+  private suspectEntries: Entry[] = [];
+  /** Per file (at most 1,024 remembered), where its last write entered ended: askAhead. */
+  private readonly cursors = new Map<string, number>();
   private txNumber: bigint;
   /** The last run() of transactions (close waits for it); `writing` while it runs. */
   private running: Promise<void> | undefined;
   private writing = false;
   private scheduled = false;
   private failure: unknown;
-  /** Resolved (and replaced) whenever a key's last pin goes: a full log waits for one. */
-  private unpinned = deferred();
+  /** A full log's transaction waiting for some key's last pin to go. */
+  private onUnpinned: (() => void) | undefined;
   private closed = false;
 
   private constructor(
@@ -199,8 +211,10 @@ export class ActivityLog {
   enter(m: Mutation): Promise<void> | undefined {
     if (this.failure) return Promise.reject(this.failure);
     const keys = this.keysOf(m);
-    if (keys.every((k) => this.active.has(k) && !this.asked.has(k))) {
-      this.pin(m, keys);
+    if (m.op === 'write' || m.op === 'writeDirect') this.askAhead(m.fid, m.offset, m.op === 'write' ? m.data.length : m.length);
+    const entries = this.covered(keys);
+    if (entries) {
+      this.pin(m, entries);
       return undefined;
     }
     return this.ask(m, keys);
@@ -208,17 +222,17 @@ export class ActivityLog {
 
   /** After `m` is durable or failed: its keys may leave the log again. */
   leave(m: Mutation): void {
-    const keys = this.entered.get(m);
-    if (!keys) return;
+    const entries = this.entered.get(m);
+    if (!entries) return;
     this.entered.delete(m);
-    this.unpin(keys);
+    this.unpin(entries);
   }
 
   /** The suspects reported by open() no longer need to stay: the replicas will be compared there. */
   releaseSuspects(): void {
-    const keys = this.suspectKeys;
-    this.suspectKeys = [];
-    this.unpin(keys);
+    const entries = this.suspectEntries;
+    this.suspectEntries = [];
+    this.unpin(entries);
   }
 
   /** Keys in the log now (tests, status). */
@@ -237,7 +251,7 @@ export class ActivityLog {
     await this.running;
     try {
       if (clean && !this.failure) {
-        for (const key of [...this.active.keys()]) if (!this.pins.has(key)) this.active.delete(key);
+        for (const [key, e] of this.active) if (e.pins === 0) this.active.delete(key);
         await this.writeTx();
       }
     } finally {
@@ -261,38 +275,66 @@ export class ActivityLog {
       // In this process's extents (an extent of another size is kept as its whole file).
       const key = extent >= EXTENT_EVERYTHING || extentBytes === this.extentBytes ? `${fid}:${extent}` : `${fid}:${EXTENT_FILE}`;
       if (this.active.has(key)) continue;
-      this.active.set(key, true);
-      this.suspectKeys.push(key);
+      const e: Entry = { pins: 1, used: ++this.uses };
+      this.active.set(key, e);
+      this.suspectEntries.push(e);
     }
-    for (const key of this.suspectKeys) this.pins.set(key, (this.pins.get(key) ?? 0) + 1);
     return all ? { all: true } : { all: false, ranges, namespace };
   }
 
-  private pin(m: Mutation, keys: string[]): void {
-    for (const k of keys) {
-      this.pins.set(k, (this.pins.get(k) ?? 0) + 1);
-      // Most recently used last: the first to leave is the one idle longest.
-      this.active.delete(k);
-      this.active.set(k, true);
+  /**
+   * A sequential writer (this write starts where the file's last one entered ended) past
+   * the middle of its extent: the next ASK_AHEAD extents not yet logged are asked for now,
+   * in the background (nobody waits for them), so that the writer finds them logged when it
+   * gets there instead of waiting for a transaction per extent. Random writers ask nothing.
+   */
+  private askAhead(fid: string, offset: number, length: number): void {
+    const end = offset + length;
+    const sequential = this.cursors.get(fid) === offset;
+    if (this.cursors.size >= 1024 && !this.cursors.has(fid)) this.cursors.clear();
+    this.cursors.set(fid, end);
+    const lastByte = end - 1;
+    if (!sequential || length === 0 || lastByte % this.extentBytes < this.extentBytes / 2) return;
+    const next = Math.floor(lastByte / this.extentBytes) + 1;
+    if (this.active.has(`${fid}:${next}`)) return;
+    let asked = false;
+    for (let e = next; e < next + ASK_AHEAD && e < EXTENT_EVERYTHING; e++) {
+      const key = `${fid}:${e}`;
+      if (this.active.has(key) || this.asked.has(key)) continue;
+      this.asked.set(key, deferred());
+      asked = true;
     }
-    const already = this.entered.get(m);
-    this.entered.set(m, already ? already.concat(keys) : keys);
+    if (asked) this.schedule();
   }
 
-  private unpin(keys: string[]): void {
-    let freed = false;
+  /** The entries of `keys` if every one is durably logged, else undefined. */
+  private covered(keys: string[]): Entry[] | undefined {
+    const entries: Entry[] = [];
     for (const k of keys) {
-      const n = (this.pins.get(k) ?? 0) - 1;
-      if (n > 0) this.pins.set(k, n);
-      else {
-        this.pins.delete(k);
-        freed = true;
-      }
+      const e = this.active.get(k);
+      if (!e || (this.asked.size > 0 && this.asked.has(k))) return undefined;
+      entries.push(e);
     }
-    if (freed) {
-      const d = this.unpinned;
-      this.unpinned = deferred();
-      d.resolve();
+    return entries;
+  }
+
+  private pin(m: Mutation, entries: Entry[]): void {
+    const used = ++this.uses;
+    for (const e of entries) {
+      e.pins++;
+      e.used = used;
+    }
+    const already = this.entered.get(m);
+    this.entered.set(m, already ? already.concat(entries) : entries);
+  }
+
+  private unpin(entries: Entry[]): void {
+    let freed = false;
+    for (const e of entries) if (--e.pins === 0) freed = true;
+    if (freed && this.onUnpinned) {
+      const wake = this.onUnpinned;
+      this.onUnpinned = undefined;
+      wake();
     }
   }
 
@@ -303,6 +345,11 @@ export class ActivityLog {
    */
   private async ask(m: Mutation, keys: string[]): Promise<void> {
     for (;;) {
+      const entries = this.covered(keys);
+      if (entries) {
+        this.pin(m, entries);
+        return;
+      }
       const waits: Array<Promise<void>> = [];
       for (const k of keys) {
         if (this.active.has(k) && !this.asked.has(k)) continue;
@@ -312,10 +359,6 @@ export class ActivityLog {
           this.asked.set(k, d);
         }
         waits.push(d.promise);
-      }
-      if (waits.length === 0) {
-        this.pin(m, keys);
-        return;
       }
       this.schedule();
       // A key logged by an earlier transaction may be let go by a later one while this
@@ -344,20 +387,22 @@ export class ActivityLog {
       while (this.asked.size > 0 && !this.failure) {
         // Make room: unpinned keys leave, least recently used first, until the set with
         // what is asked fits the capacity (pinned ones and asked ones never leave here).
-        const wanted = [...this.asked.keys()].filter((k) => !this.active.has(k));
-        let room = this.capacity - wanted.length;
-        for (const key of this.active.keys()) {
-          if (this.active.size <= room) break;
-          if (!this.pins.has(key) && !this.asked.has(key)) this.active.delete(key);
+        let room = this.capacity - this.asked.size;
+        if (this.active.size > room) {
+          const idle = [...this.active].filter(([, e]) => e.pins === 0).sort(([, a], [, b]) => a.used - b.used);
+          for (const [key] of idle) {
+            if (this.active.size <= room) break;
+            this.active.delete(key);
+          }
         }
         // A log full of pinned keys takes what still fits; the rest wait for applies to end.
         room = MAX_KEYS - this.active.size;
         if (room <= 0) {
-          await this.unpinned.promise;
+          await new Promise<void>((resolve) => (this.onUnpinned = resolve));
           continue;
         }
         const batch = [...this.asked.entries()].slice(0, room);
-        for (const [key] of batch) this.active.set(key, true);
+        for (const [key] of batch) this.active.set(key, { pins: 0, used: ++this.uses });
         try {
           await this.writeTx();
         } catch (err) {

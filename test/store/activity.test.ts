@@ -110,6 +110,23 @@ t.test('the activity log alone', { skip: needsRoot() }, async (t) => {
   await log.close();
   t.notOk(hasSuspects((await ActivityLog.open(file)).suspects), 'released and closed cleanly: nothing');
 
+  // A sequential writer finds the next extents logged before it gets there.
+  const seq = (await ActivityLog.open(path.join(brick.root, 'activity-seq'), { extentBytes: MiB })).log;
+  const C = 'cccccccccccccccc';
+  const seqWrites = Array.from({ length: 8 }, (_, i) => write(C, i * (MiB / 2), MiB / 2));
+  const opening = seq.enter(seqWrites[0]!);
+  t.ok(opening instanceof Promise, 'a new file: the first write waits');
+  await opening;
+  let waited = 0;
+  for (const m of seqWrites.slice(1)) {
+    await new Promise((r) => setTimeout(r, 20)); // time for a transaction asked in the background
+    const wait = seq.enter(m);
+    if (wait) waited++;
+    await wait;
+  }
+  t.equal(waited, 0, 'writes that follow each other over four extents never wait: the next extents were asked for ahead');
+  await seq.close(false);
+
   await t.rejects(ActivityLog.open(file, { capacity: MAX_KEYS + 1 }), RangeError, 'a capacity past what a slot holds is refused');
   await t.rejects(ActivityLog.open(file, { extentBytes: 3 * MiB }), RangeError, 'an extent size that is not a power of two is refused');
 });
