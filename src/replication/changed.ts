@@ -30,6 +30,29 @@ export interface ChangedFiles {
   readonly files: ReadonlyMap<string, ReadonlySet<number> | 'all'>;
 }
 
+/**
+ * `changed` with the byte ranges of `ranges` added (a replica's suspects: store/activity.ts);
+ * a range without a length is its whole file. Undefined stays undefined (not covered).
+ */
+export function withRanges(changed: ChangedFiles | undefined, ranges: ReadonlyArray<{ fid: string; offset: number; length?: number }>): ChangedFiles | undefined {
+  if (!changed || ranges.length === 0) return changed;
+  const files = new Map<string, ReadonlySet<number> | 'all'>(changed.files);
+  for (const r of ranges) {
+    const had = files.get(r.fid);
+    if (had === 'all') continue;
+    if (r.length === undefined) {
+      files.set(r.fid, 'all');
+      continue;
+    }
+    const regions = new Set(had);
+    const first = Math.floor(r.offset / changed.regionBytes);
+    const last = Math.floor((r.offset + Math.max(r.length, 1) - 1) / changed.regionBytes);
+    for (let region = first; region <= last; region++) regions.add(region);
+    files.set(r.fid, regions);
+  }
+  return { regionBytes: changed.regionBytes, files };
+}
+
 export interface ChangedRegionsOptions {
   /** Region size in bytes (default 1 MiB): the granularity of what is compared. */
   regionBytes?: number;

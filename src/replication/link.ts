@@ -15,6 +15,9 @@
 //            the queue dropped, at a seq our own generation made, is compared only where
 //            the primary changed since (`changes`, changed.ts), and so is one whose
 //            incremental resync by this primary was cut short (canResume); any other, in full.
+//            A replica that stopped uncleanly and says where its tree may hold mutations
+//            its log lacks (WELCOME suspects) is resynced even if it could stream, comparing
+//            those parts too (withSuspects).
 //   behind   the same without a `resync` store, or the replica could not apply a mutation:
 //            only an operator or a new attach helps
 //   failed   fenced (GENERATION_STALE), wrong cluster or secret, superseded, or the
@@ -39,10 +42,11 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { BrickdError, ErrorCodes, isBrickdError, type ErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import type { Suspects } from '../store/activity.js';
 import type { ResyncBase } from '../store/manifest.js';
 import { encodeMessage, MAX_READ_BLOCKS_BYTES, type ChallengeMessage, type ErrorMessage, type ReplicationMessage, type WelcomeMessage } from '../wire/replication.js';
 import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
-import type { ChangedRegions } from './changed.js';
+import { withRanges, type ChangedRegions } from './changed.js';
 import { ResyncSource, type ResyncProgress, type ResyncSourceStore } from './resync-source.js';
 import type { RetainedConsumer, RetainedQueue } from './retained.js';
 import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, sharedFeatures, withoutCode, type Transcript, type WireErrorCode } from './session.js';
@@ -87,6 +91,11 @@ export interface ReplicaLinkOptions {
   features?: readonly string[];
   /** The volume's incarnation (the primary store's volumeUid), sent in AUTH to a replica that offered volume-uid. */
   volumeUid?: string;
+  /**
+   * The highest seq an earlier link of this process sent this replica (the primary attached
+   * again, same store, same role throughout): withSuspects counts it as sent by this link.
+   */
+  sentEarlier?: bigint;
   log?: Logger;
 }
 
@@ -138,6 +147,11 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   retainFloor: bigint | undefined;
   /** Highest seq ever sent on any connection of this link (see needsResync). */
   private highestSent = 0n;
+
+  /** The highest seq this link ever sent its replica, or resynced it to (the next attach's sentEarlier). */
+  get sentThrough(): bigint {
+    return this.highestSent > this.opts.sentEarlier ? this.highestSent : this.opts.sentEarlier;
+  }
   /** Features both ends of the current connection offered (session.ts FEATURES). */
   private sharedFeatures = new Set<string>();
   private stateValue: LinkState = 'connecting';
@@ -193,6 +207,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
       pingIntervalMs: options.pingIntervalMs ?? 2000,
       idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
+      sentEarlier: options.sentEarlier ?? 0n,
       resync: options.resync,
       blocks: options.blocks,
       changes: options.changes,
@@ -400,8 +415,9 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     if (m.durableSeq > m.appliedSeq) return this.violation(conn, `WELCOME durable_seq ${m.durableSeq} is past applied_seq ${m.appliedSeq}`);
     // Checked before anything the replica says is believed: a replica ahead of this primary
     // holds mutations this primary never made; its durable seq must not count for quorum.
-    const resync = this.needsResync(m);
-    if (resync) return this.opts.resync ? this.startResync(conn, resync.reason, resync.from) : this.fallBehind(resync.reason);
+    const suspects = this.sharedFeatures.has('replica-suspects') ? m.suspects : undefined;
+    const resync = this.withSuspects(this.needsResync(m), m, suspects);
+    if (resync) return this.opts.resync ? this.startResync(conn, resync.reason, resync.from, resync.suspect ?? []) : this.fallBehind(resync.reason);
     this.setAcked(m.durableSeq);
     this.startStreaming(conn, m.appliedSeq, m.durableSeq);
   }
@@ -451,6 +467,39 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
   }
 
   /**
+   * The replica's suspects (replica-suspects: where an unclean stop may have left its tree
+   * holding mutations its log lacks) make a replica that could stream resync instead,
+   * comparing them beside what changed since its durable seq (`suspect`, added by
+   * startResync); when it cannot tell where (`all`), every block is compared.
+   *
+   * Not when this link sent it everything it may hold: a replica takes seqs only from its
+   * session, and every seq past its durable one that it may have applied without a record
+   * was sent by this link (its seq is at most highestSent, this process's own, never
+   * renumbered), which sends them again from the queue or compares where they changed (an
+   * incremental resync from that seq): nothing the suspects name can be left. That is a
+   * replica that crashed while this primary ran on (an earlier link of this process, before
+   * the primary attached again, counts: sentEarlier); one that comes back to a restarted or
+   * another primary has them compared.
+   */
+  private withSuspects(
+    resync: { reason: string; from?: bigint } | undefined,
+    m: WelcomeMessage,
+    suspects: Suspects | undefined,
+  ): { reason: string; from?: bigint; suspect?: ReadonlyArray<{ fid: string; offset: number; length?: number }> } | undefined {
+    if (!suspects) return resync;
+    const sent = this.sentThrough;
+    if (!suspects.all && !m.resyncing && sent > 0n && m.appliedSeq <= sent) return resync;
+    const where = suspects.all ? 'anywhere' : `in ${suspects.ranges.length} file ranges${suspects.namespace ? ' and its namespace' : ''}`;
+    const reason = `the replica stopped uncleanly: its tree may hold mutations its log lacks ${where}`;
+    if (suspects.all) return { reason: resync ? `${resync.reason}; ${reason}` : reason };
+    if (resync) return { ...resync, suspect: suspects.ranges };
+    // It could stream: its seq is this primary's (needsResync checked the generations when
+    // both are known), so its tree is ours at its durable seq except where it is suspect.
+    const known = m.appliedGeneration !== undefined && this.opts.resync?.generationAt(m.appliedSeq) !== undefined;
+    return known ? { reason, from: m.durableSeq, suspect: suspects.ranges } : { reason };
+  }
+
+  /**
    * May an incremental resync that was cut short be resumed comparing only what changed after
    * its base seq (docs/replication.md "Resuming an incremental resync")? The replica's tree is
    * this primary's at that seq plus blocks that resync wrote, all read from this primary's
@@ -474,9 +523,10 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
    * With `from`, only the regions changed after it are compared when the record of changes
    * still covers it at the snapshot (see needsResync).
    */
-  private startResync(conn: FramedSocket, reason: string, from?: bigint): void {
+  private startResync(conn: FramedSocket, reason: string, from: bigint | undefined, suspect: ReadonlyArray<{ fid: string; offset: number; length?: number }>): void {
     const changes = this.opts.changes;
-    const incremental = from !== undefined && changes ? { from, changed: (seq: bigint) => changes.since(seq), tellReplica: this.sharedFeatures.has('resync-resume') } : undefined;
+    const incremental =
+      from !== undefined && changes ? { from, changed: (seq: bigint) => withRanges(changes.since(seq), suspect), tellReplica: this.sharedFeatures.has('resync-resume') } : undefined;
     this.transition('resyncing', incremental ? `${reason} (incremental: comparing only the regions changed since seq ${from}, if still recorded at the snapshot)` : reason);
     this.stats.resyncs++;
     this.startHeartbeat(conn);

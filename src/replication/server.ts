@@ -56,6 +56,7 @@ import { ResyncTarget, type ResyncTargetStore } from './resync-target.js';
 import { checkSecret, FEATURES, FramedSocket, macMatches, newNonce, sessionMac, sharedFeatures, withoutCode, type WireErrorCode } from './session.js';
 import { ContiguousSeq } from '../store/contiguous.js';
 import type { RenumberedRange } from '../store/renumbered.js';
+import { boundedSuspects, hasSuspects, type Suspects } from '../store/activity.js';
 
 /** What the server needs of a replica store (ReplicaStore has it). */
 export interface ReplicaTarget extends ResyncTargetStore, BlockSource {
@@ -74,6 +75,10 @@ export interface ReplicaTarget extends ResyncTargetStore, BlockSource {
   adoptRenumbered(ranges: readonly RenumberedRange[]): Promise<void>;
   /** The generation that made `seq` here, if known (store/generations.ts). */
   generationAt(seq: bigint): number | undefined;
+  /** Where an unclean stop may have left mutations the log lacks (store/activity.ts). */
+  readonly suspects: Readonly<Suspects>;
+  /** A completed resync compared them: let them go. */
+  forgetSuspects(): void;
 }
 
 export interface ReplicaServerOptions {
@@ -188,6 +193,8 @@ class ServerSession {
   private hello: HelloMessage | undefined;
   /** Features both ends offered (session.ts FEATURES): what this session may send. */
   private sharedFeatures = new Set<string>();
+  /** This session's WELCOME told the primary the replica's suspects (replica-suspects). */
+  private suspectsTold = false;
   private replicaNonce: Buffer | undefined;
   private volume: VolumeState | undefined;
   private inFlightBytes = 0;
@@ -366,11 +373,16 @@ class ServerSession {
     this.state = 'streaming';
     this.server.countSession();
     const proof = sessionMac(this.opts.secret, 'replica', transcript);
+    // Where an unclean stop may have left this tree holding mutations its log lacks: a
+    // primary told so resyncs it, comparing them (docs/replication.md, "After an unclean stop").
+    const told = this.sharedFeatures.has('replica-suspects') && hasSuspects(volume.store.suspects) ? boundedSuspects(volume.store.suspects) : undefined;
+    this.suspectsTold = told !== undefined;
+    const suspects = told ? { suspects: told } : {};
     if (volume.store.resyncing) {
       // A resync was cut short (here or before a restart): our seqs mean nothing until one
       // completes. Where an incremental one started from lets its primary resume it so.
       const resyncBase = this.sharedFeatures.has('resync-resume') ? volume.store.resyncBase : undefined;
-      this.conn.send({ type: 'WELCOME', mac: proof, appliedSeq: 0n, durableSeq: 0n, generation: volume.generation, resyncing: true, ...(resyncBase ? { resyncBase } : {}) });
+      this.conn.send({ type: 'WELCOME', mac: proof, appliedSeq: 0n, durableSeq: 0n, generation: volume.generation, resyncing: true, ...(resyncBase ? { resyncBase } : {}), ...suspects });
     } else {
       const appliedGeneration = this.sharedFeatures.has('generation-history') ? volume.acceptedGeneration : undefined;
       this.conn.send({
@@ -380,6 +392,7 @@ class ServerSession {
         durableSeq: volume.durableSeq,
         generation: volume.generation,
         ...(appliedGeneration !== undefined ? { appliedGeneration } : {}),
+        ...suspects,
       });
     }
     this.lastAckSeq = volume.durableSeq;
@@ -406,6 +419,10 @@ class ServerSession {
     this.state = 'resync';
     this.server.stats.resyncs++;
     const ready = Promise.allSettled([...volume.pending]).then(() => undefined);
+    // Once it completes, this resync has compared the suspects if it compares every block or
+    // its primary was told them (an incremental one from a primary that was not told
+    // compares only what that primary changed).
+    const comparesSuspects = m.incrementalFrom === undefined || this.suspectsTold;
     this.resync = new ResyncTarget(
       volume.store,
       m.s0,
@@ -418,6 +435,7 @@ class ServerSession {
         done: (s0) => {
           if (this.state !== 'resync') return;
           volume.resetTo(s0);
+          if (comparesSuspects) volume.store.forgetSuspects();
           this.lastAckSeq = s0;
           this.resync = undefined;
           this.state = 'streaming';

@@ -58,8 +58,12 @@ export const MIN_SECRET_BYTES = 16;
  *   resync-resume       RESYNC_BEGIN.incremental_from, kept by the replica, and
  *                       WELCOME.resync_base_*: an incremental resync cut short is resumed
  *                       incrementally (docs/replication.md "Resuming an incremental resync")
+ *   replica-suspects    WELCOME.suspects/suspect_flags: where an unclean stop may have
+ *                       left the replica holding mutations its log lacks; the primary
+ *                       resyncs it comparing them (docs/replication.md "After an unclean
+ *                       stop")
  */
-export const FEATURES: readonly string[] = ['generation-history', 'volume-uid', 'renumbered-seqs', 'resync-resume'];
+export const FEATURES: readonly string[] = ['generation-history', 'volume-uid', 'renumbered-seqs', 'resync-resume', 'replica-suspects'];
 
 /** The features a session may use: offered by this end and by the peer (unknown names drop out). */
 export function sharedFeatures(offered: readonly string[], peer: readonly string[] | undefined): Set<string> {

@@ -76,6 +76,17 @@ export function hasSuspects(s: Suspects): boolean {
   return s.all || s.namespace || s.ranges.length > 0;
 }
 
+/** Most ranges suspects are told as (a store's `suspect` record, a replica's WELCOME). */
+export const MAX_SUSPECT_RANGES = 512;
+
+/** `s` in at most MAX_SUSPECT_RANGES ranges: past that many, whole files; past that many files, everything. */
+export function boundedSuspects(s: Suspects): Suspects {
+  if (s.all || s.ranges.length <= MAX_SUSPECT_RANGES) return s;
+  const fids = [...new Set(s.ranges.map((r) => r.fid))];
+  if (fids.length <= MAX_SUSPECT_RANGES) return { all: false, ranges: fids.map((fid) => ({ fid, offset: 0 })), namespace: s.namespace };
+  return { all: true };
+}
+
 export interface ActivityLogOptions {
   /** Bytes per extent, a power of two (default 4 MiB). */
   extentBytes?: number;

@@ -37,7 +37,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { native } from '../native.js';
 import { applyMutation, type ApplyContext } from './apply.js';
 import type { CrashPoint } from './crashpoints.js';
-import { ACTIVITY_FILE, ActivityLog, hasSuspects, type ActivityLogOptions, type Suspects } from './activity.js';
+import { ACTIVITY_FILE, ActivityLog, boundedSuspects, hasSuspects, type ActivityLogOptions, type Suspects } from './activity.js';
 import { FileTable } from './files.js';
 import { generationAt, historyProblem, historyThrough, parseStoredHistory, storedHistory, withGenerationStart, type GenerationStart } from './generations.js';
 import { afterRecovery, isRenumbered, mergeRanges, parseRanges, parseReservation, SEQ_RESERVATION, storedRanges, storedReservation, type RenumberedRange, type SeqReservation } from './renumbered.js';
@@ -160,16 +160,10 @@ function entryType(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLi
   return st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
 }
 
-/** Most ranges a `suspect` record lists (its JSON body stays far below the log's 64 KiB). */
-const MAX_SUSPECT_RANGES = 512;
-
-/** The `suspect` mutation for `s`: past MAX_SUSPECT_RANGES, whole files; past that many files, everything. */
+/** The `suspect` mutation for `s`, listing at most MAX_SUSPECT_RANGES ranges (its JSON body stays far below the log's 64 KiB). */
 function suspectRecord(s: Suspects): Extract<Mutation, { op: 'suspect' }> {
-  if (s.all) return { op: 'suspect', ranges: [], namespace: true, all: true };
-  if (s.ranges.length <= MAX_SUSPECT_RANGES) return { op: 'suspect', ranges: s.ranges, namespace: s.namespace, all: false };
-  const fids = [...new Set(s.ranges.map((r) => r.fid))];
-  if (fids.length <= MAX_SUSPECT_RANGES) return { op: 'suspect', ranges: fids.map((fid) => ({ fid, offset: 0 })), namespace: s.namespace, all: false };
-  return { op: 'suspect', ranges: [], namespace: true, all: true };
+  const b = boundedSuspects(s);
+  return b.all ? { op: 'suspect', ranges: [], namespace: true, all: true } : { op: 'suspect', ranges: b.ranges, namespace: b.namespace, all: false };
 }
 
 function checkInteger(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
@@ -615,9 +609,18 @@ export class ReplicaStore {
     const mutation = suspectRecord(s);
     const { seq } = await this.mutate(async () => (this.suspectsValue === s ? mutation : undefined));
     if (this.suspectsValue !== s) return undefined; // settled meanwhile by another call
+    this.forgetSuspects();
+    return seq;
+  }
+
+  /**
+   * A replica's suspects were compared by a resync that has just completed (every block, or
+   * its primary was told them: replication/server.ts): the activity log may let them go.
+   */
+  forgetSuspects(): void {
+    if (!hasSuspects(this.suspectsValue)) return;
     this.suspectsValue = NO_SUSPECTS;
     this.activity.releaseSuspects();
-    return seq;
   }
 
   /**

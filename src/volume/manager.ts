@@ -62,6 +62,12 @@ export interface LocalVolume {
   changes?: ChangedRegions;
   /** True while the ReplicaServer serves this replica to primaries. */
   served: boolean;
+  /**
+   * Per peer, the highest seq this process's primary sent it, kept across a detach for the
+   * next attach as primary (link.ts withSuspects); dropped when the volume becomes a
+   * replica (its seqs may then be renumbered by another primary).
+   */
+  sentTo?: Map<string, bigint>;
 }
 
 /** The agent's replication endpoint and identity; absent when replication is off. */
@@ -482,6 +488,7 @@ export class VolumeManager {
     if (!replication) return;
     const { role, peers, writeQuorum } = volume.config;
     if (role === 'replica') {
+      volume.sentTo = undefined;
       // The record goes on: the primary's stream reaches the store as mutations (recorded in
       // storeOptions' onMutation) and a resync drops it (onResyncBegin).
       replication.server.addVolume(volume.store);
@@ -509,6 +516,7 @@ export class VolumeManager {
             onPeerState: (peer, state, reason) => this.peerEvent(volume.volumeId, peer, state, reason),
             blocks: volume.store,
             resyncRateBytesPerSec: this.resyncRateOf(volume),
+            ...(volume.sentTo ? { sentEarlier: volume.sentTo } : {}),
             changes: recordThrough(volume, lastSeq),
             ...(replication.link ? { link: replication.link } : {}),
           }),
@@ -573,6 +581,7 @@ export class VolumeManager {
         volume.primary = undefined;
       });
       await primary.close();
+      volume.sentTo = primary.sentThrough();
     }
   }
 

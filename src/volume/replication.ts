@@ -50,6 +50,8 @@ export interface PrimaryReplicationOptions {
   blocks?: BlockSource;
   /** Resync data bytes per second per replica being resynced (0 or absent: unthrottled). */
   resyncRateBytesPerSec?: number;
+  /** Per peer, the highest seq an earlier attach of this process sent it (sentThrough): see ReplicaLinkOptions.sentEarlier. */
+  sentEarlier?: ReadonlyMap<string, bigint>;
   /**
    * The store's record of changed regions, through exactly startSeq. The manager keeps and
    * feeds it (every mutation the store takes, whatever the role); this object only reads it.
@@ -139,6 +141,7 @@ export class PrimaryReplication {
         ...(options.resync ? { resync: options.resync } : {}),
         ...(options.blocks ? { blocks: options.blocks } : {}),
         resyncRateBytesPerSec: options.resyncRateBytesPerSec ?? 0,
+        ...(options.sentEarlier?.has(peer.nodeId) ? { sentEarlier: options.sentEarlier.get(peer.nodeId)! } : {}),
         ...options.link,
       });
       const entry = { link, peer, reason: '' };
@@ -202,6 +205,11 @@ export class PrimaryReplication {
       fullResyncs: link.stats.fullResyncs,
       ...(link.resyncProgress ? { resync: link.resyncProgress } : {}),
     }));
+  }
+
+  /** Per peer, the highest seq its link sent it (for the next attach of this process). */
+  sentThrough(): Map<string, bigint> {
+    return new Map([...this.links].map(([nodeId, { link }]) => [nodeId, link.sentThrough]));
   }
 
   /** Throttle every link's resyncs, the ones running included (0: unthrottled). */

@@ -19,6 +19,7 @@ import type { Mutation } from '../store/mutations.js';
 import type { ResyncEntry } from '../store/resync-apply.js';
 import { historyProblem, type GenerationStart } from '../store/generations.js';
 import type { ResyncBase } from '../store/manifest.js';
+import { MAX_SUSPECT_RANGES, type Suspects } from '../store/activity.js';
 import { MAX_RENUMBERED_RANGES, type RenumberedRange } from '../store/renumbered.js';
 import { badFrame, encodeFrame, FrameType, frameTypeName, type Frame, type FrameTypeName } from './frames.js';
 import { brickd } from './gen/replication.js';
@@ -75,6 +76,8 @@ export interface WelcomeMessage {
   appliedGeneration?: number;
   /** Only with resyncing (resync-resume): the interrupted resync was incremental from this seq, begun by this generation's primary. */
   resyncBase?: ResyncBase;
+  /** replica-suspects: where an unclean stop may have left this replica's tree holding mutations its log lacks; absent when nowhere. */
+  suspects?: Suspects;
 }
 export interface MutationMessage {
   type: 'MUTATION';
@@ -239,6 +242,7 @@ export function encodeMessage(message: ReplicationMessage): Buffer[] {
           resyncing: message.resyncing === true,
           ...(message.appliedGeneration !== undefined ? { appliedGeneration: message.appliedGeneration } : {}),
           ...(message.resyncBase ? { resyncBaseSeq: seqNumber(message.resyncBase.seq), resyncBaseGeneration: message.resyncBase.generation } : {}),
+          ...(message.suspects ? encodeSuspects(message.suspects) : {}),
         }).finish(),
       );
     case 'MUTATION':
@@ -402,6 +406,8 @@ export function decodeMessage(f: Frame): ReplicationMessage {
           if (baseSeq === undefined || baseGeneration === undefined) throw invalid('resync_base_seq', 'comes without resync_base_generation, or the other way round');
           welcome.resyncBase = { seq: seq('resync_base_seq', baseSeq), generation: safe('resync_base_generation', baseGeneration) };
         }
+        const suspects = decodeSuspects(m.suspects, m.suspectFlags);
+        if (suspects) welcome.suspects = suspects;
         return welcome;
       }
       case 'MUTATION':
@@ -588,6 +594,42 @@ class Invalid extends Error {
   ) {
     super(`${field} ${message}`);
   }
+}
+
+const SUSPECT_NAMESPACE = 1;
+const SUSPECT_ALL = 2;
+
+function encodeSuspects(s: Suspects): { suspects: brickd.v1.replication.SuspectRange.$Properties[]; suspectFlags: number } {
+  if (s.all) return { suspects: [], suspectFlags: SUSPECT_ALL };
+  if (s.ranges.length > MAX_SUSPECT_RANGES) throw new RangeError(`${s.ranges.length} suspect ranges (at most ${MAX_SUSPECT_RANGES}: store/activity.ts boundedSuspects)`);
+  return {
+    suspects: s.ranges.map((r) => ({ fid: r.fid, offset: r.offset, length: r.length ?? 0 })),
+    suspectFlags: s.namespace ? SUSPECT_NAMESPACE : 0,
+  };
+}
+
+/** WELCOME's suspects, strictly: undefined when there are none. */
+function decodeSuspects(ranges: brickd.v1.replication.SuspectRange.$Properties[] | null | undefined, flags: number): Suspects | undefined {
+  if ((flags & ~(SUSPECT_NAMESPACE | SUSPECT_ALL)) !== 0) throw invalid('suspect_flags', `has unknown bits ${flags}`);
+  const list = ranges ?? [];
+  if (flags & SUSPECT_ALL) {
+    if (list.length > 0 || flags !== SUSPECT_ALL) throw invalid('suspect_flags', 'says everything, with ranges or other bits beside it');
+    return { all: true };
+  }
+  if (list.length > MAX_SUSPECT_RANGES) throw invalid('suspects', `lists ${list.length} ranges, more than ${MAX_SUSPECT_RANGES}`);
+  if (list.length === 0 && flags === 0) return undefined;
+  return {
+    all: false,
+    namespace: (flags & SUSPECT_NAMESPACE) !== 0,
+    ranges: list.map((r) => {
+      const fid = fileId('suspects.fid', r.fid ?? '');
+      const offset = safe('suspects.offset', Number(r.offset ?? 0));
+      const length = safe('suspects.length', Number(r.length ?? 0));
+      if (length === 0 && offset !== 0) throw invalid('suspects.offset', 'is not 0 for a whole file (length 0)');
+      if (offset + length > Number.MAX_SAFE_INTEGER) throw invalid('suspects.length', 'runs past 2^53');
+      return length === 0 ? { fid, offset: 0 } : { fid, offset, length };
+    }),
+  };
 }
 
 function invalid(field: string, message: string): Invalid {

@@ -8,31 +8,56 @@
 // as changed (store.settleSuspects); both replicas, at the seq the primary recovered, are then
 // resynced comparing it, and end holding the primary's bytes.
 //
+// The same for a replica (feature replica-suspects): one SIGKILLed, its brick given bytes of a
+// mutation no primary will send again, its primary restarted meanwhile; restarted, it tells
+// its primary in WELCOME where its activity log says it may differ, and is resynced
+// comparing there.
+//
 // Needs root (loop devices, mkfs, mount) and /dev/fuse; skipped otherwise.
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { run } from '../../src/exec.js';
 import { native } from '../../src/native.js';
+import { SLOT_BYTES } from '../../src/store/activity.js';
 import { dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
 import { needsFuse } from '../helpers/fuse.js';
 import { mountPoint } from '../helpers/mount.js';
+import type { ControlApi } from '../helpers/control.js';
 
 const VOLUME = 'pv-unlogged';
 const MiB = 2 ** 20;
 
 const sha256 = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
 
-t.test('bytes a crash left in the primary without their record reach every replica', { skip: needsFuse(), timeout: 180_000 }, async (t) => {
+/** Give block `block` of `name` other bytes on `agent`'s brick, with their checksum: what a change whose record was lost leaves. */
+async function rewriteBlock(dataDir: string, name: string, block: number): Promise<void> {
+  const file = path.join(dataDir, name);
+  const fid = (await native.getXattr(file, 'trusted.brickd.fid'))!.toString('utf8');
+  const bytes = randomBytes(4096);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32LE(native.crc32c(bytes));
+  for (const [target, data, at] of [
+    [file, bytes, block * 4096],
+    [path.join(dataDir, '..', '.brickd', 'sums', fid.slice(0, 2), fid), crc, block * 4],
+  ] as const) {
+    const h = await open(target, 'r+');
+    await h.write(data, 0, data.length, at);
+    await h.sync();
+    await h.close();
+  }
+}
+
+/** A cluster whose primary wrote a 24 MiB file `f` through FUSE, held by both replicas. */
+async function writtenCluster(t: Test) {
   const { agents } = await replicatedCluster(t, { volumeId: VOLUME, sizeLimitBytes: 256 * MiB, args: ['--quorum-timeout-ms', '3000'] });
-  const [a, b, c] = agents;
+  const [a] = agents;
   const mnt = await mountPoint(t, 'brickd-unlogged-');
   await a.api.mountVolume({ volumeId: VOLUME, hostPath: mnt });
   t.teardown(() => run('umount', ['--lazy', mnt]).catch(() => {}));
   await writeFile(path.join(mnt, 'f'), randomBytes(24 * MiB));
   await sh(`sync -f ${path.join(mnt, 'f')}`);
-  // Both replicas hold everything the primary has.
   const status = () => a.api.getVolumeStatus({ volumeId: VOLUME });
   for (const deadline = Date.now() + 30_000; ; ) {
     const s = await status();
@@ -40,29 +65,30 @@ t.test('bytes a crash left in the primary without their record reach every repli
     if (Date.now() > deadline) throw new Error(`the replicas never caught up: ${JSON.stringify(s.peers)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+  return { agents, mnt, status };
+}
 
+/** Wait until the primary's links to `nodes` are streaming after a resync; their resync progress. */
+async function resynced(status: () => ReturnType<ControlApi['getVolumeStatus']>, nodes: string[]) {
+  for (const deadline = Date.now() + 60_000; ; ) {
+    const peers = (await status()).peers.filter((p) => nodes.includes(p.nodeId));
+    if (peers.length === nodes.length && peers.every((p) => p.state === 'streaming' && p.resync?.phase === 'done')) return peers;
+    if (Date.now() > deadline) throw new Error(`the replicas were never resynced: ${JSON.stringify(peers)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+t.test('bytes a crash left in the primary without their record reach every replica', { skip: needsFuse(), timeout: 180_000 }, async (t) => {
+  const { agents, mnt, status } = await writtenCluster(t);
+  const [a, b, c] = agents;
   a.proc.child.kill('SIGKILL');
   await a.proc.exited;
   await run('umount', ['--lazy', mnt]).catch(() => {});
   // What a power loss can leave: one block of f rewritten in the data file, with a matching
   // checksum, by a write whose record never became durable (so the replicas never got it).
   const dataA = await dataDirOf(a, VOLUME);
-  const file = path.join(dataA, 'f');
-  const fid = (await native.getXattr(file, 'trusted.brickd.fid'))!.toString('utf8');
-  const block = (9 * MiB + 8192) / 4096;
-  const bytes = randomBytes(4096);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32LE(native.crc32c(bytes));
-  for (const [target, data, at] of [
-    [file, bytes, block * 4096],
-    [path.join(dataA, '..', '.brickd', 'sums', fid.slice(0, 2), fid), crc, block * 4],
-  ] as const) {
-    const h = await open(target, 'r+');
-    await h.write(data, 0, data.length, at);
-    await h.sync();
-    await h.close();
-  }
-  const primaryHash = await sha256(file);
+  await rewriteBlock(dataA, 'f', (9 * MiB + 8192) / 4096);
+  const primaryHash = await sha256(path.join(dataA, 'f'));
   t.not(primaryHash, await sha256(path.join(await dataDirOf(b, VOLUME), 'f')), 'the replicas do not have those bytes');
 
   await a.restart();
@@ -71,17 +97,53 @@ t.test('bytes a crash left in the primary without their record reach every repli
     'the restarted primary finds parts of its tree named in its activity log',
   );
   const nodes = [(await b.api.getNodeInfo({})).nodeId, (await c.api.getNodeInfo({})).nodeId];
-  for (const deadline = Date.now() + 60_000; ; ) {
-    const peers = (await status()).peers.filter((p) => nodes.includes(p.nodeId));
-    if (peers.length === 2 && peers.every((p) => p.state === 'streaming' && p.resync?.phase === 'done')) {
-      for (const p of peers) {
-        t.equal(p.resync!.incremental, true, `${p.nodeId}: resynced incrementally`);
-        t.ok(Number(p.resync!.bytesCompared) <= 24 * MiB, `${p.nodeId}: compared ${(Number(p.resync!.bytesCompared) / MiB).toFixed(1)} MiB, within the suspect extents`);
-      }
-      break;
-    }
-    if (Date.now() > deadline) throw new Error(`the replicas were never resynced: ${JSON.stringify(peers)}`);
-    await new Promise((r) => setTimeout(r, 100));
+  for (const p of await resynced(status, nodes)) {
+    t.equal(p.resync!.incremental, true, `${p.nodeId}: resynced incrementally`);
+    t.ok(Number(p.resync!.bytesCompared) <= 24 * MiB, `${p.nodeId}: compared ${(Number(p.resync!.bytesCompared) / MiB).toFixed(1)} MiB, within the suspect extents`);
   }
   for (const [i, agent] of [b, c].entries()) t.equal(await sha256(path.join(await dataDirOf(agent, VOLUME), 'f')), primaryHash, `${nodes[i]}: holds the primary's bytes`);
+});
+
+t.test('bytes a crash left in a replica without their record are compared and replaced', { skip: needsFuse(), timeout: 180_000 }, async (t) => {
+  const { agents, mnt, status } = await writtenCluster(t);
+  const [a, b] = agents;
+  b.proc.child.kill('SIGKILL');
+  await b.proc.exited;
+  // What a replica's power loss can leave: a block changed by a mutation it applied whose
+  // record was lost, which no primary will send again (one that failed over, or lost it too).
+  const dataB = await dataDirOf(b, VOLUME);
+  await rewriteBlock(dataB, 'f', (17 * MiB + 4096) / 4096);
+  const primaryHash = await sha256(path.join(await dataDirOf(a, VOLUME), 'f'));
+  t.not(await sha256(path.join(dataB, 'f')), primaryHash, 'the replica holds bytes the primary does not');
+  // The primary that sent it everything it may hold would send it all again (its suspects
+  // are then ignored: link.ts withSuspects); a restarted one did not send it anything.
+  await run('umount', ['--lazy', mnt]).catch(() => {});
+  await a.stop();
+  await a.restart();
+
+  await b.restart();
+  const nodeB = (await b.api.getNodeInfo({})).nodeId;
+  const [p] = await resynced(status, [nodeB]);
+  t.equal(p!.resync!.incremental, true, 'its primary, told where, resynced it incrementally');
+  t.ok(Number(p!.resync!.bytesCompared) > 0 && Number(p!.resync!.bytesCompared) <= 24 * MiB, `comparing ${(Number(p!.resync!.bytesCompared) / MiB).toFixed(1)} MiB: the suspect extents`);
+  t.equal(await sha256(path.join(dataB, 'f')), primaryHash, "the replica holds the primary's bytes again");
+});
+
+t.test('a replica whose activity log cannot be read is compared in full', { skip: needsFuse(), timeout: 180_000 }, async (t) => {
+  const { agents, status } = await writtenCluster(t);
+  const [a, b] = agents;
+  b.proc.child.kill('SIGKILL');
+  await b.proc.exited;
+  const dataB = await dataDirOf(b, VOLUME);
+  await rewriteBlock(dataB, 'f', 3);
+  // Neither slot of its activity log readable: it cannot tell where it may differ (and even
+  // the primary that sent it everything compares every block).
+  const h = await open(path.join(dataB, '..', '.brickd', 'activity'), 'r+');
+  await h.write(Buffer.alloc(64, 0xee), 0, 64, 0);
+  await h.write(Buffer.alloc(64, 0xee), 0, 64, SLOT_BYTES);
+  await h.close();
+  await b.restart();
+  const [p] = await resynced(status, [(await b.api.getNodeInfo({})).nodeId]);
+  t.equal(p!.resync!.incremental, false, 'told "anywhere", its primary compares every block');
+  t.equal(await sha256(path.join(dataB, 'f')), await sha256(path.join(await dataDirOf(a, VOLUME), 'f')), "and the replica holds the primary's bytes again");
 });

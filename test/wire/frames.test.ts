@@ -427,7 +427,7 @@ t.test('repair frames are decoded strictly', async (t) => {
   t.throws(() => encodeMessage({ type: 'BLOCKS', requestId: 1, code: 'NOT_FOUND', message: '', data: Buffer.alloc(1) }), RangeError);
 });
 
-t.test('generation history, resync base and feature frames are decoded strictly', async (t) => {
+t.test('generation history, resync base, suspects and feature frames are decoded strictly', async (t) => {
   const frameOf = (type: FrameTypeCode, body: Uint8Array) => new FrameDecoder().push(Buffer.concat(encodeFrame(type, body)))[0]!;
   const begin = (history: Array<{ fromSeq: number; generation: number }>, s0 = 100) => frameOf(FrameType.RESYNC_BEGIN, pb.ResyncBegin.encode({ s0, generation: 9, history }).finish());
   const welcome = (fields: Record<string, unknown>) => frameOf(FrameType.WELCOME, pb.Welcome.encode({ mac: nonce(0), appliedSeq: 5, durableSeq: 5, generation: 3, ...fields }).finish());
@@ -444,6 +444,13 @@ t.test('generation history, resync base and feature frames are decoded strictly'
     ['a resync base seq without its generation', welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, resyncBaseSeq: 4 })],
     ['a resync base generation without its seq', welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, resyncBaseGeneration: 3 })],
     ['a resync base generation beyond 2^53', welcome({ appliedSeq: 0, durableSeq: 0, resyncing: true, resyncBaseSeq: 4, resyncBaseGeneration: 2 ** 60 })],
+    ['suspect flags with an unknown bit', welcome({ suspectFlags: 4 })],
+    ['suspect everything beside ranges', welcome({ suspectFlags: 2, suspects: [{ fid: 'aaaaaaaaaaaaaaaa', offset: 0, length: 4096 }] })],
+    ['suspect everything beside the namespace bit', welcome({ suspectFlags: 3 })],
+    ['513 suspect ranges', welcome({ suspects: Array.from({ length: 513 }, (_, i) => ({ fid: 'aaaaaaaaaaaaaaaa', offset: i * 4096, length: 4096 })) })],
+    ['a suspect range with a bad fid', welcome({ suspects: [{ fid: '../etc/passwd000', offset: 0, length: 4096 }] })],
+    ['a whole-file suspect range not at offset 0', welcome({ suspects: [{ fid: 'aaaaaaaaaaaaaaaa', offset: 4096, length: 0 }] })],
+    ['a suspect range past 2^53', welcome({ suspects: [{ fid: 'aaaaaaaaaaaaaaaa', offset: 2 ** 52, length: 2 ** 52 }] })],
     ['an incremental base past s0', frameOf(FrameType.RESYNC_BEGIN, pb.ResyncBegin.encode({ s0: 100, generation: 9, incrementalFrom: 101 }).finish())],
     ['33 features', frameOf(FrameType.HELLO, pb.Hello.encode({ clusterId: 'a', nodeId: 'n', volumeId: 'v', nonce: nonce(0), features: Array.from({ length: 33 }, (_, i) => `f${i}`) }).finish())],
     ['an upper-case feature', frameOf(FrameType.CHALLENGE, pb.Challenge.encode({ nodeId: 'n', nonce: nonce(0), features: ['Generation-History'] }).finish())],
@@ -459,6 +466,14 @@ t.test('generation history, resync base and feature frames are decoded strictly'
     'a resync base at seq 0 of generation 0 is present, not absent',
   );
   t.same((decodeMessage(frameOf(FrameType.RESYNC_BEGIN, pb.ResyncBegin.encode({ s0: 100, generation: 9, incrementalFrom: 100 }).finish())) as { incrementalFrom?: bigint }).incrementalFrom, 100n, 'an incremental base at s0 is accepted');
+  t.same(
+    (decodeMessage(welcome({ suspectFlags: 1, suspects: Array.from({ length: 512 }, (_, i) => ({ fid: 'aaaaaaaaaaaaaaaa', offset: i * 4096, length: 4096 })) })) as { suspects?: { ranges: unknown[] } }).suspects?.ranges.length,
+    512,
+    '512 suspect ranges are accepted',
+  );
+  t.same((decodeMessage(welcome({ suspectFlags: 2 })) as { suspects?: unknown }).suspects, { all: true }, 'suspect everything');
+  t.notOk('suspects' in (decodeMessage(welcome({})) as object), 'no suspects: absent');
+  t.throws(() => encodeMessage({ type: 'WELCOME', mac: nonce(0), appliedSeq: 1n, durableSeq: 1n, generation: 1, suspects: { all: false, namespace: false, ranges: Array.from({ length: 513 }, () => ({ fid: 'aaaaaaaaaaaaaaaa', offset: 0 })) } }), RangeError, 'more than 512 ranges are not sent');
   t.notOk('incrementalFrom' in (decodeMessage(begin([])) as object), 'no incremental base: absent');
 });
 
