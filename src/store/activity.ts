@@ -201,6 +201,8 @@ export class ActivityLog {
         const length = Math.max(m.op === 'write' ? m.data.length : m.length, 1);
         const first = Math.floor(m.offset / this.extentBytes);
         const last = Math.floor((m.offset + length - 1) / this.extentBytes);
+        // An extent index a key cannot hold (tiny extents, huge offsets): the whole file.
+        if (last >= EXTENT_EVERYTHING) return [`${m.fid}:${EXTENT_FILE}`];
         const keys: string[] = [];
         for (let e = first; e <= last; e++) keys.push(`${m.fid}:${e}`);
         return keys;
@@ -312,7 +314,9 @@ export class ActivityLog {
     for (let e = next; e < next + ASK_AHEAD && e < EXTENT_EVERYTHING; e++) {
       const key = `${fid}:${e}`;
       if (this.active.has(key) || this.asked.has(key)) continue;
-      this.asked.set(key, deferred());
+      const d = deferred();
+      d.promise.catch(() => undefined); // nobody may wait for it: a failed transaction is reported to those who do
+      this.asked.set(key, d);
       asked = true;
     }
     if (asked) this.schedule();
@@ -395,7 +399,7 @@ export class ActivityLog {
   private async run(): Promise<void> {
     this.writing = true;
     try {
-      while (this.asked.size > 0 && !this.failure) {
+      while (this.asked.size > 0 && !this.failure && !this.closed) {
         // Make room: unpinned keys leave, least recently used first, until the set with
         // what is asked fits the capacity (pinned ones and asked ones never leave here).
         let room = this.capacity - this.asked.size;

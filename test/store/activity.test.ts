@@ -127,6 +127,10 @@ t.test('the activity log alone', { skip: needsRoot() }, async (t) => {
   t.equal(waited, 0, 'writes that follow each other over four extents never wait: the next extents were asked for ahead');
   await seq.close(false);
 
+  const tiny = (await ActivityLog.open(path.join(brick.root, 'activity-tiny'), { extentBytes: 4096 })).log;
+  t.same(tiny.keysOf(write(A, 2 ** 52, 1)), [`${A}:${0xffffffff}`], 'an extent index past what a key holds: the whole file');
+  await tiny.close();
+
   await t.rejects(ActivityLog.open(file, { capacity: MAX_KEYS + 1 }), RangeError, 'a capacity past what a slot holds is refused');
   await t.rejects(ActivityLog.open(file, { extentBytes: 3 * MiB }), RangeError, 'an extent size that is not a power of two is refused');
 });
