@@ -13,6 +13,12 @@
 // its primary in WELCOME where its activity log says it may differ, and is resynced
 // comparing there.
 //
+// Last, a power loss of the primary's brick under three writers (XFS shut down without
+// flushing, as in test/store/crash.test.ts): every acknowledged write is on all three, and
+// the replicas equal the primary. (It passed three runs with settleSuspects switched off
+// too: the window where a write's bytes are on the disk and its record is not did not show
+// there; the crafted block above is what proves the suspects are needed.)
+//
 // Needs root (loop devices, mkfs, mount) and /dev/fuse; skipped otherwise.
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
@@ -146,4 +152,76 @@ t.test('a replica whose activity log cannot be read is compared in full', { skip
   const [p] = await resynced(status, [(await b.api.getNodeInfo({})).nodeId]);
   t.equal(p!.resync!.incremental, false, 'told "anywhere", its primary compares every block');
   t.equal(await sha256(path.join(dataB, 'f')), await sha256(path.join(await dataDirOf(a, VOLUME), 'f')), "and the replica holds the primary's bytes again");
+});
+
+t.test("a power loss of the primary's brick in the middle of writes: every acknowledged write on every replica, the replicas equal to it", { skip: needsFuse(), timeout: 240_000 }, async (t) => {
+  const { agents, mnt, status } = await writtenCluster(t);
+  const [a, b, c] = agents;
+  // Writers append through the mount, each write fsynced (replicated durability) before it
+  // counts as acknowledged.
+  const acked: Array<{ name: string; offset: number; length: number; sha: string }> = [];
+  let stop = false;
+  const writer = async (name: string) => {
+    const h = await open(path.join(mnt, name), 'w');
+    try {
+      for (let offset = 0; !stop; ) {
+        const data = randomBytes(64 * 1024 * (1 + Math.floor(Math.random() * 8)));
+        await h.write(data, 0, data.length, offset);
+        await h.sync();
+        acked.push({ name, offset, length: data.length, sha: createHash('sha256').update(data).digest('hex') });
+        offset += data.length;
+      }
+    } catch {
+      // the brick went down under the primary: this write was not acknowledged
+    } finally {
+      await h.close().catch(() => {});
+    }
+  };
+  const writing = Promise.all(['w0', 'w1', 'w2'].map(writer));
+  await new Promise((r) => setTimeout(r, 1500 + Math.floor(Math.random() * 1000)));
+  // The power loss: the primary's brick filesystem stops at once, dropping its dirty page
+  // cache and unflushed journal (xfs_io shutdown without -f); then the agent dies.
+  const brickA = path.dirname(path.dirname(path.dirname(await dataDirOf(a, VOLUME))));
+  await run('xfs_io', ['-x', '-c', 'shutdown', brickA]);
+  a.proc.child.kill('SIGKILL');
+  await a.proc.exited;
+  stop = true;
+  await run('umount', ['--lazy', mnt]).catch(() => {});
+  await writing;
+  t.ok(acked.length > 5, `${acked.length} writes acknowledged before the power loss`);
+  // The machine comes back: the brick is mounted again (XFS replays its journal), then the agent starts.
+  const [device, options] = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[4] === brickA)
+    .map((f) => [f[f.indexOf('-') + 2]!, f[5]!])[0]!;
+  await run('umount', [brickA]);
+  await run('mount', ['-t', 'xfs', '-o', options!, device!, brickA]);
+  await a.restart();
+  for (const deadline = Date.now() + 60_000; ; ) {
+    const s = await status();
+    if (s.peers.length === 2 && s.peers.every((p) => p.state === 'streaming' && BigInt(p.ackedSeq) === BigInt(s.appliedSeq))) break;
+    if (Date.now() > deadline) throw new Error(`the replicas never caught up: ${JSON.stringify(s.peers)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const peers = (await status()).peers;
+  t.comment(`after the power loss: ${peers.map((p) => `${p.nodeId.slice(0, 8)} ${p.resync ? `resynced (${p.resync.incremental ? 'incremental' : 'full'}, ${(Number(p.resync.bytesCompared) / MiB).toFixed(1)} MiB compared)` : 'caught up from the queue'}`).join('; ')}`);
+  const trees = [];
+  for (const agent of [a, b, c]) {
+    const dir = await dataDirOf(agent, VOLUME);
+    const files: Record<string, string> = {};
+    for (const name of ['f', 'w0', 'w1', 'w2']) files[name] = await sha256(path.join(dir, name)).catch(() => 'absent');
+    trees.push(files);
+    let intact = 0;
+    for (const w of acked) {
+      const h = await open(path.join(dir, w.name), 'r');
+      const bytes = Buffer.alloc(w.length);
+      const { bytesRead } = await h.read(bytes, 0, w.length, w.offset);
+      await h.close();
+      if (bytesRead === w.length && createHash('sha256').update(bytes).digest('hex') === w.sha) intact++;
+    }
+    t.equal(intact, acked.length, `${agent === a ? 'the primary' : 'a replica'}: all ${acked.length} acknowledged writes intact`);
+  }
+  t.same(trees[1], trees[0], 'the first replica equals the primary');
+  t.same(trees[2], trees[0], 'the second replica equals the primary');
 });
