@@ -18,8 +18,10 @@
 //            A replica that stopped uncleanly and says where its tree may hold mutations
 //            its log lacks (WELCOME suspects) is resynced even if it could stream, comparing
 //            those parts too (withSuspects).
-//   behind   the same without a `resync` store, or the replica could not apply a mutation:
-//            only an operator or a new attach helps
+//   behind   the same without a `resync` store, or the replica could not apply a mutation
+//            (APPLY_FAILED) and there is no `resync` store: only an operator or a new attach
+//            helps. With one, APPLY_FAILED reconnects (backoff): a replica whose brick
+//            failed and that came back is caught up without an operator
 //   failed   fenced (GENERATION_STALE), wrong cluster or secret, superseded, or the
 //            replica failed to prove itself: retrying cannot help
 //   closed   close() was called
@@ -105,7 +107,12 @@ export interface ReplicaLinkOptions {
  * stays failed until the volume is attached again, see docs/operations.md).
  */
 const FATAL: ReadonlySet<string> = new Set(['GENERATION_STALE', 'UNAUTHENTICATED', 'CLUSTER_MISMATCH', 'SUPERSEDED', 'VOLUME_MISMATCH']);
-/** Codes that mean this replica needs a resync. */
+/**
+ * Codes after which the replica may need a resync (it could not apply a mutation): with a
+ * `resync` store the link reconnects (with backoff) and the next WELCOME decides, as the
+ * replica expects (it realigns to its durable seq at the next session); without one it is
+ * behind.
+ */
 const NEEDS_RESYNC: ReadonlySet<string> = new Set(['APPLY_FAILED']);
 /** Frames from a replica are small: short ERROR texts, no payload (BLOCKS, once it has proven itself). */
 const REPLICA_FRAME_LIMITS = { maxBodyBytes: 4096, maxPayloadBytes: 0 };
@@ -635,7 +642,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     const err = new BrickdError(code, `${this.name} ended the session: ${m.code}: ${m.message}`, { replicaCode: m.code, generation: m.generation, appliedSeq: String(m.appliedSeq) });
     conn.destroy();
     if (FATAL.has(m.code)) return this.fail(err, conn);
-    if (NEEDS_RESYNC.has(m.code)) {
+    if (NEEDS_RESYNC.has(m.code) && !this.opts.resync) {
       this.lastError = err;
       return this.fallBehind(err.message);
     }
