@@ -13,11 +13,12 @@
 // its primary in WELCOME where its activity log says it may differ, and is resynced
 // comparing there.
 //
-// Last, a power loss of the primary's brick under three writers (XFS shut down without
-// flushing, as in test/store/crash.test.ts): every acknowledged write is on all three, and
-// the replicas equal the primary. (It passed three runs with settleSuspects switched off
-// too: the window where a write's bytes are on the disk and its record is not did not show
-// there; the crafted block above is what proves the suspects are needed.)
+// Last, a power loss of the primary's brick, then of a replica's, under three writers (XFS
+// shut down without flushing, as in test/store/crash.test.ts): every acknowledged write is on
+// all three, the replicas equal the primary, and the replica comes back holding every seq it
+// acknowledged. (The primary's passed three runs with settleSuspects switched off too: the
+// window where a write's bytes are on the disk and its record is not did not show there; the
+// crafted block above is what proves the suspects are needed.)
 //
 // Needs root (loop devices, mkfs, mount) and /dev/fuse; skipped otherwise.
 import { createHash, randomBytes } from 'node:crypto';
@@ -37,7 +38,7 @@ const MiB = 2 ** 20;
 
 const sha256 = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
 
-/** Give block `block` of `name` other bytes on `agent`'s brick, with their checksum: what a change whose record was lost leaves. */
+/** Give block `block` of `name` in `dataDir` other bytes, with their checksum: what a change whose record was lost leaves. */
 async function rewriteBlock(dataDir: string, name: string, block: number): Promise<void> {
   const file = path.join(dataDir, name);
   const fid = (await native.getXattr(file, 'trusted.brickd.fid'))!.toString('utf8');
