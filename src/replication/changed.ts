@@ -22,7 +22,7 @@
 // forgotten: seqs up to the newest forgotten one are then "not covered", and a replica
 // behind them is compared in full. The default keeps 65,536 regions of 1 MiB (64 GiB of
 // changed data, a few MiB of memory).
-import type { Mutation } from '../store/mutations.js';
+import type { FileRange, Mutation } from '../store/mutations.js';
 
 /** Changed regions (of regionBytes each) per fid, or 'all' for the whole file. */
 export interface ChangedFiles {
@@ -30,11 +30,16 @@ export interface ChangedFiles {
   readonly files: ReadonlyMap<string, ReadonlySet<number> | 'all'>;
 }
 
+/** The first and last region a byte range touches (an empty one: its offset's region). */
+function regionSpan(offset: number, length: number, regionBytes: number): [first: number, last: number] {
+  return [Math.floor(offset / regionBytes), Math.floor((offset + Math.max(length, 1) - 1) / regionBytes)];
+}
+
 /**
  * `changed` with the byte ranges of `ranges` added (a replica's suspects: store/activity.ts);
  * a range without a length is its whole file. Undefined stays undefined (not covered).
  */
-export function withRanges(changed: ChangedFiles | undefined, ranges: ReadonlyArray<{ fid: string; offset: number; length?: number }>): ChangedFiles | undefined {
+export function withRanges(changed: ChangedFiles | undefined, ranges: readonly FileRange[]): ChangedFiles | undefined {
   if (!changed || ranges.length === 0) return changed;
   const files = new Map<string, ReadonlySet<number> | 'all'>(changed.files);
   for (const r of ranges) {
@@ -45,8 +50,7 @@ export function withRanges(changed: ChangedFiles | undefined, ranges: ReadonlyAr
       continue;
     }
     const regions = new Set(had);
-    const first = Math.floor(r.offset / changed.regionBytes);
-    const last = Math.floor((r.offset + Math.max(r.length, 1) - 1) / changed.regionBytes);
+    const [first, last] = regionSpan(r.offset, r.length, changed.regionBytes);
     for (let region = first; region <= last; region++) regions.add(region);
     files.set(r.fid, regions);
   }
@@ -179,8 +183,7 @@ export class ChangedRegions {
   }
 
   private touchRange(fid: string, offset: number, length: number, seq: bigint): void {
-    const first = Math.floor(offset / this.regionBytes);
-    const last = Math.floor((offset + Math.max(length, 1) - 1) / this.regionBytes);
+    const [first, last] = regionSpan(offset, length, this.regionBytes);
     for (let r = first; r <= last; r++) this.touch(fid, r, seq);
   }
 

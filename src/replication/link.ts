@@ -46,6 +46,7 @@ import { BrickdError, ErrorCodes, isBrickdError, type ErrorCode } from '../error
 import { silentLogger, type Logger } from '../log.js';
 import type { Suspects } from '../store/activity.js';
 import type { ResyncBase } from '../store/manifest.js';
+import type { FileRange } from '../store/mutations.js';
 import { encodeMessage, MAX_READ_BLOCKS_BYTES, type ChallengeMessage, type ErrorMessage, type ReplicationMessage, type WelcomeMessage } from '../wire/replication.js';
 import { BlockRequests, BlockResponder, type BlockSource } from './blocks.js';
 import { withRanges, type ChangedRegions } from './changed.js';
@@ -492,7 +493,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
     resync: { reason: string; from?: bigint } | undefined,
     m: WelcomeMessage,
     suspects: Suspects | undefined,
-  ): { reason: string; from?: bigint; suspect?: ReadonlyArray<{ fid: string; offset: number; length?: number }> } | undefined {
+  ): { reason: string; from?: bigint; suspect?: readonly FileRange[] } | undefined {
     if (!suspects) return resync;
     const sent = this.sentThrough;
     if (!suspects.all && !m.resyncing && sent > 0n && m.appliedSeq <= sent) return resync;
@@ -530,7 +531,7 @@ export class ReplicaLink extends EventEmitter implements RetainedConsumer {
    * With `from`, only the regions changed after it are compared when the record of changes
    * still covers it at the snapshot (see needsResync).
    */
-  private startResync(conn: FramedSocket, reason: string, from: bigint | undefined, suspect: ReadonlyArray<{ fid: string; offset: number; length?: number }>): void {
+  private startResync(conn: FramedSocket, reason: string, from: bigint | undefined, suspect: readonly FileRange[]): void {
     const changes = this.opts.changes;
     const incremental =
       from !== undefined && changes ? { from, changed: (seq: bigint) => withRanges(changes.since(seq), suspect), tellReplica: this.sharedFeatures.has('resync-resume') } : undefined;

@@ -41,7 +41,7 @@ import path from 'node:path';
 import { isSystemError } from '../errors.js';
 import { fsyncDir } from '../fsutil.js';
 import { native } from '../native.js';
-import type { Mutation } from './mutations.js';
+import type { FileRange, Mutation } from './mutations.js';
 
 export const ACTIVITY_FILE = 'activity';
 const MAGIC = Buffer.from('BRKDACT1', 'latin1');
@@ -66,8 +66,7 @@ export type Suspects =
   | { all: true }
   | {
       all: false;
-      /** Byte ranges of files; `length` absent: the whole file (offset 0). */
-      ranges: Array<{ fid: string; offset: number; length?: number }>;
+      ranges: FileRange[];
       namespace: boolean;
     };
 
@@ -163,23 +162,22 @@ export class ActivityLog {
   static async open(file: string, options: ActivityLogOptions = {}): Promise<{ log: ActivityLog; suspects: Suspects }> {
     const extentBytes = options.extentBytes ?? 4 * 2 ** 20;
     if (!Number.isInteger(Math.log2(extentBytes)) || extentBytes < 4096 || extentBytes > 2 ** 30) throw new RangeError(`extentBytes must be a power of two in 4 KiB..1 GiB, got ${extentBytes}`);
+    const shift = Math.log2(extentBytes);
     let fd: FileHandle;
-    let found: ReturnType<typeof readSlots> | 'empty';
+    let found: LoggedSet = { tx: 0n, extentShift: shift, keys: [] };
     let created = false;
     try {
       fd = await open(file, 'r+');
       const bytes = Buffer.alloc(2 * SLOT_BYTES);
       const { bytesRead } = await fd.read(bytes, 0, bytes.length, 0);
-      found = bytesRead === 0 ? 'empty' : readSlots(bytes.subarray(0, bytesRead));
+      if (bytesRead > 0) found = readSlots(bytes.subarray(0, bytesRead), shift);
     } catch (err) {
       if (!isSystemError(err, 'ENOENT')) throw err;
       fd = await open(file, 'w+', 0o600);
-      found = 'empty';
       created = true;
     }
-    const log = new ActivityLog(fd, extentBytes, options, found === 'empty' || found === 'unreadable' ? 0n : found.tx);
-    const shift = Math.log2(extentBytes);
-    const suspects = found === 'empty' ? log.adopt([], shift) : found === 'unreadable' ? log.adopt([[NO_FID, EXTENT_EVERYTHING]], shift) : log.adopt(found.keys, found.extentShift);
+    const log = new ActivityLog(fd, extentBytes, options, found.tx);
+    const suspects = log.adopt(found.keys, found.extentShift);
     // From now on the log is in this process's format: write the adopted set once, so a
     // crash before any mutation still finds the suspects (an empty file gets its first slot).
     try {
@@ -275,8 +273,8 @@ export class ActivityLog {
   // ── internals ───────────────────────────────────────────────────────────────────────
 
   /** Take the keys found at open as this process's, pinned until releaseSuspects(). */
-  private adopt(keys: Array<[fid: string, extent: number]>, extentShift: number): Suspects {
-    const ranges: Array<{ fid: string; offset: number; length?: number }> = [];
+  private adopt(keys: LoggedSet['keys'], extentShift: number): Suspects {
+    const ranges: FileRange[] = [];
     let namespace = false;
     let all = false;
     const extentBytes = 2 ** extentShift;
@@ -461,25 +459,35 @@ export class ActivityLog {
   }
 }
 
-/** The newest valid slot's keys; 'unreadable' if neither slot is valid. */
-function readSlots(bytes: Buffer): { tx: bigint; extentShift: number; keys: Array<[string, number]> } | 'unreadable' {
-  let best: { tx: bigint; extentShift: number; keys: Array<[string, number]> } | undefined;
+/** What a slot holds. */
+interface LoggedSet {
+  tx: bigint;
+  extentShift: number;
+  keys: Array<[fid: string, extent: number]>;
+}
+
+/**
+ * The newest valid slot's set; if neither slot is valid, the "everything" key alone (in
+ * `extentShift`, this process's extents).
+ */
+function readSlots(bytes: Buffer, extentShift: number): LoggedSet {
+  let best: LoggedSet | undefined;
   for (const at of [0, SLOT_BYTES]) {
     const slot = bytes.subarray(at, at + SLOT_BYTES);
     if (slot.length < HEADER_BYTES || !slot.subarray(0, 8).equals(MAGIC) || slot.readUInt32LE(8) !== VERSION) continue;
-    const extentShift = slot.readUInt32LE(12);
+    const shift = slot.readUInt32LE(12);
     const tx = slot.readBigUInt64LE(16);
     const count = slot.readUInt32LE(24);
     const end = HEADER_BYTES + count * KEY_BYTES;
-    if (count > MAX_KEYS || end > slot.length || extentShift < 12 || extentShift > 30) continue;
+    if (count > MAX_KEYS || end > slot.length || shift < 12 || shift > 30) continue;
     const crc = slot.readUInt32LE(28);
     const body = Buffer.from(slot.subarray(0, end));
     body.writeUInt32LE(0, 28);
     if (native.crc32c(body) !== crc) continue;
     if (best && best.tx >= tx) continue;
-    const keys: Array<[string, number]> = [];
+    const keys: LoggedSet['keys'] = [];
     for (let i = 0; i < count; i++) keys.push([body.toString('hex', HEADER_BYTES + i * KEY_BYTES, HEADER_BYTES + i * KEY_BYTES + 8), body.readUInt32LE(HEADER_BYTES + i * KEY_BYTES + 8)]);
-    best = { tx, extentShift, keys };
+    best = { tx, extentShift: shift, keys };
   }
-  return best ?? 'unreadable';
+  return best ?? { tx: 0n, extentShift, keys: [[NO_FID, EXTENT_EVERYTHING]] };
 }

@@ -6,6 +6,13 @@
 // apply step checks the fid before acting (see apply.ts).
 import { BrickdError } from '../errors.js';
 
+/** Bytes of one file (by fid) from `offset`; `length` absent: the whole file (offset 0). */
+export interface FileRange {
+  fid: string;
+  offset: number;
+  length?: number;
+}
+
 export type Mutation =
   | { op: 'create'; path: string; fid: string; mode: number }
   | { op: 'mkdir'; path: string; fid: string; mode: number }
@@ -26,7 +33,7 @@ export type Mutation =
    * regions names them after it (store.settleSuspects). Changes nothing in the tree.
    * `ranges`: byte ranges of files (`length` absent: the whole file); `all`: anything.
    */
-  | { op: 'suspect'; ranges: Array<{ fid: string; offset: number; length?: number }>; namespace: boolean; all: boolean };
+  | { op: 'suspect'; ranges: FileRange[]; namespace: boolean; all: boolean };
 
 export type MutationOp = Mutation['op'];
 

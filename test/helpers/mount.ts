@@ -38,3 +38,19 @@ export async function mountForTest(t: Test, device: string, fsType: string, flag
   await native.mount(device, dir, fsType, flags, data);
   return dir;
 }
+
+/**
+ * The power goes off under the XFS mounted at `target`: it stops at once, dropping its dirty
+ * page cache and unflushed journal (`xfs_io -x -c shutdown` without -f, as xfstests' godown);
+ * what reached the device survives. Returns how to bring it back: unmount, and mount the
+ * same device with the same options again (XFS replays its journal).
+ */
+export async function cutPower(target: string): Promise<() => Promise<void>> {
+  const entry = await mountInfoAt(target);
+  if (!entry || entry.fsType !== 'xfs') throw new Error(`no XFS mounted at ${target}`);
+  await run('xfs_io', ['-x', '-c', 'shutdown', target]);
+  return async () => {
+    await run('umount', [target]);
+    await run('mount', ['-t', 'xfs', '-o', entry.mountOptions.join(','), entry.source, target]);
+  };
+}
