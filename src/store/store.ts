@@ -45,7 +45,7 @@ import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, t
 import { BlockWriteBatcher } from './block-writes.js';
 import { KeyedRwLock, pageRange, type LockRange } from './rwlock.js';
 import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, VOLUME_ID_RE, writeReplicaManifest, type ReplicaManifest, type ResyncBase } from './manifest.js';
-import { decodeMutation, encodeMutation, type Mutation } from './mutations.js';
+import { decodeMutation, encodeMutation, type FileRange, type Mutation } from './mutations.js';
 import { validatePath, validateSymlinkTarget } from './names.js';
 import { posixError, volumeFull } from './posix.js';
 import { ContiguousSeq } from './contiguous.js';
@@ -339,6 +339,12 @@ export class ReplicaStore {
         activity.suspects.all ? { all: true } : { ranges: activity.suspects.ranges.length, namespace: activity.suspects.namespace },
         'unclean stop: parts of the tree may hold unacknowledged changes the log lacks; replicas will be compared there',
       );
+      // A power loss can tear such a change between its data and its CRC, in a block it may
+      // share with acknowledged bytes: there, data wins (the checkpoint below syncs it).
+      if (!activity.suspects.all) {
+        const resummed = await store.resumTorn(activity.suspects.ranges);
+        if (resummed > 0) log0.warn({ blocks: resummed }, 're-summed blocks an unclean stop left with data and checksum apart');
+      }
     }
     // Seqs numbered here before a crash past the recovered log may sit on replicas: the
     // range is recorded before this store numbers anything again (renumbered.ts).
@@ -588,6 +594,34 @@ export class ReplicaStore {
       data,
       seq,
     );
+  }
+
+  /**
+   * At open after an unclean stop: every block of `ranges` (the activity log's suspects, the
+   * only places an apply may have been writing) whose CRC does not match its data gets its
+   * CRC from the data. Such a block holds an unacknowledged change torn by a power loss
+   * between its data page and its CRC (and maybe acknowledged bytes beside it); the log
+   * replayed every acknowledged one already. Blocks outside the ranges are not touched:
+   * damage there stays damage. Returns how many blocks were re-summed.
+   */
+  private async resumTorn(ranges: readonly FileRange[]): Promise<number> {
+    const blockSize = this.manifestValue.blockSize;
+    let resummed = 0;
+    for (const r of ranges) {
+      const bad = await this.files.use(r.fid, async (f) => {
+        const first = Math.floor(r.offset / blockSize);
+        const end = Math.ceil((r.length === undefined ? f.size : Math.min(f.size, r.offset + r.length)) / blockSize);
+        if (end <= first) return [];
+        const torn = await native.verifyBlocks(f.data.fd, f.sums.fd, first, end - first, blockSize, end - first);
+        for (const block of torn) await native.resumBlocks(f.data.fd, f.sums.fd, block, 1, blockSize);
+        return torn;
+      });
+      if (bad?.length) {
+        resummed += bad.length;
+        this.dirtyFids.add(r.fid);
+      }
+    }
+    return resummed;
   }
 
   /** What the last stop may have left in data/ without a record (activity.ts), until settleSuspects(). */
