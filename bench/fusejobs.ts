@@ -3,8 +3,7 @@
 // `fuse-null`, brickd's own mount later) runs the identical jobs and its figures compare.
 //
 //   seq-write     1 MiB sequential writes, one writer
-//   seq-read      1 MiB sequential reads of that file (after the `beforeRead` hook: the
-//                 cases drop the page cache there)
+//   seq-read      1 MiB sequential reads of that file (cold: see `beforeEach`)
 //   sync-write-4k 4 KiB random writes, QD1, fdatasync after every write
 //   par-write     4 writers, 1 MiB sequential writes, each on its own file (summed)
 // All with O_DIRECT, psync, time-based over a bounded file, no fallocate (a FUSE
@@ -64,13 +63,21 @@ function jobFiles(jobs: FuseJob[]): string[] {
   );
 }
 
-/** Run the jobs on `dir`, in order; the files are removed afterwards, whatever happened. */
-export async function runFuseJobs(dir: string, quick: boolean, hooks: { beforeRead?: () => Promise<void> } = {}): Promise<Record<FuseJobKey, FioResult>> {
+/**
+ * Run the jobs on `dir`, in order; the files are removed afterwards, whatever happened.
+ * `beforeEach` runs before every job: the cases pass dropCaches (sync, then drop the page
+ * cache), so each job starts from the same state on every side: reads cold, and writes
+ * without the dirty pages of the step or job before them still being written back
+ * underneath (the loop bricks' backing files sit in the host's page cache, and a writer
+ * that arrives during gigabytes of writeback is throttled: one side's leftovers used to
+ * cost whichever side ran next, 107-194 MiB/s for one and the same write).
+ */
+export async function runFuseJobs(dir: string, quick: boolean, hooks: { beforeEach?: () => Promise<void> } = {}): Promise<Record<FuseJobKey, FioResult>> {
   const jobs = fuseJobs(dir, quick);
   const out: Partial<Record<FuseJobKey, FioResult>> = {};
   try {
     for (const { key, job } of jobs) {
-      if (job.rw.endsWith('read')) await hooks.beforeRead?.();
+      await hooks.beforeEach?.();
       out[key] = await runFio(job);
     }
     return out as Record<FuseJobKey, FioResult>;

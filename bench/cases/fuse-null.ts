@@ -57,7 +57,7 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     brickBytes: BRICK_BYTES,
     raw: 'XFS (brick mkfs and mount options) on a loop device over a sparse file in the temp dir (on disk), buffered backing file',
     nullFuse: 'fuse-native 2.2.6 in a child process, mount options fsname=brickd-bench-null,big_writes,max_write=131072; write discards, read returns zeros',
-    cacheDrop: 'sync; echo 3 > /proc/sys/vm/drop_caches before each read job, both sides',
+    cacheDrop: 'sync; echo 3 > /proc/sys/vm/drop_caches before each job, both sides',
     fio,
     fioJobs: fuseJobs('<dir>', quick).map(({ job }) => `fio ${fioArgs(job).join(' ')}`),
   };
@@ -73,9 +73,9 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     ctx.progress(`brick ${brick.device} mounted at ${brick.root}`);
     for (let round = 0; round < rounds; round++) {
       const fuseFirst = round % 2 === 1;
-      const measureFuse = async () => nullFuse.push(await withNullFuse((mnt) => runFuseJobs(mnt, quick, { beforeRead: dropCaches })));
+      const measureFuse = async () => nullFuse.push(await withNullFuse((mnt) => runFuseJobs(mnt, quick, { beforeEach: dropCaches })));
       if (fuseFirst) await measureFuse();
-      raw.push(await runFuseJobs(brick.root, quick, { beforeRead: dropCaches }));
+      raw.push(await runFuseJobs(brick.root, quick, { beforeEach: dropCaches }));
       if (!fuseFirst) await measureFuse();
       const f = nullFuse[round]!;
       const r = raw[round]!;

@@ -184,7 +184,7 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     topology: '3 brickd agent processes on 127.0.0.1, one embedded loop-file XFS brick each (on disk), W=2 of 3, mounted on the primary with MountVolume',
     fio,
     jobs: fuseJobs('<dir>', quick).map(({ label }) => label),
-    cacheDrop: 'sync; echo 3 > /proc/sys/vm/drop_caches before each read job',
+    cacheDrop: 'sync; echo 3 > /proc/sys/vm/drop_caches before each job (and before brickd direct)',
   };
   const unavailable = tempBrickUnavailable() ?? (fio ? undefined : 'fio is not installed (apt-get install fio)');
   if (unavailable) return { params, rows: [], targets: [], skipped: unavailable };
@@ -203,14 +203,15 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
   for (let round = 0; round < rounds; round++) {
     // Alternate the order so that drift of the machine does not favour one side.
     const steps: Array<[string, () => Promise<void>]> = [
-      ['brickd FUSE', async () => void brickd.push(await withBrickdMount(quick, (mnt) => runFuseJobs(mnt, quick, { beforeRead: dropCaches })))],
-      ['null FUSE', async () => void nullFuse.push(await withNullFuse((mnt) => runFuseJobs(mnt, quick, { beforeRead: dropCaches })))],
-      ['raw brick', async () => void raw.push(await withTempBrick(BRICK_BYTES, (b) => runFuseJobs(b.root, quick, { beforeRead: dropCaches })))],
-      ['brickd direct', async () => void direct.push(await replicatedBaseline(quick))],
+      ['brickd FUSE', async () => void brickd.push(await withBrickdMount(quick, (mnt) => runFuseJobs(mnt, quick, { beforeEach: dropCaches })))],
+      ['null FUSE', async () => void nullFuse.push(await withNullFuse((mnt) => runFuseJobs(mnt, quick, { beforeEach: dropCaches })))],
+      ['raw brick', async () => void raw.push(await withTempBrick(BRICK_BYTES, (b) => runFuseJobs(b.root, quick, { beforeEach: dropCaches })))],
+      // Started like every fio job (runFuseJobs' beforeEach): no dirty pages of the step before.
+      ['brickd direct', async () => void direct.push(await dropCaches().then(() => replicatedBaseline(quick)))],
     ];
     if (withGluster) {
       // Right after brickd's mount, in either order: the two compared most closely run next to each other.
-      steps.splice(1, 0, ['GlusterFS FUSE', async () => void gluster.push(await withGlusterMount((mnt) => runFuseJobs(mnt, quick, { beforeRead: dropCaches }), ctx.progress))]);
+      steps.splice(1, 0, ['GlusterFS FUSE', async () => void gluster.push(await withGlusterMount((mnt) => runFuseJobs(mnt, quick, { beforeEach: dropCaches }), ctx.progress))]);
     }
     for (const [name, step] of round % 2 === 0 ? steps : [...steps].reverse()) {
       ctx.progress(`round ${round + 1}/${rounds}: ${name}`);

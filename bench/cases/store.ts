@@ -20,6 +20,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { randomFillSync } from 'node:crypto';
+import { allocAligned } from '../../src/aligned.js';
 import { ReplicaStore, type StoreOptions } from '../../src/store/store.js';
 import { dropCaches, tempBrickUnavailable, withTempBrick, type TempBrick } from '../brick.js';
 import { row, target, type BenchCase, type BenchContext, type CaseResult, type ResultRow } from '../case.js';
@@ -108,6 +109,7 @@ function fioJobs(dir: string, plan: Plan): { seqWrite: FioJob; seqRead: FioJob; 
 async function measureBaseline(brick: TempBrick, plan: Plan): Promise<BaselineRound> {
   const jobs = fioJobs(brick.root, plan);
   try {
+    await dropCaches(); // no dirty pages of the other side's writes left underneath (see cacheDrop)
     const durable = await runFio(jobs.seqWriteDurable);
     await rm(jobs.seqWriteDurable.filename);
     const write = await runFio(jobs.seqWrite);
@@ -135,7 +137,10 @@ async function measureStore(brick: TempBrick, plan: Plan, round: number): Promis
   try {
     // Creating the file also makes the first log segment, outside the timed part.
     const { fid } = await store.create('seq.dat');
-    const pattern = randomFillSync(Buffer.alloc(SEQ_BLOCK));
+    // Page-aligned, as fio's buffers are and as the FUSE frontend hands its writes to the
+    // store (coalesce.ts): the O_DIRECT path then writes it in place, without a copy.
+    const pattern = randomFillSync(allocAligned(SEQ_BLOCK));
+    await dropCaches(); // no dirty pages of the other side's writes left underneath (see cacheDrop)
     const writes = plan.seqBytes / SEQ_BLOCK;
 
     let start = performance.now();
@@ -187,7 +192,8 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     seqInFlight: SEQ_IN_FLIGHT,
     smallBlockBytes: SMALL_BLOCK,
     storeOptions: 'defaults (directWriteBytes 64 KiB, segmentBytes 64 MiB, checkpoint every 10 s or 128 MiB)',
-    cacheDrop: 'sync; echo 3 > /proc/sys/vm/drop_caches before each sequential read',
+    cacheDrop:
+      'sync; echo 3 > /proc/sys/vm/drop_caches before each side starts writing (the loop brick is a file in the host page cache: the other side\'s dirty pages would be written back underneath) and before each sequential read',
     randomWrites: '4 KiB-aligned uniform random offsets over the sequential file (overwrites of written blocks, both sides)',
     fio,
     fioJobs: Object.values(fioJobs('<brick>', plan)).map((job) => `fio ${fioArgs(job).join(' ')}`),

@@ -141,7 +141,7 @@ export function storeBackend(store: ReplicaStore, options: StoreBackendOptions =
     : <T>(mutation: Promise<T>) => mutation;
   const coalescer = options.writeBack
     ? new WriteCoalescer(
-        (file, offset, data) => applied(store.write(file, offset, data, undefined, { wait: 'applied' }), data.length),
+        (file, offset, data, flushFollows) => applied(store.write(file, offset, data, undefined, { wait: 'applied', flushFollows }), data.length),
         () => store.statfs(),
         options.writeBack.coalescing ?? DEFAULT_COALESCING,
       )
@@ -179,7 +179,7 @@ export function storeBackend(store: ReplicaStore, options: StoreBackendOptions =
     readlink: (p) => store.readlink(p),
     statfs: () => store.statfs(),
     sync: async () => {
-      await coalescer?.barrier();
+      await coalescer?.barrier(true);
       const seq = await store.flush();
       await quorum?.(seq);
       if (coalescer?.failure !== undefined) throw coalescer.failure;

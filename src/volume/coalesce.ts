@@ -69,7 +69,7 @@ export class WriteCoalescer {
    * @param capacity the volume's size limit and use, for the ENOSPC rule above
    */
   constructor(
-    private readonly write: (file: FileRef, offset: number, data: Buffer) => Promise<unknown>,
+    private readonly write: (file: FileRef, offset: number, data: Buffer, flushFollows: boolean) => Promise<unknown>,
     private readonly capacity: () => { sizeLimitBytes: number; usedBytes: number },
     private readonly opts: CoalescerOptions = DEFAULT_COALESCING,
   ) {}
@@ -90,7 +90,7 @@ export class WriteCoalescer {
       // (Page-aligned: a large write goes to the store's O_DIRECT path in place, aligned.ts.)
       const copy = allocAligned(data.length);
       data.copy(copy);
-      return this.barrier().then(() => this.write(file, offset, copy).then(() => undefined));
+      return this.barrier().then(() => this.write(file, offset, copy, false).then(() => undefined));
     }
     const fid = file.fid;
     const run = this.open.get(fid);
@@ -126,23 +126,24 @@ export class WriteCoalescer {
   /**
    * Dispatch the open run and wait until every run is applied; throws a run failure
    * nobody has heard of yet. Every non-write operation of the backend calls this first.
+   * `flushFollows`: the caller flushes next (sync), which the open runs are told.
    */
-  async barrier(): Promise<void> {
-    for (const fid of [...this.open.keys()]) this.dispatch(fid);
+  async barrier(flushFollows = false): Promise<void> {
+    for (const fid of [...this.open.keys()]) this.dispatch(fid, flushFollows);
     // Only the runs dispatched so far: later writes must not hold this barrier up.
     await Promise.all([...this.inFlight]);
     if (this.pendingError !== undefined) throw this.takeError();
   }
 
   /** Hand the file's open run to the store (if it has one). */
-  private dispatch(fid: string): void {
+  private dispatch(fid: string, flushFollows = false): void {
     const run = this.open.get(fid);
     if (!run) return;
     this.open.delete(fid);
     clearTimeout(run.timer);
     // The run's buffer is the store's until the write resolves (replication may ship it).
     const data = run.buffer.subarray(0, run.length);
-    const applied = this.write({ fid: run.fid }, run.offset, data).then(
+    const applied = this.write({ fid: run.fid }, run.offset, data, flushFollows).then(
       () => undefined,
       (err: unknown) => {
         this.pendingError ??= err;

@@ -1,8 +1,11 @@
 // The replica store's file-tree operations on a real XFS brick: each operation, its errno
 // cases (nothing changed), name validation, and that data/ is a plain tree an admin can read.
+import { execFile } from 'node:child_process';
 import { readFile, lstat, readlink as fsReadlink } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import t from 'tap';
+import { allocAligned } from '../../src/aligned.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { native } from '../../src/native.js';
 import { rejectsWithCode } from '../helpers/assert.js';
@@ -10,6 +13,7 @@ import { needsRoot } from '../helpers/loop.js';
 import { replicaDir, testBrick, testStore } from '../helpers/store.js';
 
 const skip = needsRoot();
+const execFileP = promisify(execFile);
 
 t.test('create, write, read, stat; data/ holds the plain file', { skip }, async (t) => {
   const brick = await testBrick(t);
@@ -251,4 +255,42 @@ t.test('applied mode: a write is readable at once, durable later; flush waits fo
   t.equal((refused as NodeJS.ErrnoException).code, 'ENOENT', 'a refused write fails at once in the applied mode too');
   await reopened.flush();
   t.pass('a refused write does not make a later flush fail');
+});
+
+t.test('applied mode with a flush to follow: the record is written durable, so the flush has nothing left to do', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick);
+  await store.create('soon');
+  await store.flush();
+  for (const size of [4096, 256 * 1024]) {
+    const lazy = await store.write('soon', 0, Buffer.alloc(size, 1), undefined, { wait: 'applied' });
+    t.ok(store.durableSeq < lazy.seq, `${size} B applied: not durable yet (its log record waits for a sync round)`);
+    await lazy.durable;
+    const eager = await store.write('soon', 0, Buffer.alloc(size, 2), undefined, { wait: 'applied', flushFollows: true });
+    t.ok(store.durableSeq >= eager.seq, `${size} B applied, flush to follow: its record is durable once it is applied`);
+    await eager.durable;
+    t.ok((await store.read('soon', 0, size)).equals(Buffer.alloc(size, 2)));
+  }
+});
+
+t.test('a large aligned write bypasses the brick page cache in both modes; an unaligned one does not', { skip }, async (t) => {
+  // fincore(1) reports how much of a file is in the page cache: an O_DIRECT write leaves
+  // none of its range there (and drops what was), a buffered one leaves all of it.
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick);
+  const cached = async (name: string) => {
+    const { stdout } = await execFileP('fincore', ['--bytes', '--noheadings', '--output', 'RES', path.join(replicaDir(brick), 'data', name)]);
+    return Number(stdout.trim());
+  };
+  const data = allocAligned(1024 * 1024).fill(5);
+  for (const wait of ['applied', 'durable'] as const) {
+    await store.create(`direct-${wait}`);
+    const w = await store.write(`direct-${wait}`, 0, data, undefined, { wait });
+    await w.durable;
+    t.equal(await cached(`direct-${wait}`), 0, `${wait}: a 1 MiB aligned write leaves nothing in the page cache`);
+  }
+  await store.create('unaligned');
+  await (await store.write('unaligned', 512, data, undefined, { wait: 'applied' })).durable;
+  t.ok((await cached('unaligned')) >= data.length, 'an unaligned one goes through the page cache');
+  t.ok((await store.read('direct-applied', 0, data.length)).equals(data), 'and reads back verified');
 });

@@ -10,6 +10,7 @@ interface Call {
   file: FileRef;
   offset: number;
   data: Buffer;
+  flushFollows: boolean;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -18,10 +19,10 @@ interface Call {
 function harness(options: Partial<CoalescerOptions> = {}, auto = true, capacity = { sizeLimitBytes: 1 << 30, usedBytes: 0 }) {
   const calls: Call[] = [];
   const c = new WriteCoalescer(
-    (file, offset, data) =>
+    (file, offset, data, flushFollows) =>
       new Promise<void>((resolve, reject) => {
         // The coalescer hands over the run's buffer: keep a snapshot of what was passed.
-        calls.push({ file, offset, data: Buffer.from(data), resolve, reject });
+        calls.push({ file, offset, data: Buffer.from(data), flushFollows, resolve, reject });
         if (auto) resolve();
       }),
     () => capacity,
@@ -42,6 +43,21 @@ t.test('sequential writes become one run per runBytes, in order, with their byte
   t.same(calls.map((x) => [x.offset, x.data.length]), [[0, 64], [64, 64]]);
   t.same([...calls[0]!.data.subarray(0, 32)], [...bytes(16, 0), ...bytes(16, 1)]);
   t.same([...calls[1]!.data.subarray(48)], [...bytes(16, 7)]);
+});
+
+t.test('only a barrier for a flush tells the runs it dispatches that a flush follows', async (t) => {
+  const { c, calls } = harness();
+  await c.add({ fid: 'f1' }, 0, bytes(8, 1));
+  await c.barrier(); // a read's or a stat's barrier
+  await c.add({ fid: 'f1' }, 8, bytes(8, 2));
+  await c.add({ fid: 'f2' }, 0, bytes(8, 3));
+  await c.barrier(true); // sync's
+  await c.add({ fid: 'f1' }, 100, bytes(8, 4));
+  await new Promise((resolve) => setTimeout(resolve, 30)); // the linger
+  t.same(
+    calls.map((x) => [(x.file as { fid: string }).fid, x.offset, x.flushFollows]),
+    [['f1', 0, false], ['f1', 8, true], ['f2', 0, true], ['f1', 100, false]],
+  );
 });
 
 t.test('a gap starts a new run; the linger dispatches lone runs', async (t) => {
