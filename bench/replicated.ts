@@ -16,7 +16,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ReplicaStore } from '../src/store/store.js';
-import { trimBrick, type TempBrick } from './brick.js';
+import { trimBrick, writeBackAll, type TempBrick } from './brick.js';
 import { median } from './case.js';
 import { startChildren } from './child.js';
 import { BenchCluster, LOOPBACK, waitUntil, type ReplicaPlacement } from './cluster.js';
@@ -116,6 +116,10 @@ async function runWorkloads(
   const small = randomFillSync(Buffer.alloc(SMALL_BLOCK));
   const blocks = plan.seqBytes / SMALL_BLOCK;
   const randomWrite = () => write(Math.floor(Math.random() * blocks) * SMALL_BLOCK, small);
+  // The 4 KiB phases measure the small-write path, not the host writing back the sequential
+  // phase's data underneath them (the bricks are files in its page cache, and the replicated
+  // variants leave one copy per replica): every variant, local store included, waits for it.
+  await writeBackAll();
   await timedLoops(1, plan.randomSeconds * SMALL_WARM_UP_FRACTION, randomWrite);
   const qd1 = await timedLoops(1, plan.randomSeconds, randomWrite);
   const qd16 = await timedLoops(QD16, plan.randomSeconds, randomWrite);

@@ -231,6 +231,7 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     warmUp: 'that many bytes of the same 1 MiB writes, untimed, before the sequential write of every variant (local store included): agents just started would count V8 compiling the data path as replication cost',
     smallWarmUpSeconds: plan.randomSeconds * SMALL_WARM_UP_FRACTION,
     smallWarmUp: 'that many seconds of 4 KiB QD1 writes, untimed, before the 4 KiB phases of every variant (local store included): the small-write path warms up separately',
+    writeBack: 'sync (every dirty page written back, page cache kept) between the sequential phase and the 4 KiB phases of every variant (local store included)',
     cpu: 'process.cpuUsage (user + system) across the sequential write, per GiB the client wrote (each GiB is sent to every replica)',
   };
   const unavailable = tempBrickUnavailable();
