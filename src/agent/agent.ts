@@ -109,6 +109,7 @@ export class Agent {
         events: this.events,
         log: this.log.child({ node: this.nodeId }),
         onMutationDurable: (volumeId, op, seconds) => this.metrics.observeMutation(volumeId, op, seconds),
+        store: { activity: { capacity: this.config.activityLogExtents } },
         ...(replication ? { replication } : {}),
       });
       await this.volumes.recover();

@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { BrickdError } from '../errors.js';
 import { validateAllowlist } from '../brick/allowlist.js';
+import { MAX_KEYS } from '../store/activity.js';
 
 export type EmbeddedMode = 'auto' | 'on' | 'off';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -66,6 +67,14 @@ export interface AgentConfig {
    * wins.
    */
   resyncRateBytesPerSec: number;
+  /**
+   * Extents (4 MiB parts of files) each replica's activity log keeps named once their writes
+   * are durable (DRBD's al-extents): after an unclean stop, the store re-sums and the
+   * replicas compare at most this much recently written data besides what was in flight.
+   * More: a restart after a crash compares more; fewer: a writer moving over more than this
+   * at once logs more often. 1..4096.
+   */
+  activityLogExtents: number;
 }
 
 export const DEFAULT_CONFIG: AgentConfig = {
@@ -92,6 +101,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   replicationSecretFile: '',
   quorumTimeoutMs: 10_000,
   resyncRateBytesPerSec: 100 * 2 ** 20,
+  activityLogExtents: 1024,
 };
 
 type Key = keyof AgentConfig;
@@ -196,6 +206,11 @@ function parseValue(key: Key, raw: unknown, source: string): AgentConfig[Key] {
       const id = str();
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id)) throw invalid(key, source, 'expected 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit');
       return id;
+    }
+    case 'activityLogExtents': {
+      const n = typeof raw === 'number' ? raw : Number(raw);
+      if (!Number.isInteger(n) || n < 1 || n > MAX_KEYS) throw invalid(key, source, `expected an integer 1..${MAX_KEYS}, got ${JSON.stringify(raw)}`);
+      return n;
     }
     case 'quorumTimeoutMs': {
       const n = typeof raw === 'number' ? raw : Number(raw);

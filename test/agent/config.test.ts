@@ -50,6 +50,12 @@ t.test('replication: off by default; address, cluster, secret file, quorum timeo
   t.equal((await loadConfig({ env: { BRICKD_RESYNC_RATE_BYTES_PER_SEC: '0' } })).resyncRateBytesPerSec, 0, '0: unthrottled');
 });
 
+t.test('activity log extents: 1024 by default, from a flag or the environment', async (t) => {
+  t.equal((await loadConfig({})).activityLogExtents, 1024);
+  t.equal((await loadConfig({ argv: ['--activity-log-extents', '64'] })).activityLogExtents, 64);
+  t.equal((await loadConfig({ env: { BRICKD_ACTIVITY_LOG_EXTENTS: '4096' } })).activityLogExtents, 4096);
+});
+
 t.test('every bad value is CONFIG_INVALID naming key and source', async (t) => {
   const dir = await tempDir(t);
   const bad: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
@@ -78,6 +84,9 @@ t.test('every bad value is CONFIG_INVALID naming key and source', async (t) => {
     ['quorum timeout too short', { argv: ['--quorum-timeout-ms', '5'] }, /quorumTimeoutMs .* 100\.\.3600000/],
     ['resync rate not a size', { argv: ['--resync-rate-bytes-per-sec', 'fast'] }, /resyncRateBytesPerSec \(from --resync-rate-bytes-per-sec\): expected a size/],
     ['resync rate negative', { env: { BRICKD_RESYNC_RATE_BYTES_PER_SEC: '-5' } }, /resyncRateBytesPerSec .* expected a size/],
+    ['activity log extents 0', { argv: ['--activity-log-extents', '0'] }, /activityLogExtents \(from --activity-log-extents\): expected an integer 1\.\.4096/],
+    ['activity log extents past the slot', { env: { BRICKD_ACTIVITY_LOG_EXTENTS: '4097' } }, /activityLogExtents .* 1\.\.4096/],
+    ['activity log extents not a number', { argv: ['--activity-log-extents', 'lots'] }, /activityLogExtents/],
   ];
   for (const [name, sources, message] of bad) {
     await rejectsWithCode(t, loadConfig(sources), 'CONFIG_INVALID', message, name);
