@@ -1248,9 +1248,9 @@ export class ReplicaStore {
    * the FUSE frontend answers its writers before the apply (coalesce.ts), so the device's
    * latency is not theirs, and the mount keeps its own page cache of what was written, so
    * caching it again here would hold every written byte twice. Measured through a 3-replica
-   * FUSE mount (docs/fuse.md): less CPU per GiB on the primary, and no slow first minute
+   * FUSE mount (docs/fuse.md): less CPU per GiB on the primary, and no slow start
    * while the kernel learns a new brick's writeback bandwidth (dirty pages throttled the
-   * writer to 110-160 MiB/s on a fresh volume; 220-250 MiB/s direct).
+   * first 8 s of writes on a fresh volume to 137-162 MiB/s; 223-226 MiB/s direct).
    */
   private async applyDirect(m: Extract<Mutation, { op: 'writeDirect' }>, data: Buffer, range: LockRange | undefined): Promise<void> {
     await this.locks.withWrite(m.fid, () =>
