@@ -37,6 +37,11 @@ export async function dataDirOf(agent: ControlAgent, volumeId: string): Promise<
   return path.join(bricks, brick!, 'volumes', volumeId, 'data');
 }
 
+/** The mount point of the agent's one brick. */
+export async function brickOf(agent: ControlAgent, volumeId: string): Promise<string> {
+  return path.dirname(path.dirname(path.dirname(await dataDirOf(agent, volumeId))));
+}
+
 /** Run a shell script (tools on the mount run in their own processes); rejects with its stderr. */
 export function sh(script: string, timeoutMs = 60_000): Promise<string> {
   return new Promise((resolve, reject) => {

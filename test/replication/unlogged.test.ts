@@ -28,7 +28,7 @@ import t, { type Test } from 'tap';
 import { run } from '../../src/exec.js';
 import { native } from '../../src/native.js';
 import { SLOT_BYTES } from '../../src/store/activity.js';
-import { dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
+import { brickOf, dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
 import { needsFuse } from '../helpers/fuse.js';
 import { cutPower, mountPoint } from '../helpers/mount.js';
 import type { ControlAgent, ControlApi } from '../helpers/control.js';
@@ -192,11 +192,6 @@ function startWriters(mnt: string, names: string[]) {
   };
 }
 
-/** A brick's mount point on `agent`. */
-async function brickOf(agent: ControlAgent): Promise<string> {
-  return path.dirname(path.dirname(path.dirname(await dataDirOf(agent, VOLUME))));
-}
-
 /** Every acknowledged write reads back on every agent's brick, and the replicas equal the primary. */
 async function checkBricks(t: Test, agents: readonly ControlAgent[], acked: ReturnType<typeof startWriters>['acked'], names: string[]): Promise<void> {
   const trees = [];
@@ -235,7 +230,7 @@ t.test("a power loss of the primary's brick in the middle of writes: every ackno
   const [a] = agents;
   const writers = startWriters(mnt, WRITERS);
   await new Promise((r) => setTimeout(r, 800 + Math.floor(Math.random() * 600))); // mid-write: the writers take about 2.5 s to reach their cap
-  const restore = await cutPower(await brickOf(a));
+  const restore = await cutPower(await brickOf(a, VOLUME));
   a.proc.child.kill('SIGKILL');
   await a.proc.exited;
   await run('umount', ['--lazy', mnt]).catch(() => {});
@@ -256,7 +251,7 @@ t.test("a power loss of a replica's brick in the middle of writes: it kept every
   const nodeB = (await b.api.getNodeInfo({})).nodeId;
   const writers = startWriters(mnt, WRITERS);
   await new Promise((r) => setTimeout(r, 800 + Math.floor(Math.random() * 600))); // mid-write: the writers take about 2.5 s to reach their cap
-  const restore = await cutPower(await brickOf(b));
+  const restore = await cutPower(await brickOf(b, VOLUME));
   const ackedByB = BigInt((await status()).peers.find((p) => p.nodeId === nodeB)!.ackedSeq);
   b.proc.child.kill('SIGKILL');
   await b.proc.exited;
