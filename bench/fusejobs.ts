@@ -72,8 +72,7 @@ function jobFiles(jobs: FuseJob[]): string[] {
  * next ones 224-238, the 4 KiB job 766 IOPS then 868-892. The replication case warms up
  * its agents the same way (bench/replicated.ts), and so brickd direct here.
  */
-async function warmUp(dir: string, quick: boolean): Promise<void> {
-  const jobs = fuseJobs(dir, quick);
+async function warmUp(jobs: FuseJob[], dir: string, quick: boolean): Promise<void> {
   const file = path.join(dir, 'fusejob-warm-up.dat');
   const seconds = quick ? 1 : 3;
   try {
@@ -99,7 +98,7 @@ export async function runFuseJobs(dir: string, quick: boolean, hooks: { beforeEa
   const jobs = fuseJobs(dir, quick);
   const out: Partial<Record<FuseJobKey, FioResult>> = {};
   try {
-    await warmUp(dir, quick);
+    await warmUp(jobs, dir, quick);
     for (const { key, job } of jobs) {
       await hooks.beforeEach?.();
       out[key] = await runFio(job);

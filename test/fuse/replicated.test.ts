@@ -18,7 +18,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { run } from '../../src/exec.js';
-import { brickOf, dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
+import { brickOf, caughtUp, dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
 import type { ControlAgent } from '../helpers/control.js';
 import { needsFuse } from '../helpers/fuse.js';
 import { tempDir } from '../helpers/loop.js';
@@ -87,12 +87,7 @@ t.test("sqlite3 in WAL mode: a power loss of the primary's node, replica promote
   await promoted.api.updateVolume({ volumeId: VOLUME, generation: 2, setPeers: true, peers, writeQuorum: 2 });
   await sh(`sqlite3 ${mntP}/app.db "INSERT INTO t(batch, v) VALUES (100001, 'with three again');"`);
   await sh(`sync -f ${mntP}/app.db`);
-  for (const deadline = Date.now() + 60_000; ; ) {
-    const s = await promoted.api.getVolumeStatus({ volumeId: VOLUME });
-    if (s.peers.length === 2 && s.peers.every((p) => p.state === 'streaming' && BigInt(p.ackedSeq) === BigInt(s.appliedSeq))) break;
-    if (Date.now() > deadline) throw new Error(`the old primary never caught up: ${JSON.stringify(s.peers)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await caughtUp(() => promoted.api.getVolumeStatus({ volumeId: VOLUME }));
   const back = (await promoted.api.getVolumeStatus({ volumeId: VOLUME })).peers.find((p) => p.nodeId === peer(0).nodeId)!;
   t.comment(`the old primary came back: ${back.resync ? `resynced (${back.resync.incremental ? 'incremental' : 'full'}, ${(Number(back.resync.bytesCompared) / 2 ** 20).toFixed(1)} MiB compared)` : 'caught up from the queue'}`);
   // Every brick holds the same database files, read without brickd.

@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Test } from 'tap';
 import { testSecretFile } from './agent.js';
-import { startControlAgent, type ControlAgent } from './control.js';
+import { startControlAgent, type ControlAgent, type ControlApi } from './control.js';
 
 export interface Cluster {
   agents: [ControlAgent, ControlAgent, ControlAgent];
@@ -40,6 +40,16 @@ export async function dataDirOf(agent: ControlAgent, volumeId: string): Promise<
 /** The mount point of the agent's one brick. */
 export async function brickOf(agent: ControlAgent, volumeId: string): Promise<string> {
   return path.dirname(path.dirname(path.dirname(await dataDirOf(agent, volumeId))));
+}
+
+/** Until the primary's two peers stream and have acknowledged everything it applied (60 s at most). */
+export async function caughtUp(status: () => ReturnType<ControlApi['getVolumeStatus']>): Promise<void> {
+  for (const deadline = Date.now() + 60_000; ; ) {
+    const s = await status();
+    if (s.peers.length === 2 && s.peers.every((p) => p.state === 'streaming' && BigInt(p.ackedSeq) === BigInt(s.appliedSeq))) return;
+    if (Date.now() > deadline) throw new Error(`the replicas never caught up: ${JSON.stringify(s.peers)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Run a shell script (tools on the mount run in their own processes); rejects with its stderr. */

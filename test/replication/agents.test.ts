@@ -13,14 +13,12 @@
 // generation on the replicas fences the primary (it stops acknowledging: QUORUM_LOST).
 //
 // Needs root (loop devices, mkfs, mount); skipped otherwise.
-import { chmod, copyFile, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { Agent } from '../../src/agent/agent.js';
 import { loadConfig } from '../../src/agent/config.js';
 import { silentLogger } from '../../src/log.js';
-import { ActivityLog } from '../../src/store/activity.js';
 import { ReplicaStore } from '../../src/store/store.js';
 import { controlClient } from '../../src/wire/control.js';
 import { operationDone, startControlAgent, promisify, type ControlAgent } from '../helpers/control.js';
@@ -30,6 +28,7 @@ import { needsRoot, tempDir } from '../helpers/loop.js';
 import { sample } from '../helpers/http.js';
 import { xorshift } from '../helpers/random.js';
 import { treeOf, until } from '../helpers/replication.js';
+import { suspectsNow } from '../helpers/store.js';
 
 const skip = needsRoot();
 const VOLUME = 'pv-1';
@@ -357,15 +356,10 @@ async function replicaDirOf(stateDir: string, volumeId: string): Promise<string>
 
 /**
  * The bytes a replica's activity log names (store/activity.ts), whole files at their size:
- * an upper bound of what its suspects add to a comparison. Read from a copy (opening a log
- * writes to it).
+ * an upper bound of what its suspects add to a comparison.
  */
 async function suspectBytes(replicaDir: string): Promise<number> {
-  const copy = path.join(await mkdtemp(path.join(tmpdir(), 'brickd-activity-')), 'activity');
-  await copyFile(path.join(replicaDir, '.brickd', 'activity'), copy);
-  const { log, suspects } = await ActivityLog.open(copy);
-  await log.close(false);
-  await rm(path.dirname(copy), { recursive: true, force: true });
+  const suspects = await suspectsNow(replicaDir);
   if (suspects.all) return Number.MAX_SAFE_INTEGER;
   let bytes = 0;
   for (const r of suspects.ranges) bytes += r.length ?? (await stat(path.join(replicaDir, '.brickd', 'fids', r.fid.slice(0, 2), r.fid)).catch(() => ({ size: 0 }))).size;

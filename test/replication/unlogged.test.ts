@@ -28,7 +28,7 @@ import t, { type Test } from 'tap';
 import { run } from '../../src/exec.js';
 import { native } from '../../src/native.js';
 import { SLOT_BYTES } from '../../src/store/activity.js';
-import { brickOf, dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
+import { brickOf, caughtUp, dataDirOf, replicatedCluster, sh } from '../helpers/cluster.js';
 import { needsFuse } from '../helpers/fuse.js';
 import { cutPower, mountPoint } from '../helpers/mount.js';
 import type { ControlAgent, ControlApi } from '../helpers/control.js';
@@ -211,16 +211,6 @@ async function checkBricks(t: Test, agents: readonly ControlAgent[], acked: Retu
     t.equal(acked.length - bad.length, acked.length, `${i === 0 ? 'the primary' : `replica ${i}`}: all ${acked.length} acknowledged writes intact`, { bad: bad.slice(0, 3) });
   }
   for (let i = 1; i < trees.length; i++) t.same(trees[i], trees[0], `replica ${i} equals the primary`);
-}
-
-/** Until both peers stream and hold everything the primary applied. */
-async function caughtUp(status: () => ReturnType<ControlApi['getVolumeStatus']>): Promise<void> {
-  for (const deadline = Date.now() + 60_000; ; ) {
-    const s = await status();
-    if (s.peers.length === 2 && s.peers.every((p) => p.state === 'streaming' && BigInt(p.ackedSeq) === BigInt(s.appliedSeq))) return;
-    if (Date.now() > deadline) throw new Error(`the replicas never caught up: ${JSON.stringify(s.peers)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const WRITERS = ['w0', 'w1', 'w2'];
