@@ -133,9 +133,11 @@ export interface NativeAddon {
    * Read into `buffer` from `offset` (short at EOF), verifying every block it covers
    * against the sums file. Resolves { bytes, badBlock }: badBlock is -1 when all verified,
    * else the index of the first block whose CRC did not match (buffer content is then
-   * unspecified and must not be returned to a client).
+   * unspecified and must not be returned to a client). With `directFd` (an O_DIRECT
+   * descriptor of the same file) the data is read through it, bypassing the page cache,
+   * when the covering block range starts 4 KiB-aligned.
    */
-  readBlocks(dataFd: number, sumsFd: number, buffer: Uint8Array, offset: number, blockSize: number): Promise<{ bytes: number; badBlock: number }>;
+  readBlocks(dataFd: number, sumsFd: number, buffer: Uint8Array, offset: number, blockSize: number, directFd?: number): Promise<{ bytes: number; badBlock: number }>;
   /** ftruncate the data file to `size`, re-sum its new last block, and size the sums file to match. */
   truncateBlocks(dataFd: number, sumsFd: number, size: number, blockSize: number): Promise<void>;
   /**

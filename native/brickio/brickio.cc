@@ -63,17 +63,22 @@ IoError FileSize(int fd, const char* file, uint64_t* size) {
   return {};
 }
 
-// pread until `len` bytes or EOF; *got is how many arrived.
-IoError PreadFull(int fd, uint8_t* buffer, size_t len, uint64_t offset, size_t* got, const char* file) {
+// pread until `len` bytes or EOF; *got is how many arrived. `directAlign` is the
+// alignment of an O_DIRECT descriptor's reads (0: a buffered one): a direct read comes back
+// short only at EOF, where it may end on any byte, and asking again from there would be an
+// unaligned read (EINVAL), so a short read that ends off the alignment is the end.
+IoError PreadFull(int fd, uint8_t* buffer, size_t len, uint64_t offset, size_t* got, const char* file,
+                  size_t directAlign = 0) {
   size_t done = 0;
   while (done < len) {
     ssize_t n = pread(fd, buffer + done, len - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Fail(errno, "pread", file);
+      return Fail(errno, directAlign ? "pread(O_DIRECT)" : "pread", file);
     }
     if (n == 0) break;  // EOF
     done += static_cast<size_t>(n);
+    if (directAlign && done % directAlign != 0) break;  // EOF
   }
   *got = done;
   return {};
@@ -368,13 +373,65 @@ IoError WriteBlocks(int dataFd, int sumsFd, const uint8_t* data, size_t len, uin
 }
 
 // ── readBlocks ────────────────────────────────────────────────────────────────────────
-//
+
+// A read through the O_DIRECT descriptor, for large reads (the caller decides which): the
+// covering block range is read in pieces of at most kBounceBytes, each straight into the
+// caller's buffer when that part of it is aligned and wholly requested, else into this
+// thread's aligned copy; every block is verified where it landed and the requested bytes
+// are copied out of the copy. The range starts aligned (the caller checks), and every piece
+// but the last is a whole number of blocks, so no block straddles two pieces.
+// Coherent with buffered writes of the same file: the kernel writes dirty page-cache pages
+// of the range back before a direct read of it, and the store's range lock keeps writes
+// out while the read runs.
+IoError ReadBlocksDirect(int directFd, int sumsFd, uint8_t* buffer, uint64_t offset, uint64_t end, uint64_t size,
+                         uint32_t blockSize, ReadBlocksResult* result) {
+  const uint64_t firstBlock = offset / blockSize;
+  const uint64_t rangeStart = firstBlock * blockSize;
+  const uint64_t rangeEnd = std::min(((end - 1) / blockSize + 1) * blockSize, size);
+  std::vector<uint32_t> sums;
+  if (IoError err = LoadSums(sumsFd, firstBlock, (rangeEnd - rangeStart + blockSize - 1) / blockSize, &sums)) return err;
+  uint8_t* bounce = nullptr;
+
+  for (uint64_t pos = rangeStart; pos < rangeEnd;) {
+    const uint64_t want = std::min<uint64_t>(kBounceBytes, (rangeEnd - pos + kDirectAlign - 1) / kDirectAlign * kDirectAlign);
+    const bool intoBuffer =
+        pos >= offset && pos + want <= end && reinterpret_cast<uintptr_t>(buffer + (pos - offset)) % kDirectAlign == 0;
+    if (!intoBuffer && !bounce && !(bounce = ThreadBounce())) return IoError{ENOMEM, "posix_memalign", kData, ""};
+    uint8_t* landed = intoBuffer ? buffer + (pos - offset) : bounce;
+    size_t got = 0;
+    if (IoError err = PreadFull(directFd, landed, static_cast<size_t>(want), pos, &got, kData, kDirectAlign)) return err;
+    const uint64_t pieceEnd = std::min<uint64_t>(pos + got, rangeEnd);
+    if (pieceEnd < std::min<uint64_t>(pos + want, rangeEnd)) {
+      // The file shrank since fstat (the caller should have serialized): what arrived is
+      // all there is. Blocks past the new EOF are neither verified nor reported.
+      size = pieceEnd;
+      end = std::min(end, size);
+    }
+    for (uint64_t start = pos; start < pieceEnd && start < end; start += blockSize) {
+      const size_t extent = static_cast<size_t>(std::min<uint64_t>(blockSize, size - start));
+      if (!BlockVerifies(landed + (start - pos), extent, sums[(start - rangeStart) / blockSize])) {
+        result->badBlock = static_cast<int64_t>(start / blockSize);
+        result->bytes = end > offset ? end - offset : 0;
+        return {};
+      }
+    }
+    if (!intoBuffer) {
+      const uint64_t from = std::max(pos, offset), to = std::min(pieceEnd, end);
+      if (from < to) std::memcpy(buffer + (from - offset), bounce + (from - pos), static_cast<size_t>(to - from));
+    }
+    if (pieceEnd < pos + want) break;
+    pos = pieceEnd;
+  }
+  result->bytes = end > offset ? end - offset : 0;
+  return {};
+}
+
 // One preadv fills the covering block range [firstBlock·bs, min(lastBlock·bs + bs, EOF)):
 // blocks whose extent lies inside the request go straight into the caller's buffer (for a
 // block-aligned request that is all of them, no scratch at all); a head or tail edge block
 // goes into scratch, is verified there, and only its requested part is copied out.
 IoError ReadBlocks(int dataFd, int sumsFd, uint8_t* buffer, size_t len, uint64_t offset,
-                   uint32_t blockSize, ReadBlocksResult* result) {
+                   uint32_t blockSize, ReadBlocksResult* result, int directFd) {
   *result = ReadBlocksResult{};
   if (len == 0) return {};
   uint64_t size = 0;
@@ -383,6 +440,9 @@ IoError ReadBlocks(int dataFd, int sumsFd, uint8_t* buffer, size_t len, uint64_t
 
   uint64_t end = std::min<uint64_t>(offset + len, size);
   const uint64_t firstBlock = offset / blockSize;
+  if (directFd >= 0 && firstBlock * blockSize % kDirectAlign == 0) {
+    return ReadBlocksDirect(directFd, sumsFd, buffer, offset, end, size, blockSize, result);
+  }
   const uint64_t lastBlock = (end - 1) / blockSize;
   const uint64_t rangeStart = firstBlock * blockSize;
   const uint64_t rangeEnd = std::min((lastBlock + 1) * blockSize, size);

@@ -76,8 +76,10 @@ struct ReadBlocksResult {
   int64_t badBlock = -1;  // first block index that failed verification, or -1
 };
 // Read [offset, offset+len) (short at EOF) into `buffer`, verifying every covered block.
+// With `directFd` (an O_DIRECT descriptor of the same file) the data is read through it,
+// bypassing the page cache, whenever the covering block range starts 4 KiB-aligned.
 IoError ReadBlocks(int dataFd, int sumsFd, uint8_t* buffer, size_t len, uint64_t offset,
-                   uint32_t blockSize, ReadBlocksResult* result);
+                   uint32_t blockSize, ReadBlocksResult* result, int directFd = -1);
 
 // ftruncate the data file to `size`, re-sum the blocks whose length changed, size the sums file.
 IoError TruncateBlocks(int dataFd, int sumsFd, uint64_t size, uint32_t blockSize);

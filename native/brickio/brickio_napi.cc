@@ -229,14 +229,15 @@ class WriteBlocksBatchWorker : public PromiseWorker {
 
 class ReadBlocksWorker : public PromiseWorker {
  public:
-  ReadBlocksWorker(Napi::Env env, int dataFd, int sumsFd, Napi::Uint8Array buffer, uint64_t offset, uint32_t blockSize)
+  ReadBlocksWorker(Napi::Env env, int dataFd, int sumsFd, Napi::Uint8Array buffer, uint64_t offset, uint32_t blockSize,
+                   int directFd)
       : PromiseWorker(env, "brickd.readBlocks"),
         dataFd_(dataFd), sumsFd_(sumsFd), data_(buffer.Data()), len_(buffer.ByteLength()),
-        offset_(offset), blockSize_(blockSize) {
+        offset_(offset), blockSize_(blockSize), directFd_(directFd) {
     Retain(buffer);
   }
   void Execute() override {
-    auto err = brickio::ReadBlocks(dataFd_, sumsFd_, data_, len_, offset_, blockSize_, &result_);
+    auto err = brickio::ReadBlocks(dataFd_, sumsFd_, data_, len_, offset_, blockSize_, &result_, directFd_);
     if (err) error_ = ToSysError(err);
   }
   Napi::Value Result(Napi::Env env) override {
@@ -252,6 +253,7 @@ class ReadBlocksWorker : public PromiseWorker {
   size_t len_;
   uint64_t offset_;
   uint32_t blockSize_;
+  int directFd_;
   brickio::ReadBlocksResult result_;
 };
 
@@ -420,7 +422,9 @@ Napi::Value ReadBlocks(const Napi::CallbackInfo& info) {
   Napi::Uint8Array buffer = ArgBytes(info[2], "buffer");
   uint64_t offset = ArgUint(info[3], "offset");
   uint32_t blockSize = ArgBlockSize(info[4]);
-  return (new ReadBlocksWorker(info.Env(), dataFd, sumsFd, buffer, offset, blockSize))->Queue();
+  int directFd = -1;
+  if (info.Length() > 5 && !info[5].IsUndefined()) directFd = ArgFd(info[5], "directFd");
+  return (new ReadBlocksWorker(info.Env(), dataFd, sumsFd, buffer, offset, blockSize, directFd))->Queue();
 }
 
 Napi::Value TruncateBlocks(const Napi::CallbackInfo& info) {

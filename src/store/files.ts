@@ -27,7 +27,7 @@ export interface OpenFile {
   pins: number;
   /** Logical size of the data file, kept current by the store (the only writer). */
   size: number;
-  /** The data file opened O_DIRECT, for large aligned writes (opened on first use). */
+  /** The data file opened O_DIRECT, for large aligned writes and large reads (opened on first use). */
   direct?: FileHandle;
   /** Set with the first directHandle() call; `direct` once it has opened. */
   directOpening?: Promise<FileHandle>;

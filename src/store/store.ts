@@ -63,6 +63,11 @@ export interface StoreOptions {
   segmentBytes?: number;
   /** Writes at least this large go straight to the data file (default 64 KiB). */
   directWriteBytes?: number;
+  /**
+   * Reads at least this large bypass the page cache (default 128 KiB; Infinity: never). See
+   * read() for why.
+   */
+  directReadBytes?: number;
   /** Checkpoint once this many bytes were logged since the last one (default 128 MiB). */
   checkpointBytes?: number;
   /** Checkpoint at least this often while dirty (default 10 s; 0 disables the timer). */
@@ -235,6 +240,7 @@ export class ReplicaStore {
       log: options.log ?? silentLogger,
       segmentBytes: options.segmentBytes ?? 64 * 2 ** 20,
       directWriteBytes: options.directWriteBytes ?? 64 * 1024,
+      directReadBytes: options.directReadBytes ?? 128 * 1024,
       checkpointBytes: options.checkpointBytes ?? 128 * 2 ** 20,
       checkpointIntervalMs: options.checkpointIntervalMs ?? 10_000,
       brickReserveBytes: options.brickReserveBytes ?? 32 * 2 ** 20,
@@ -687,6 +693,8 @@ export class ReplicaStore {
    * the data is read into it and a view of it is returned: a caller with a scratch buffer
    * of its own saves an allocation per read (every one counts towards V8's external memory
    * and so brings the next full GC closer). `into` must not be touched until this settles.
+   * A read of directReadBytes or more goes through the file's O_DIRECT descriptor: see
+   * docs/store.md "Reads" for what that was measured against.
    */
   async read(file: FileRef, offset: number, length: number, options: { repair?: boolean; into?: Buffer } = {}): Promise<Buffer> {
     checkInteger('offset', offset, 0);
@@ -699,7 +707,11 @@ export class ReplicaStore {
     for (let attempt = 0; ; attempt++) {
       const result = await this.locks.withRead(
         fid,
-        () => this.files.use(fid, (f) => native.readBlocks(f.data.fd, f.sums.fd, buffer, offset, this.manifestValue.blockSize)),
+        () =>
+          this.files.use(fid, async (f) => {
+            const direct = length >= this.opts.directReadBytes ? (await this.files.directHandle(f)).fd : undefined;
+            return native.readBlocks(f.data.fd, f.sums.fd, buffer, offset, this.manifestValue.blockSize, direct);
+          }),
         pageRange(offset, length, this.manifestValue.blockSize),
       );
       if (!result) throw posixError('ENOENT', 'read', label ?? fid);

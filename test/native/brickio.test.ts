@@ -54,6 +54,19 @@ async function openPair(t: Test, dir: string, name = 'file'): Promise<Pair> {
   return { data, sums, dataPath, sumsPath };
 }
 
+/** The pair's data file opened O_DIRECT, or undefined (a pass saying why) where the temp filesystem cannot. */
+async function openDirect(t: Test, pair: Pair): Promise<FileHandle | undefined> {
+  let direct: FileHandle;
+  try {
+    direct = await open(pair.dataPath, constants.O_RDWR | constants.O_DIRECT);
+  } catch (err) {
+    t.pass(`skipped: O_DIRECT is not supported on ${path.dirname(pair.dataPath)}: ${(err as Error).message}`);
+    return undefined;
+  }
+  t.teardown(() => direct.close());
+  return direct;
+}
+
 /** Deterministic bytes (xorshift32) so failures reproduce. */
 function pattern(len: number, seed: number): Buffer {
   const out = Buffer.alloc(len);
@@ -197,14 +210,8 @@ t.test('direct writes: through the aligned per-thread copy in 1 MiB pieces, from
   const dir = await tempDir(t);
   for (const blockSize of [4096, 512, 8192, 65536]) {
     const pair = await openPair(t, dir, `direct-${blockSize}`);
-    let direct: FileHandle;
-    try {
-      direct = await open(pair.dataPath, constants.O_RDWR | constants.O_DIRECT);
-    } catch (err) {
-      t.pass(`skipped: O_DIRECT is not supported on ${dir}: ${(err as Error).message}`);
-      return;
-    }
-    t.teardown(() => direct.close());
+    const direct = await openDirect(t, pair);
+    if (!direct) return;
     let model: Buffer = Buffer.alloc(0);
     const write = async (data: Buffer, offset: number) => {
       await native.writeBlocks(pair.data.fd, pair.sums.fd, data, offset, blockSize, undefined, direct.fd);
@@ -226,6 +233,46 @@ t.test('direct writes: through the aligned per-thread copy in 1 MiB pieces, from
     concurrent.forEach((data, k) => (model = modelWrite(model, data, 20 * MiB + k * MiB)));
     await checkFiles(t, pair, model, blockSize, `direct writes, ${blockSize}-byte blocks`);
     await checkRead(t, pair, model, 0, model.length, blockSize);
+  }
+});
+
+t.test('direct reads: any request and memory alignment, every block size, pieces, EOF, corruption', async (t) => {
+  const dir = await tempDir(t);
+  for (const blockSize of [4096, 512, 8192, 65536]) {
+    const pair = await openPair(t, dir, `direct-read-${blockSize}`);
+    const direct = await openDirect(t, pair);
+    if (!direct) return;
+    // 3 MiB and a short last block: reads span several 1 MiB pieces and end off alignment.
+    const model = pattern(3 * MiB + 5000, blockSize + 1);
+    await native.writeBlocks(pair.data.fd, pair.sums.fd, model, 0, blockSize);
+    const read = async (offset: number, len: number, shift: number) => {
+      // `shift` bytes into an aligned allocation: 0 lands straight in the buffer, else through the copy.
+      const buffer = allocAligned(len + 4096).fill(0xee).subarray(shift, shift + len);
+      const result = await native.readBlocks(pair.data.fd, pair.sums.fd, buffer, offset, blockSize, direct.fd);
+      const expected = model.subarray(Math.min(offset, model.length), Math.min(offset + len, model.length));
+      t.same(result, { bytes: expected.length, badBlock: -1 }, `${blockSize}-byte blocks, ${len} at ${offset} (+${shift}): verified`);
+      t.ok(buffer.subarray(0, expected.length).equals(expected), `${blockSize}-byte blocks, ${len} at ${offset} (+${shift}): bytes match`);
+    };
+    for (const shift of [0, 16, 512]) {
+      for (const [offset, len] of [
+        [0, MiB], [0, model.length], [0, 4 * MiB], [MiB, 2 * MiB + 4096], [4096, MiB], [1, MiB], [MiB - 7, MiB + 100],
+        [3 * MiB, 5000], [3 * MiB - 4096, 8192], [3 * MiB + 100, 10], [model.length, 10], [model.length + 4096, 4096],
+      ] as const) {
+        await read(offset, len, shift);
+      }
+    }
+    // A change still in the page cache (not written back) is what a direct read sees: the
+    // kernel writes the range back first.
+    const change = pattern(3000, 99);
+    await native.writeBlocks(pair.data.fd, pair.sums.fd, change, MiB + 100, blockSize);
+    change.copy(model, MiB + 100);
+    await read(0, model.length, 0);
+    // A damaged block is reported where it is, in a piece past the first.
+    await flipBit(pair.data, 2 * MiB + 3 * blockSize + 7, 2);
+    const buffer = allocAligned(model.length);
+    const bad = Math.floor((2 * MiB + 3 * blockSize + 7) / blockSize);
+    t.equal((await native.readBlocks(pair.data.fd, pair.sums.fd, buffer, 0, blockSize, direct.fd)).badBlock, bad, `${blockSize}-byte blocks: block ${bad} reported`);
+    t.equal((await native.readBlocks(pair.data.fd, pair.sums.fd, buffer.subarray(16), 4096, blockSize, direct.fd)).badBlock, bad, `${blockSize}-byte blocks: through the copy too`);
   }
 });
 
@@ -508,6 +555,8 @@ t.test('misuse: TypeError / RangeError naming the argument, before any I/O', asy
     ['writeBlocks sumsFd', () => native.writeBlocks(1, undefined as unknown as number, buf, 0, 4096), TypeError, /"sumsFd"/],
     ['blockSize not power of two', () => native.writeBlocks(1, 2, buf, 0, 4000), RangeError, /"blockSize"/],
     ['blockSize too small', () => native.readBlocks(1, 2, buf, 0, 256), RangeError, /"blockSize"/],
+    ['readBlocks directFd negative', () => native.readBlocks(1, 2, buf, 0, 4096, -3), RangeError, /"directFd"/],
+    ['readBlocks directFd string', () => native.readBlocks(1, 2, buf, 0, 4096, '5' as unknown as number), TypeError, /"directFd"/],
     ['blockSize too big', () => native.truncateBlocks(1, 2, 0, 2 * MiB), RangeError, /"blockSize"/],
     ['blockSize missing', () => native.resumBlocks(1, 2, 0, 1, undefined as unknown as number), TypeError, /"blockSize"/],
     ['expectedCrc too big', () => native.writeBlocks(1, 2, buf, 0, 4096, 2 ** 32), RangeError, /"expectedCrc"/],

@@ -10,7 +10,7 @@ import { ReplicaStore } from '../../src/store/store.js';
 import { native } from '../../src/native.js';
 import { rejectsWithCode } from '../helpers/assert.js';
 import { needsRoot } from '../helpers/loop.js';
-import { replicaDir, testBrick, testStore } from '../helpers/store.js';
+import { replicaDir, testBrick, testStore, type TestBrick } from '../helpers/store.js';
 
 const skip = needsRoot();
 const execFileP = promisify(execFile);
@@ -273,15 +273,19 @@ t.test('applied mode with a flush to follow: the record is written durable, so t
   }
 });
 
+/**
+ * How much of a replica's data file is in the page cache (fincore(1)): an O_DIRECT write or
+ * read leaves none of its range there (a write drops what was), a buffered one all of it.
+ */
+async function cachedBytes(brick: TestBrick, name: string): Promise<number> {
+  const { stdout } = await execFileP('fincore', ['--bytes', '--noheadings', '--output', 'RES', path.join(replicaDir(brick), 'data', name)]);
+  return Number(stdout.trim());
+}
+
 t.test('a large aligned write bypasses the brick page cache in both modes; an unaligned one does not', { skip }, async (t) => {
-  // fincore(1) reports how much of a file is in the page cache: an O_DIRECT write leaves
-  // none of its range there (and drops what was), a buffered one leaves all of it.
   const brick = await testBrick(t);
   const store = await testStore(t, brick);
-  const cached = async (name: string) => {
-    const { stdout } = await execFileP('fincore', ['--bytes', '--noheadings', '--output', 'RES', path.join(replicaDir(brick), 'data', name)]);
-    return Number(stdout.trim());
-  };
+  const cached = (name: string) => cachedBytes(brick, name);
   const data = allocAligned(1024 * 1024).fill(5);
   for (const wait of ['applied', 'durable'] as const) {
     await store.create(`direct-${wait}`);
@@ -293,4 +297,23 @@ t.test('a large aligned write bypasses the brick page cache in both modes; an un
   await (await store.write('unaligned', 512, data, undefined, { wait: 'applied' })).durable;
   t.ok((await cached('unaligned')) >= data.length, 'an unaligned one goes through the page cache');
   t.ok((await store.read('direct-applied', 0, data.length)).equals(data), 'and reads back verified');
+});
+
+t.test('a large read bypasses the brick page cache and sees unwritten-back changes; a small one is cached', { skip }, async (t) => {
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick);
+  const data = allocAligned(1024 * 1024).fill(7);
+  await store.create('f');
+  await (await store.write('f', 0, data)).durable;
+  t.equal(await cachedBytes(brick, 'f'), 0, 'written direct: nothing cached');
+  t.ok((await store.read('f', 0, data.length)).equals(data), 'a 1 MiB read returns the data, verified');
+  t.ok((await store.read('f', 4096, 128 * 1024)).equals(data.subarray(4096, 4096 + 128 * 1024)), 'a 128 KiB read too');
+  t.equal(await cachedBytes(brick, 'f'), 0, 'and leaves nothing in the page cache');
+  t.ok((await store.read('f', 8192, 4096)).equals(data.subarray(8192, 12288)), 'a 4 KiB read returns the data');
+  t.ok((await cachedBytes(brick, 'f')) >= 4096, 'through the page cache');
+  // A small write is applied through the page cache; the next large read still has it.
+  const small = Buffer.alloc(100, 9);
+  await store.write('f', 300_000, small, undefined, { wait: 'applied' });
+  const back = await store.read('f', 0, data.length);
+  t.ok(back.subarray(300_000, 300_100).equals(small) && back.subarray(0, 300_000).equals(data.subarray(0, 300_000)), 'a large read after a small applied write returns both');
 });
