@@ -11,9 +11,10 @@
 // release the brick as the agent does (unmount, erase the filesystem signature: the
 // device is blank again). It never touches any device but the one it adopted.
 //
-// The loop device keeps the helper's default (buffered backing file), like the embedded
-// default's disks: direct I/O on the brick reaches the backing file's page cache and a
-// flush of the brick is an fsync of the backing file, for the baseline and the store alike.
+// The loop device is attached as the agent attaches its embedded disks (src/brick/loop.ts
+// attachLoop: direct I/O on the backing file where its filesystem allows), so the brick is
+// cached once, in its own filesystem's page cache, and a flush of the brick is a flush of
+// the backing file, for the baseline and the store alike.
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';

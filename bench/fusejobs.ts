@@ -90,9 +90,9 @@ async function warmUp(jobs: FuseJob[], dir: string, quick: boolean): Promise<voi
  * `beforeEach` runs before every job: the cases pass dropCaches (sync, then drop the page
  * cache), so each job starts from the same state on every side: reads cold, and writes
  * without the dirty pages of the step or job before them still being written back
- * underneath (the loop bricks' backing files sit in the host's page cache, and a writer
- * that arrives during gigabytes of writeback is throttled: one side's leftovers used to
- * cost whichever side ran next, 107-194 MiB/s for one and the same write).
+ * underneath (a writer that arrives during gigabytes of writeback is throttled: one side's
+ * leftovers used to cost whichever side ran next, 107-194 MiB/s for one and the same
+ * write, when the loop bricks' backing files were cached by the host too).
  */
 export async function runFuseJobs(dir: string, quick: boolean, hooks: { beforeEach?: () => Promise<void> } = {}): Promise<Record<FuseJobKey, FioResult>> {
   const jobs = fuseJobs(dir, quick);

@@ -55,7 +55,7 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
   const params: Record<string, unknown> = {
     rounds,
     brickBytes: BRICK_BYTES,
-    raw: 'XFS (brick mkfs and mount options) on a loop device over a sparse file in the temp dir (on disk), buffered backing file',
+    raw: 'XFS (brick mkfs and mount options) on a loop device over a sparse file in the temp dir (on disk), direct I/O on the backing file',
     nullFuse: 'fuse-native 2.2.6 in a child process, mount options fsname=brickd-bench-null,big_writes,max_write=131072; write discards, read returns zeros',
     cacheDrop: 'sync; echo 3 > /proc/sys/vm/drop_caches before each job, both sides',
     fio,

@@ -217,7 +217,7 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     ...plan,
     brickBytes: BRICK_BYTES,
     tmpfsBytes: TMPFS_BYTES,
-    bricks: 'three XFS loop-device bricks (brick mkfs and mount options), buffered backing files: disk = in the temp dir, tmpfs = in a tmpfs made for the run',
+    bricks: 'three XFS loop-device bricks (brick mkfs and mount options), direct I/O on their backing files: disk = in the temp dir, tmpfs = in a tmpfs made for the run',
     volumes: '1 replica (the store alone: the agent builds no replication for a volume without peers), 2 replicas (W=2 of 2), 3 replicas (W=2 and W=3 of 3)',
     topology:
       'primary (store + RetainedQueue + one ReplicaLink per replica + QuorumTrackers) and one replica agent (ReplicaServer + store) per other replica, each in its own process; ' +

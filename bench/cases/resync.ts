@@ -284,7 +284,7 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     changeWrites: `4 KiB blocks (distinct ones at random over the data set, or one range of consecutive blocks at a random place), QD${CHANGE_QD}, W=2 (the primary and replica-1; replica-2 is down)`,
     incremental: 'the primary runs throughout, so each change is resynced comparing only the 1 MiB regions changed since the replica\'s seq (ChangedRegions); the emptied replica is compared in full',
     brickBytes: BRICK_BYTES,
-    bricks: 'three XFS loop-device bricks on disk (buffered backing files in the temp dir)',
+    bricks: 'three XFS loop-device bricks on disk (backing files in the temp dir, direct I/O)',
     topology: 'primary (store + RetainedQueue + 2 ReplicaLinks with the store as resync source + QuorumTrackers) in the bench process, 2 replica agents (ReplicaServer + store) in child processes, 127.0.0.1',
     retainedQueue: `at most ${QUEUE_MAX_ENTRIES} entries (the agent: 65,536 entries or 64 MiB), so that every change measured needs a resync`,
     reconnectBackoffMs: RECONNECT,

@@ -217,13 +217,13 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
   const params: Record<string, unknown> = {
     ...plan,
     brickBytes: BRICK_BYTES,
-    brick: 'XFS (brick mkfs and mount options) on a loop device over a sparse file in the temp dir, buffered backing file',
+    brick: 'XFS (brick mkfs and mount options) on a loop device over a sparse file in the temp dir, direct I/O on the backing file',
     seqBlockBytes: SEQ_BLOCK,
     seqInFlight: SEQ_IN_FLIGHT,
     smallBlockBytes: SMALL_BLOCK,
     storeOptions: 'defaults (directWriteBytes 64 KiB, segmentBytes 64 MiB, checkpoint every 10 s or 128 MiB)',
     cacheDrop:
-      'sync; echo 3 > /proc/sys/vm/drop_caches before each side starts writing (the loop brick is a file in the host page cache: the other side\'s dirty pages would be written back underneath) and before each sequential read',
+      'sync; echo 3 > /proc/sys/vm/drop_caches before each side starts writing (the other side\'s dirty pages would be written back underneath) and before each sequential read',
     randomWrites: '4 KiB-aligned uniform random offsets over the sequential file (overwrites of written blocks, both sides)',
     fio,
     fioJobs: [...Object.values(fioJobs('<brick>', plan)), fioSameFileRead('<replica>/data/seq.dat', plan)].map((job) => `fio ${fioArgs(job).join(' ')}`),

@@ -6,11 +6,13 @@
 // backed by it is reused, so the bricks on them are found again by label like real disks.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { attachLoop, createSparseFile, detachLoop, findLoopFor } from '../brick/loop.js';
+import { attachLoop, createSparseFile, detachLoop, findLoopFor, loopDirectIo } from '../brick/loop.js';
 
 export interface EmbeddedDevice {
   file: string;
   device: string;
+  /** The loop device uses direct I/O on its file (see attachLoop); false where the filesystem under the state dir refuses it. */
+  directIo: boolean;
 }
 
 export function embeddedDir(stateDir: string): string {
@@ -25,7 +27,7 @@ export async function attachEmbeddedDevices(stateDir: string, count: number, siz
     const file = path.join(dir, `disk${i}.img`);
     await createSparseFile(file, sizeBytes);
     const device = (await findLoopFor(file)) ?? (await attachLoop(file));
-    devices.push({ file, device });
+    devices.push({ file, device, directIo: await loopDirectIo(device) });
   }
   return devices;
 }
