@@ -169,21 +169,25 @@ export async function applyMutation(ctx: ApplyContext, m: Mutation, replay: bool
             const logged = ctx.enter(m);
             if (logged) await logged;
           }
-          const before = file.size;
+          // The size moves in one synchronous step after the I/O: two aligned extensions of
+          // a file may apply side by side (rwlock.ts applyLockRange), and each must count
+          // only the growth it adds to what the other already counted.
+          let newSize: number;
           if (m.op === 'write') {
             await ctx.writeBlocks(file.data.fd, file.sums.fd, m.data, m.offset, ctx.blockSize);
-            file.size = Math.max(file.size, m.offset + m.data.length);
+            newSize = Math.max(file.size, m.offset + m.data.length);
           } else if (m.op === 'truncate') {
             await native.truncateBlocks(file.data.fd, file.sums.fd, m.size, ctx.blockSize);
-            file.size = m.size;
+            newSize = m.size;
           } else {
             if (!replay) throw new Error('writeDirect is applied by the store itself, not from a record');
             const first = Math.floor(m.offset / ctx.blockSize);
             const last = Math.ceil((m.offset + m.length) / ctx.blockSize);
-            file.size = (await file.data.stat()).size;
+            newSize = (await file.data.stat()).size;
             await native.resumBlocks(file.data.fd, file.sums.fd, first, last - first, ctx.blockSize);
           }
-          ctx.usage(file.size - before, m);
+          ctx.usage(newSize - file.size, m);
+          file.size = newSize;
           ctx.dirtyFid(m.fid);
         }),
         range,

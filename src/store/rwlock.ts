@@ -30,6 +30,36 @@ export function pageRange(offset: number, length: number, blockSize: number): Lo
   return { first, end: Math.max(first + 1, Math.ceil((offset + length) / unit)) };
 }
 
+/**
+ * The lock range of a write's apply, given the file's size before it in seq order, or
+ * undefined for the whole file. A write inside the file locks its pages. A write that grows
+ * the file locks the whole file, except an aligned extension: offset, end and the size
+ * before it all on block boundaries, and no gap left between that size and the write
+ * (offset ≤ sizeBefore). Such a write touches only whole blocks and re-sums no block it
+ * does not write (no edge to assemble from disk, no short last block to zero-extend), so it
+ * needs nothing from the file beyond its own range: a sequential writer's appends apply side
+ * by side instead of one at a time (the store bench's write-back: 1 MiB appends went to the
+ * device one by one while fio kept 4 in flight).
+ *
+ * Why nothing else can race it: the file on disk only ever has a size on a block boundary
+ * while such writes are in flight. A write with an unaligned end is either a growing one
+ * (whole-file lock: it waits for every earlier holder and holds every later one back) or
+ * lands inside the file as planned; if the on-disk file does not reach its end yet, the
+ * earlier write that will make it reach there is still to apply, and because no aligned
+ * extension leaves a gap, that write's range holds the later one's end: they conflict, and
+ * the later waits. Two extensions that both run still see aligned sizes, and each sums only
+ * its own blocks. Writes that do leave a gap (a sparse writer) keep the whole-file lock: a
+ * write landing in the gap could extend the on-disk file to an unaligned size while the
+ * extension beyond it, not seeing that yet, would leave that short block's sum stale.
+ */
+export function applyLockRange(offset: number, length: number, sizeBefore: number | undefined, blockSize: number): LockRange | undefined {
+  if (sizeBefore === undefined) return undefined;
+  const end = offset + length;
+  if (end <= sizeBefore) return pageRange(offset, length, blockSize);
+  const aligned = offset % blockSize === 0 && end % blockSize === 0 && sizeBefore % blockSize === 0;
+  return aligned && offset <= sizeBefore ? pageRange(offset, length, blockSize) : undefined;
+}
+
 interface Request {
   write: boolean;
   range: LockRange | undefined;

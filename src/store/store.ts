@@ -43,7 +43,7 @@ import { generationAt, historyProblem, historyThrough, parseStoredHistory, store
 import { afterRecovery, isRenumbered, mergeRanges, parseRanges, parseReservation, SEQ_RESERVATION, storedRanges, storedReservation, type RenumberedRange, type SeqReservation } from './renumbered.js';
 import { placeEntry, pruneUnlisted, readSumsRange, snapshotTree, writeFetched, type ResyncEntry } from './resync-apply.js';
 import { BlockWriteBatcher } from './block-writes.js';
-import { KeyedRwLock, pageRange, type LockRange } from './rwlock.js';
+import { applyLockRange, KeyedRwLock, pageRange, type LockRange } from './rwlock.js';
 import { readReplicaManifest, REPLICA_FORMAT, REPLICA_VERSION, VOLUME_ID_RE, writeReplicaManifest, type ReplicaManifest, type ResyncBase } from './manifest.js';
 import { decodeMutation, encodeMutation, type FileRange, type Mutation } from './mutations.js';
 import { validatePath, validateSymlinkTarget } from './names.js';
@@ -1267,12 +1267,13 @@ export class ReplicaStore {
   private async applyDirect(m: Extract<Mutation, { op: 'writeDirect' }>, data: Buffer, range: LockRange | undefined): Promise<void> {
     await this.locks.withWrite(m.fid, () =>
       this.files.use(m.fid, async (file) => {
-        const before = file.size;
         // Named in the activity log before a byte of it can reach the data file.
         const logged = this.activity.enter(m);
         if (logged) await logged;
         const direct = await this.files.directHandle(file);
         await native.writeBlocks(file.data.fd, file.sums.fd, data, m.offset, this.manifestValue.blockSize, undefined, direct.fd);
+        // In one synchronous step after the I/O (see apply.ts: extensions may apply side by side).
+        const before = file.size;
         file.size = Math.max(file.size, m.offset + data.length);
         this.countUsage(file.size - before, m);
         this.dirtyFids.add(m.fid);
@@ -1290,8 +1291,12 @@ export class ReplicaStore {
    * order, synchronously with the lock request (see mutate), under the mutex.
    */
   private applyRange(m: Mutation): LockRange | undefined {
-    if ((m.op !== 'write' && m.op !== 'writeDirect') || this.growthOf.get(m) !== 0) return undefined;
-    return pageRange(m.offset, m.op === 'write' ? m.data.length : m.length, this.manifestValue.blockSize);
+    if (m.op !== 'write' && m.op !== 'writeDirect') return undefined;
+    const length = m.op === 'write' ? m.data.length : m.length;
+    const growth = this.growthOf.get(m);
+    // reserveRoom planned max(sizeBefore, end): a growth g > 0 means the size before was end − g.
+    const sizeBefore = growth === undefined ? undefined : growth === 0 ? m.offset + length : m.offset + length - growth;
+    return applyLockRange(m.offset, length, sizeBefore, this.manifestValue.blockSize);
   }
 
   /** Re-sum the range of a direct write that failed part way; false if that fails too. */
@@ -1302,9 +1307,9 @@ export class ReplicaStore {
     try {
       await this.locks.withWrite(m.fid, () =>
         this.files.use(m.fid, async (file) => {
-          const before = file.size;
-          file.size = (await file.data.stat()).size;
-          this.usedBytesValue += file.size - before;
+          const size = (await file.data.stat()).size;
+          this.usedBytesValue += size - file.size;
+          file.size = size;
           await native.resumBlocks(file.data.fd, file.sums.fd, first, count, blockSize);
           this.dirtyFids.add(m.fid);
         }),

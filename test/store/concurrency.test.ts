@@ -30,7 +30,8 @@ function applyToModel(model: Buffer, op: Op): Buffer {
 /**
  * A mix that hits every lock path: aligned and unaligned small writes, overlapping ones,
  * large (direct) writes, writes that grow the file (some past a gap, which re-sums the old
- * short last block) next to writes into that last block, and truncates to unaligned sizes.
+ * short last block; some aligned extensions back to back) next to writes into that last
+ * block, and truncates to unaligned sizes.
  */
 function randomOps(seed: number, count: number, aim: number, startSize: number): Op[] {
   const next = randomInts(seed);
@@ -45,6 +46,18 @@ function randomOps(seed: number, count: number, aim: number, startSize: number):
     } else if (roll < 10) {
       // Large and 4 KiB-aligned: a direct write when its file has no logged write since the last checkpoint.
       op = { kind: 'write', offset: next(aim / (4 * KiB) - 32) * 4 * KiB, data: data(64 * KiB + 4 * KiB * next(8)) };
+    } else if (roll < 14) {
+      // Aligned extensions, several back to back: while the size is on a block boundary
+      // they apply side by side (rwlock.ts applyLockRange); from an unaligned size the first
+      // locks the whole file. Some are large enough to go direct.
+      let offset = Math.floor(size / (4 * KiB)) * 4 * KiB;
+      for (let k = 0, burst = 2 + next(5); k < burst; k++) {
+        const write: Op = { kind: 'write', offset, data: pattern(4 * KiB * (1 + next(24)), seed * 1000 + i * 10 + k) };
+        ops.push(write);
+        offset += write.data.length;
+      }
+      size = Math.max(size, offset);
+      continue;
     } else if (roll < 16) {
       op = { kind: 'write', offset: size - next(Math.min(size, 8 * KiB)), data: data(1 + next(12 * KiB)) }; // grows the file
     } else if (roll < 22) {
@@ -96,6 +109,8 @@ for (const [blockSize, blockWriteBatch] of [[4096, 128], [4096, 1], [512, 1]] as
       const got = await readAll(store, 'f');
       t.equal(got.length, model.length, `round ${round}: size`);
       t.ok(got.equals(model), `round ${round}: content equals the model (every block verified by the read)`);
+      // Extensions applied side by side each counted only the growth they added.
+      t.equal(store.usedBytes, model.length, `round ${round}: usage is the file's size`);
     }
     const dir = replicaDir(brick);
     await store.close();
@@ -104,3 +119,44 @@ for (const [blockSize, blockWriteBatch] of [[4096, 128], [4096, 1], [512, 1]] as
     t.ok((await readAll(reopened, 'f')).equals(model), 'after reopening: the same content, verified');
   });
 }
+
+t.test('extensions and writes into the gaps they leave, applied side by side where allowed: content, sums, usage', { skip }, async (t) => {
+  // The case applyLockRange keeps under the whole-file lock: an aligned write past a gap
+  // (G) and then a small write into that gap (X, inside the file by plan, but past the end
+  // of the file on disk until G applies): applied side by side, X could sum its last block
+  // short while G, not seeing X's end yet, skipped re-summing that block (a window of
+  // microseconds: this does not catch it reliably, it checks the allowed cases' results).
+  // Then aligned back-to-back extensions, one pool job each, which do apply together.
+  const brick = await testBrick(t);
+  const store = await testStore(t, brick, {}, { blockWriteBatch: 1 });
+  let model: Buffer = Buffer.alloc(0);
+  await store.create('g');
+  const next = randomInts(11);
+  for (let i = 0; i < 120; i++) {
+    const size = model.length;
+    const gEnd = size + 16 * KiB + 4 * KiB * (1 + next(4));
+    const ops: Op[] = [
+      { kind: 'write', offset: size + 16 * KiB, data: pattern(gEnd - size - 16 * KiB, i) }, // G
+      { kind: 'write', offset: size + next(14 * KiB), data: pattern(1 + next(2 * KiB), i + 1000) }, // X
+      { kind: 'write', offset: gEnd, data: pattern(64 * KiB, i + 2000) },
+      { kind: 'write', offset: gEnd + 64 * KiB, data: pattern(4 * KiB, i + 3000) },
+    ];
+    await Promise.all(ops.map((op) => op.kind === 'write' && store.write('g', op.offset, op.data, undefined, { wait: 'applied' })));
+    for (const op of ops) model = applyToModel(model, op);
+  }
+  t.ok((await readAll(store, 'g')).equals(model), 'content equals the model, every block verified');
+  t.equal(store.usedBytes, model.length, 'usage is the file size');
+
+  // A sequential writer's large appends to a file without logged writes: direct, and side by side.
+  await store.create('h');
+  let offset = 0;
+  const appends = Array.from({ length: 48 }, (_, i) => {
+    const data = pattern(64 * KiB * (1 + next(4)), i + 5000);
+    const write = { offset, data };
+    offset += data.length;
+    return write;
+  });
+  await Promise.all(appends.map((w) => store.write('h', w.offset, w.data, undefined, { wait: 'applied' })));
+  t.ok((await readAll(store, 'h')).equals(Buffer.concat(appends.map((w) => w.data))), 'direct appends: content, verified');
+  t.equal(store.usedBytes, model.length + offset, 'direct appends: each counted only the growth it added');
+});

@@ -1,7 +1,7 @@
 // The store's per-file range locks (src/store/rwlock.ts): which requests run together,
 // which wait, and that conflicting requests are granted in the order they were made.
 import t from 'tap';
-import { KeyedRwLock, type LockRange } from '../../src/store/rwlock.js';
+import { applyLockRange, KeyedRwLock, pageRange, type LockRange } from '../../src/store/rwlock.js';
 
 /** A request that holds its lock until released by hand; records when it was granted. */
 function holder(lock: KeyedRwLock, log: string[], name: string, write: boolean, range?: LockRange, key = 'f') {
@@ -108,4 +108,26 @@ t.test('keys are independent; a failing holder releases its lock', async (t) => 
   t.same(log.at(-1), 'after', 'granted after the failed holder');
   after.release();
   await after.done;
+});
+
+t.test('applyLockRange: a write inside the file or an aligned extension without a gap locks its pages; any other growth the whole file', async (t) => {
+  const K = 1024;
+  const cases: Array<[string, number, number, number | undefined, number, boolean]> = [
+    // name, offset, length, size before, block size, ranged
+    ['inside the file, unaligned', 100, 50, 8 * K, 4 * K, true],
+    ['inside, ending at EOF', 4 * K, 4 * K, 8 * K, 4 * K, true],
+    ['an append at an aligned EOF', 8 * K, 1024 * K, 8 * K, 4 * K, true],
+    ['an aligned extension overlapping the end', 4 * K, 8 * K, 8 * K, 4 * K, true],
+    ['an aligned append to an empty file', 0, 64 * K, 0, 4 * K, true],
+    ['512-byte blocks: aligned to the block, not the page', 1536, 512, 1536, 512, true],
+    ['an append with an unaligned end', 8 * K, 4 * K + 1, 8 * K, 4 * K, false],
+    ['an append at an unaligned EOF', 8 * K + 100, 4 * K, 8 * K + 100, 4 * K, false],
+    ['an aligned write past a gap', 16 * K, 4 * K, 8 * K, 4 * K, false],
+    ['an unaligned start past EOF', 8 * K + 1, 4 * K - 1, 8 * K, 4 * K, false],
+    ['64 KiB blocks: a 4 KiB-aligned append is not block-aligned', 64 * K, 4 * K, 64 * K, 64 * K, false],
+    ['size before unknown', 0, 4 * K, undefined, 4 * K, false],
+  ];
+  for (const [name, offset, length, before, bs, ranged] of cases) {
+    t.same(applyLockRange(offset, length, before, bs), ranged ? pageRange(offset, length, bs) : undefined, name);
+  }
 });
