@@ -1,4 +1,5 @@
-// Page-aligned buffers for data on its way to an O_DIRECT write.
+// Page-aligned buffers for data on its way to an O_DIRECT write, or to be filled by an
+// O_DIRECT read.
 //
 // The store writes large block-aligned ranges through an O_DIRECT descriptor
 // (native.writeBlocks with directFd). A caller buffer whose address is not 4 KiB-aligned
@@ -6,7 +7,9 @@
 // (measured: the copy was ~9% of a replica agent's CPU samples in a sequential replicated
 // write). Buffers that this codebase fills itself before handing them to the store (the
 // replication decoder's payload rooms, the volume's coalesced write runs) are made here
-// instead, starting on a 4 KiB boundary, so the addon writes them in place.
+// instead, starting on a 4 KiB boundary, so the addon writes them in place. Likewise the
+// buffers large reads land in (the FUSE frontend's read scratch and read-ahead chunks):
+// the addon's direct read fills them in place instead of through its copy.
 //
 // The memory is the buffer's own (allocUnsafeSlow: never a slice of Node's shared pool, and
 // an ArrayBuffer's backing store never moves), over-allocated by up to 4 KiB - 1 bytes to

@@ -13,9 +13,9 @@
 //          once readable, one store.flush() at the end makes them all durable), which is
 //          what fio's end_fsync job does and so what the sequential-write target compares;
 //          cache dropped, 1 MiB sequential verified reads (CRC per block in the store,
-//          content compared here; into reused buffers, as the FUSE frontend reads); 4 KiB
-//          random writes over that file one at a time (QD1), then from 16 concurrent
-//          writers (QD16, group commit).
+//          content compared here; into reused aligned buffers, as the FUSE frontend's
+//          read-ahead reads); 4 KiB random writes over that file one at a time (QD1),
+//          then from 16 concurrent writers (QD16, group commit).
 //   and fio's 1 MiB sequential read (as above) of the store's own data file, cache dropped,
 //          just before or after the store's read (alternating): the same bytes on the same
 //          extents, so only the store's own work differs. The read target compares with
@@ -189,7 +189,7 @@ async function measureStore(brick: TempBrick, plan: Plan, round: number): Promis
     const fioFirst = round % 2 === 0;
     let fioSameFileReadMiBps = fioFirst ? await fioRead() : 0;
     await dropCaches();
-    const scratch = Array.from({ length: SEQ_IN_FLIGHT }, () => Buffer.allocUnsafeSlow(SEQ_BLOCK));
+    const scratch = Array.from({ length: SEQ_IN_FLIGHT }, () => allocAligned(SEQ_BLOCK));
     start = performance.now();
     await inParallel(SEQ_IN_FLIGHT, writes, async (i) => {
       const into = scratch.pop()!;

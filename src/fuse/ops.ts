@@ -22,6 +22,7 @@
 // unanswered: after a timeout that memory is not ours any more.
 import { constants } from 'node:fs';
 import type Fuse from 'fuse-native';
+import { allocAligned } from '../aligned.js';
 import type { Logger } from '../log.js';
 import type { VolumeBackend } from '../volume/backend.js';
 import type { EntryStat } from '../store/store.js';
@@ -63,7 +64,8 @@ class ScratchBuffers {
   /** A buffer of at least `length` bytes, or undefined when `length` is larger than the pool's. */
   take(length: number): Buffer | undefined {
     if (length > this.size) return undefined;
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    // Aligned: a read of 128 KiB or more is an O_DIRECT read in the store, straight into it.
+    return this.free.pop() ?? allocAligned(this.size);
   }
 
   give(buffer: Buffer): void {

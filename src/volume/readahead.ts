@@ -22,6 +22,7 @@
 // external memory and bring full GCs, see fuse/ops.ts), and given back after IDLE_MS
 // without reads. A request is answered with a copy, so a chunk's buffer is never seen
 // outside; it is reused only once its read has settled.
+import { allocAligned } from '../aligned.js';
 import type { FileRef } from '../store/store.js';
 
 export interface ReadAheadSource {
@@ -145,7 +146,8 @@ export class ReadAhead {
       if (state.chunks.some((c) => c.offset === offset)) continue;
       // The end of the file is where a short chunk came back: nothing to read past it.
       if (state.chunks.some((c) => c.offset < offset && c.short)) break;
-      const buffer = this.spare.pop() ?? Buffer.allocUnsafeSlow(size);
+      // Aligned: the store reads a chunk this large with O_DIRECT, straight into it.
+      const buffer = this.spare.pop() ?? allocAligned(size);
       const chunk: Chunk = { offset, stamp, buffer, data: Promise.resolve(undefined) };
       chunk.data = this.source.read({ fid }, offset, size, buffer).then(
         (data) => {
