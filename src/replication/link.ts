@@ -115,8 +115,16 @@ const FATAL: ReadonlySet<string> = new Set(['GENERATION_STALE', 'UNAUTHENTICATED
  * behind.
  */
 const NEEDS_RESYNC: ReadonlySet<string> = new Set(['APPLY_FAILED']);
-/** Frames from a replica are small: short ERROR texts, no payload (BLOCKS, once it has proven itself). */
-const REPLICA_FRAME_LIMITS = { maxBodyBytes: 4096, maxPayloadBytes: 0 };
+/**
+ * Frames from a replica are small: short ERROR texts, acks, no payload (BLOCKS, once it has
+ * proven itself). The largest is a WELCOME naming the most suspect ranges a replica tells
+ * (MAX_SUSPECT_RANGES, 512, src/store/activity.ts): at most 38 bytes each (a 16-hex fid and
+ * two offsets below 2^53), ~19.5 KB with the rest. 4 KiB used to be the limit: a replica
+ * SIGKILLed after 1 GiB of writes (256 extents named in its activity log) was refused its
+ * WELCOME, BAD_FRAME, at every reconnect, and never resynced (bench resync case).
+ * test/wire/frames.test.ts checks the largest legal WELCOME fits.
+ */
+export const REPLICA_FRAME_LIMITS = { maxBodyBytes: 24 * 1024, maxPayloadBytes: 0 };
 
 export interface ReplicaLinkStats {
   connects: number;

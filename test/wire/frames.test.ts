@@ -18,6 +18,8 @@ import {
   type FrameTypeCode,
 } from '../../src/wire/frames.js';
 import { decodeMessage, encodeMessage, replicationProto as pb, type ReplicationMessage } from '../../src/wire/replication.js';
+import { REPLICA_FRAME_LIMITS } from '../../src/replication/link.js';
+import { MAX_SUSPECT_RANGES } from '../../src/store/activity.js';
 import { FIXTURE_MESSAGES } from '../fixtures/replication-v1/messages.mjs';
 import { xorshift as rng } from '../helpers/random.js';
 
@@ -492,4 +494,27 @@ t.test('wire fixtures of version 1 still decode, and encode to the same bytes', 
     t.ok(Buffer.concat(encodeMessage(FIXTURE_MESSAGES[name]!)).equals(bytes), `${file}: encodes to the same bytes`);
   }
   t.same([...seen].sort(), Object.keys(FrameType).sort(), 'every frame type has a fixture');
+});
+
+t.test("the largest WELCOME a replica may send passes the primary's limit for replica frames", async (t) => {
+  // 512 suspect ranges (MAX_SUSPECT_RANGES) with the longest encodings the decoder accepts:
+  // offsets and lengths just below 2^53, every other field at its widest.
+  const big = 2 ** 52 - 1;
+  const welcome: ReplicationMessage = {
+    type: 'WELCOME',
+    mac: Buffer.alloc(32, 0xff),
+    appliedSeq: 2n ** 53n - 1n,
+    durableSeq: 2n ** 53n - 1n,
+    generation: 2 ** 32 - 1,
+    appliedGeneration: Number.MAX_SAFE_INTEGER,
+    suspects: { all: false, namespace: true, ranges: Array.from({ length: MAX_SUSPECT_RANGES }, (_, i) => ({ fid: 'ffffffffffffffff', offset: big - i, length: big - i })) },
+  };
+  const parts = encodeMessage(welcome);
+  const body = parts[1]!;
+  t.ok(body.length > 4096, `the body (${body.length} bytes) is more than the old 4 KiB limit`);
+  t.ok(body.length <= REPLICA_FRAME_LIMITS.maxBodyBytes, `and within the link's limit (${REPLICA_FRAME_LIMITS.maxBodyBytes})`);
+  const decoder = new FrameDecoder(REPLICA_FRAME_LIMITS);
+  const frames = decoder.push(Buffer.concat(parts));
+  t.equal(frames.length, 1, 'a decoder with the link limits takes it');
+  t.equal((decodeMessage(frames[0]!) as { suspects?: { ranges: unknown[] } }).suspects?.ranges.length, MAX_SUSPECT_RANGES, 'every range decoded');
 });
