@@ -67,7 +67,7 @@ interface StoreRound {
   seqWriteMiBps: number;
   seqWriteBackMiBps: number;
   seqReadMiBps: number;
-  /** fio's read of the store's data file (seqReadSameFile job). */
+  /** fio's read of the store's data file (the fioSameFileRead job). */
   fioSameFileReadMiBps: number;
   qd1Iops: number;
   qd1: Latencies;
