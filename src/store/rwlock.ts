@@ -31,11 +31,12 @@ export function pageRange(offset: number, length: number, blockSize: number): Lo
 }
 
 /**
- * The lock range of a write's apply, given the file's size before it in seq order, or
- * undefined for the whole file. A write inside the file locks its pages. A write that grows
- * the file locks the whole file, except an aligned extension: offset, end and the size
- * before it all on block boundaries, and no gap left between that size and the write
- * (offset ≤ sizeBefore). Such a write touches only whole blocks and re-sums no block it
+ * The lock range of a write's apply, given how much it grows its file (the store plans it in
+ * seq order: the size before it is end − growth), or undefined for the whole file (also when
+ * the growth is unknown). A write inside the file (growth 0) locks its pages. A write that
+ * grows the file locks the whole file, except an aligned extension: offset, end and the
+ * size before it all on block boundaries, and no gap left between that size and the write
+ * (offset ≤ size before). Such a write touches only whole blocks and re-sums no block it
  * does not write (no edge to assemble from disk, no short last block to zero-extend), so it
  * needs nothing from the file beyond its own range: a sequential writer's appends apply side
  * by side instead of one at a time (the store bench's write-back: 1 MiB appends went to the
@@ -52,10 +53,11 @@ export function pageRange(offset: number, length: number, blockSize: number): Lo
  * write landing in the gap could extend the on-disk file to an unaligned size while the
  * extension beyond it, not seeing that yet, would leave that short block's sum stale.
  */
-export function applyLockRange(offset: number, length: number, sizeBefore: number | undefined, blockSize: number): LockRange | undefined {
-  if (sizeBefore === undefined) return undefined;
+export function applyLockRange(offset: number, length: number, growth: number | undefined, blockSize: number): LockRange | undefined {
+  if (growth === undefined) return undefined;
+  if (growth === 0) return pageRange(offset, length, blockSize);
   const end = offset + length;
-  if (end <= sizeBefore) return pageRange(offset, length, blockSize);
+  const sizeBefore = end - growth;
   const aligned = offset % blockSize === 0 && end % blockSize === 0 && sizeBefore % blockSize === 0;
   return aligned && offset <= sizeBefore ? pageRange(offset, length, blockSize) : undefined;
 }

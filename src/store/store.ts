@@ -1283,20 +1283,17 @@ export class ReplicaStore {
   }
 
   /**
-   * What the apply of a data mutation locks (see rwlock.ts). A write that does not grow its
-   * file (its growth, from reserveRoom, is 0) locks only the blocks it touches, so writes
-   * to different blocks of one file apply side by side and reach the addon together
-   * (block-writes.ts). Anything else locks the whole file: a write that grows the file
-   * moves its size and re-sums its old last block, a truncate cuts blocks. Called in seq
-   * order, synchronously with the lock request (see mutate), under the mutex.
+   * What the apply of a data mutation locks (rwlock.ts applyLockRange, from the growth
+   * reserveRoom planned): a write that does not grow its file locks only the blocks it
+   * touches, so writes to different blocks of one file apply side by side and reach the
+   * addon together (block-writes.ts); so does an aligned extension without a gap. Anything
+   * else locks the whole file: another write that grows the file moves its size and may
+   * re-sum blocks beyond its own, a truncate cuts blocks. Called in seq order,
+   * synchronously with the lock request (see mutate), under the mutex.
    */
   private applyRange(m: Mutation): LockRange | undefined {
     if (m.op !== 'write' && m.op !== 'writeDirect') return undefined;
-    const length = m.op === 'write' ? m.data.length : m.length;
-    const growth = this.growthOf.get(m);
-    // reserveRoom planned max(sizeBefore, end): a growth g > 0 means the size before was end − g.
-    const sizeBefore = growth === undefined ? undefined : growth === 0 ? m.offset + length : m.offset + length - growth;
-    return applyLockRange(m.offset, length, sizeBefore, this.manifestValue.blockSize);
+    return applyLockRange(m.offset, m.op === 'write' ? m.data.length : m.length, this.growthOf.get(m), this.manifestValue.blockSize);
   }
 
   /** Re-sum the range of a direct write that failed part way; false if that fails too. */
