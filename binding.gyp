@@ -14,7 +14,10 @@
         "native/mount/mount_napi.cc",
         "native/brickio/brickio.cc",
         "native/brickio/brickio_napi.cc",
-        "native/socket/socket_napi.cc"
+        "native/socket/socket_napi.cc",
+        "native/memory/iomem.h",
+        "native/memory/iomem.cc",
+        "native/memory/memory_napi.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -16,7 +16,7 @@
 // cached once, in its own filesystem's page cache, and a flush of the brick is a flush of
 // the backing file, for the baseline and the store alike.
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_CONFIG } from '../src/agent/config.js';
@@ -241,6 +241,16 @@ export async function writeBackAll(): Promise<void> {
 export async function dropCaches(): Promise<void> {
   await writeBackAll();
   await writeFile('/proc/sys/vm/drop_caches', '3');
+}
+
+/**
+ * Read requests the block device has completed so far (the first field of its sysfs stat):
+ * the difference over a phase, divided by the MiB it read, says how the I/O reached the
+ * device (1 per MiB: each 1 MiB read whole; 2: each split in two).
+ */
+export async function deviceReadRequests(device: string): Promise<number> {
+  const stat = await readFile(`/sys/class/block/${path.basename(device)}/stat`, 'utf8');
+  return Number(stat.trim().split(/\s+/)[0]);
 }
 
 /** `count` temp bricks at once (nested, so each is torn down whatever happens to the others). */

@@ -11,6 +11,7 @@ void InitDevice(Napi::Env env, Napi::Object exports);    // probeDevice, wipeSig
 void InitMount(Napi::Env env, Napi::Object exports);     // mount, umount
 void InitBrickio(Napi::Env env, Napi::Object exports);   // writev, readInto, *Blocks, xattrs
 void InitSocket(Napi::Env env, Napi::Object exports);    // peerCredentials
+void InitMemory(Napi::Env env, Napi::Object exports);    // allocIoMemory, ioMemoryStats
 }  // namespace brickd
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -19,6 +20,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   brickd::InitMount(env, exports);
   brickd::InitBrickio(env, exports);
   brickd::InitSocket(env, exports);
+  brickd::InitMemory(env, exports);
   return exports;
 }
 

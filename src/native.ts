@@ -157,9 +157,19 @@ export interface NativeAddon {
   setXattr(target: string | number, name: string, value: Uint8Array): Promise<void>;
   /**
    * Synchronous: the address of `view`'s first byte modulo `alignment` (a power of two up to
-   * 1 MiB), for starting buffers on a page boundary (src/aligned.ts).
+   * 1 GiB), for starting buffers on a page boundary (src/aligned.ts).
    */
   addressOffset(view: Uint8Array, alignment: number): number;
+
+  // ── memory ──────────────────────────────────────────────────────────────────────────
+  /**
+   * Synchronous: an uninitialized, 4 KiB-aligned ArrayBuffer of `length` bytes (1 B..1 GiB)
+   * over huge-page I/O memory (native/memory/iomem.h), unmapped or kept for reuse once
+   * collected. Throws ENOMEM (syscall 'mmap') when no memory can be mapped.
+   */
+  allocIoMemory(length: number): ArrayBuffer;
+  /** Synchronous: the I/O memory pool's 2 MiB regions (mapped, of which idle) and its large mappings. */
+  ioMemoryStats(): { mappedRegions: number; idleRegions: number; largeMappings: number };
 
   // ── mount ───────────────────────────────────────────────────────────────────────────
   /**

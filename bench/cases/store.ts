@@ -21,6 +21,8 @@
 //          extents, so only the store's own work differs. The read target compares with
 //          it; fio's read of its own file stays in the table (two files written alike still
 //          read at different speeds here: the loop file's layout on the host differs).
+//   For both reads, the device's read requests per MiB: 1 when each 1 MiB read reached it
+//          whole, 2 when split (a buffer of scattered 4 KiB pages; docs/store.md, "Reads").
 // Which side goes first alternates from round to round; the report gives medians. Before
 // the first round, one untimed round of each side with short random phases: the store's
 // first round in a fresh process ran its sequential writes at 0.59-0.62× of fio in three
@@ -32,7 +34,7 @@ import { performance } from 'node:perf_hooks';
 import { randomFillSync } from 'node:crypto';
 import { allocAligned } from '../../src/aligned.js';
 import { ReplicaStore, type StoreOptions } from '../../src/store/store.js';
-import { dropCaches, tempBrickUnavailable, withTempBrick, type TempBrick } from '../brick.js';
+import { deviceReadRequests, dropCaches, tempBrickUnavailable, withTempBrick, type TempBrick } from '../brick.js';
 import { row, target, type BenchCase, type BenchContext, type CaseResult, type ResultRow } from '../case.js';
 import { fioArgs, fioVersion, runFio, type FioJob } from '../fio.js';
 import { inParallel, timedLoops, type Latencies } from '../workload.js';
@@ -69,6 +71,9 @@ interface StoreRound {
   seqReadMiBps: number;
   /** fio's read of the store's data file (the fioSameFileRead job). */
   fioSameFileReadMiBps: number;
+  /** Read requests the brick's device completed per MiB read, in the store's read and in fio's. */
+  seqReadRequestsPerMiB: number;
+  fioSameFileReadRequestsPerMiB: number;
   qd1Iops: number;
   qd1: Latencies;
   qd16Iops: number;
@@ -182,14 +187,22 @@ async function measureStore(brick: TempBrick, plan: Plan, round: number): Promis
     const seqWriteBackMiBps = plan.seqBytes / MiB / ((performance.now() - start) / 1000);
     await store.unlink('seq-back.dat');
 
+    // Each side's device read requests per MiB (see deviceReadRequests): how a side's 1 MiB
+    // reads reached the device depends on its buffers' memory (docs/store.md, "Reads").
+    const requestsPerMiB = async (before: number) => ((await deviceReadRequests(brick.device)) - before) / (plan.seqBytes / MiB);
+    let fioSameFileReadRequestsPerMiB = 0;
     const fioRead = async () => {
       await dropCaches();
-      return (await runFio(fioSameFileRead(path.join(dir, 'data', 'seq.dat'), plan))).bytesPerSecond / MiB;
+      const before = await deviceReadRequests(brick.device);
+      const mibps = (await runFio(fioSameFileRead(path.join(dir, 'data', 'seq.dat'), plan))).bytesPerSecond / MiB;
+      fioSameFileReadRequestsPerMiB = await requestsPerMiB(before);
+      return mibps;
     };
     const fioFirst = round % 2 === 0;
     let fioSameFileReadMiBps = fioFirst ? await fioRead() : 0;
     await dropCaches();
     const scratch = Array.from({ length: SEQ_IN_FLIGHT }, () => allocAligned(SEQ_BLOCK));
+    const readRequestsBefore = await deviceReadRequests(brick.device);
     start = performance.now();
     await inParallel(SEQ_IN_FLIGHT, writes, async (i) => {
       const into = scratch.pop()!;
@@ -198,11 +211,12 @@ async function measureStore(brick: TempBrick, plan: Plan, round: number): Promis
       scratch.push(into);
     });
     const seqReadMiBps = plan.seqBytes / MiB / ((performance.now() - start) / 1000);
+    const seqReadRequestsPerMiB = await requestsPerMiB(readRequestsBefore);
     if (!fioFirst) fioSameFileReadMiBps = await fioRead();
 
     const qd1 = await randomWrites(store, fid, plan.seqBytes, 1, plan.randomSeconds);
     const qd16 = await randomWrites(store, fid, plan.seqBytes, QD16, plan.randomSeconds);
-    return { seqWriteMiBps, seqWriteBackMiBps, seqReadMiBps, fioSameFileReadMiBps, qd1Iops: qd1.iops, qd1: qd1.latency, qd16Iops: qd16.iops, qd16: qd16.latency };
+    return { seqWriteMiBps, seqWriteBackMiBps, seqReadMiBps, fioSameFileReadMiBps, seqReadRequestsPerMiB, fioSameFileReadRequestsPerMiB, qd1Iops: qd1.iops, qd1: qd1.latency, qd16Iops: qd16.iops, qd16: qd16.latency };
   } finally {
     await store.close();
     await rm(dir, { recursive: true, force: true });
@@ -211,7 +225,8 @@ async function measureStore(brick: TempBrick, plan: Plan, round: number): Promis
 
 async function run(ctx: BenchContext): Promise<CaseResult> {
   const plan: Plan = ctx.quick
-    ? { rounds: 1, seqBytes: 64 * MiB, randomSeconds: 3 }
+    ? // 256 MiB even here: a 64 MiB sequential pass took ~45 ms, too short to say anything.
+      { rounds: 1, seqBytes: 256 * MiB, randomSeconds: 3 }
     : { rounds: 3, seqBytes: 512 * MiB, randomSeconds: 10 };
   const fio = await fioVersion();
   const params: Record<string, unknown> = {
@@ -248,7 +263,8 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
       const s = stores[round]!;
       ctx.progress(
         `round ${round + 1}/${plan.rounds}: seq write-back ${s.seqWriteBackMiBps.toFixed(0)} (durable each ${s.seqWriteMiBps.toFixed(0)}) vs fio ${b.seqWriteMiBps.toFixed(0)} MiB/s, ` +
-          `read ${s.seqReadMiBps.toFixed(0)} vs fio ${s.fioSameFileReadMiBps.toFixed(0)} (same file) and ${b.seqReadMiBps.toFixed(0)} (its own) MiB/s, ` +
+          `read ${s.seqReadMiBps.toFixed(0)} vs fio ${s.fioSameFileReadMiBps.toFixed(0)} (same file) and ${b.seqReadMiBps.toFixed(0)} (its own) MiB/s ` +
+          `(device requests per MiB ${s.seqReadRequestsPerMiB.toFixed(2)} vs ${s.fioSameFileReadRequestsPerMiB.toFixed(2)}), ` +
           `4 KiB QD1 ${s.qd1Iops.toFixed(0)} vs fio ${b.syncIops.toFixed(0)} IOPS, QD16 ${s.qd16Iops.toFixed(0)} IOPS`,
       );
     }
@@ -278,6 +294,10 @@ async function run(ctx: BenchContext): Promise<CaseResult> {
     row('seq write 1 MiB (same figure) vs fio durable write by write, no target', 'MiB/s', seqWrite.samples!, fioSeqWriteDurable),
     seqRead,
     row('seq read 1 MiB (same figure) vs fio reading its own file, no target', 'MiB/s', seqRead.samples!, fioSeqRead),
+    row('seq read 1 MiB: device read requests per MiB (1: whole, 2: split)', 'req/MiB', of(stores, (s) => s.seqReadRequestsPerMiB), {
+      label: 'fio reading the same file',
+      samples: of(stores, (s) => s.fioSameFileReadRequestsPerMiB),
+    }),
     qd1,
     row('4 KiB QD1 latency p50', 'µs', of(stores, (s) => s.qd1.p50Us), fioLatency((l) => l.p50Us)),
     row('4 KiB QD1 latency p99', 'µs', of(stores, (s) => s.qd1.p99Us), fioLatency((l) => l.p99Us)),

@@ -492,8 +492,8 @@ Napi::Value SetXattr(const Napi::CallbackInfo& info) {
 Napi::Value AddressOffset(const Napi::CallbackInfo& info) {
   Napi::Uint8Array view = ArgBytes(info[0], "view");
   double d = ArgNumber(info[1], "alignment");
-  if (!(d == std::trunc(d) && d >= 1 && d <= (1 << 20) && (static_cast<uint64_t>(d) & (static_cast<uint64_t>(d) - 1)) == 0)) {
-    ThrowArgRange(info[1], "alignment", "a power of two >= 1 and <= 1048576");
+  if (!(d == std::trunc(d) && d >= 1 && d <= (1 << 30) && (static_cast<uint64_t>(d) & (static_cast<uint64_t>(d) - 1)) == 0)) {
+    ThrowArgRange(info[1], "alignment", "a power of two >= 1 and <= 1073741824");
   }
   const auto address = reinterpret_cast<uintptr_t>(view.Data());
   return Napi::Number::New(info.Env(), static_cast<double>(address % static_cast<uintptr_t>(d)));

@@ -577,7 +577,7 @@ t.test('misuse: TypeError / RangeError naming the argument, before any I/O', asy
     ['addressOffset view', () => native.addressOffset('x' as unknown as Uint8Array, 4096), TypeError, /"view"/],
     ['addressOffset alignment not power of two', () => native.addressOffset(buf, 3000), RangeError, /"alignment"/],
     ['addressOffset alignment 0', () => native.addressOffset(buf, 0), RangeError, /"alignment"/],
-    ['addressOffset alignment > 1 MiB', () => native.addressOffset(buf, 2 * MiB), RangeError, /"alignment"/],
+    ['addressOffset alignment > 1 GiB', () => native.addressOffset(buf, 2 ** 31), RangeError, /"alignment"/],
     ['addressOffset alignment fractional', () => native.addressOffset(buf, 0.5), RangeError, /"alignment"/],
   ];
   for (const [name, call, type, message] of cases) {
