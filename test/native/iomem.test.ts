@@ -5,12 +5,15 @@
 // The pool is process-wide, so scenarios that look at its state run in a fresh child
 // (children/iomem-probe.mjs, on the built dist/).
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { allocAligned, HUGE_IO_BYTES } from '../../src/aligned.js';
+import { run } from '../../src/exec.js';
 import { native } from '../../src/native.js';
+import { loopDevice, needsRoot } from '../helpers/loop.js';
 
 const execFileAsync = promisify(execFile);
 const MiB = 2 ** 20;
@@ -84,4 +87,24 @@ t.test('allocIoMemory: bad lengths are typed errors', async (t) => {
     t.throws(() => native.allocIoMemory(length as number), { name: type, message, code: /^ERR_/ }, name);
   }
   t.equal(native.allocIoMemory(1).byteLength, 1, 'one byte is a valid request');
+});
+
+// What the I/O memory is for: a 1 MiB direct read reaches the device as one request. A loop
+// device takes at most max_segments segments per request (128 here); a buffer of scattered
+// 4 KiB pages needs one per page, so its 1 MiB reads would be split (docs/store.md, "Reads").
+const noHugePages = thp === undefined || thp === 'never' ? `transparent huge pages are ${thp ?? 'not built into this kernel'}` : false;
+t.test('a 1 MiB direct read into allocAligned memory reaches a loop device as one request', { skip: needsRoot() || noHugePages }, async (t) => {
+  const device = await loopDevice(t, 64);
+  const queue = `/sys/class/block/${path.basename(device)}/queue`;
+  const maxSegments = Number(readFileSync(`${queue}/max_segments`, 'utf8'));
+  // Where one request could take a whole 1 MiB of scattered pages, there is nothing to show.
+  if (maxSegments * 4096 >= MiB) return t.plan(0, `this loop device takes ${maxSegments} segments per request: scattered pages would not be split either`);
+  await run('udevadm', ['settle']).catch(() => {}); // the attach's own probe reads first
+  const handle = await open(device, constants.O_RDONLY | constants.O_DIRECT);
+  t.teardown(() => handle.close());
+  const requests = () => Number(readFileSync(`/sys/class/block/${path.basename(device)}/stat`, 'utf8').trim().split(/\s+/)[0]);
+  const buffers = [allocAligned(MiB), allocAligned(MiB)];
+  const before = requests();
+  for (let i = 0; i < 8; i++) await handle.read(buffers[i % 2]!, 0, MiB, i * MiB);
+  t.equal(requests() - before, 8, `8 reads of 1 MiB, 8 device requests (max_segments ${maxSegments})`);
 });
