@@ -34,9 +34,16 @@ Napi::Value AllocIoMemory(const Napi::CallbackInfo& info) {
   }
   const iomem::Slice slice = iomem::Allocate(static_cast<size_t>(*length));
   if (!slice.data) throw MakeSystemError(env, SysError::FromErrno(ENOMEM, "mmap"));
-  return Napi::ArrayBuffer::New(
-      env, slice.data, static_cast<size_t>(*length),
-      [](Napi::Env, void*, iomem::Region* region) { iomem::Release(region); }, slice.region);
+  try {
+    return Napi::ArrayBuffer::New(
+        env, slice.data, static_cast<size_t>(*length),
+        [](Napi::Env, void*, iomem::Region* region) { iomem::Release(region); }, slice.region);
+  } catch (...) {
+    // No ArrayBuffer owns the slice (node calls no finalizer for a failed create): drop
+    // its reference here.
+    iomem::Release(slice.region);
+    throw;
+  }
 }
 
 // ioMemoryStats(): { mappedRegions, idleRegions, largeMappings }
