@@ -4,8 +4,8 @@
 // Why: a direct read or write pins the caller's pages and hands them to the device as a
 // scatter list, one segment per physically contiguous run. Ordinary anonymous memory on a
 // long-running machine comes back in scattered 4 KiB pages, so a 1 MiB buffer is ~256
-// segments, more than many queues take in one request (a loop device: 128 segments; NVMe
-// drivers: ~127), and the block layer splits every large I/O. Measured on the test VM
+// segments, more than many queues take in one request (a loop device: 128 segments; many
+// NVMe queues a similar number), and the block layer splits every large I/O. Measured on the test VM
 // (2026-11-27): 1 MiB direct reads at 4 in flight through an XFS loop brick ran at
 // 1500-1950 MiB/s from scattered buffers (2 loop requests per MiB) and 2820-2870 MiB/s from
 // huge-page buffers (1 request per MiB). See docs/store.md, "Reads".
