@@ -16,10 +16,8 @@
 // - From HUGE_IO_BYTES up (the sizes that go down the direct paths in large pieces), the
 //   memory is I/O memory from the addon (native/memory/iomem.h): an ArrayBuffer of its own
 //   over a slice of a 2 MiB region backed by a transparent huge page where the kernel has
-//   one. A direct I/O from scattered 4 KiB pages needs a device segment per page and is
-//   split once it has more than the queue takes (a loop device: 128), so 1 MiB reads from
-//   ordinary memory went to the device as two requests and ran at 1500-1950 MiB/s where
-//   huge-page buffers ran at 2820-2870 (docs/store.md, "Reads").
+//   one, so a large direct I/O is not split into a request per 128 scattered 4 KiB pages
+//   (why and what it measured: iomem.h and docs/store.md, "Reads").
 // - Below that, allocUnsafeSlow over-allocated by up to 4 KiB - 1 bytes to find the boundary.
 import { native } from './native.js';
 

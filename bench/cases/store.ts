@@ -187,36 +187,47 @@ async function measureStore(brick: TempBrick, plan: Plan, round: number): Promis
     const seqWriteBackMiBps = plan.seqBytes / MiB / ((performance.now() - start) / 1000);
     await store.unlink('seq-back.dat');
 
-    // Each side's device read requests per MiB (see deviceReadRequests): how a side's 1 MiB
-    // reads reached the device depends on its buffers' memory (docs/store.md, "Reads").
-    const requestsPerMiB = async (before: number) => ((await deviceReadRequests(brick.device)) - before) / (plan.seqBytes / MiB);
-    let fioSameFileReadRequestsPerMiB = 0;
-    const fioRead = async () => {
+    // A read from a dropped cache, with the device read requests it made per MiB (see
+    // deviceReadRequests): how 1 MiB reads reach the device depends on the reader's buffers
+    // (docs/store.md, "Reads").
+    const coldRead = async (read: () => Promise<number>): Promise<{ mibps: number; requestsPerMiB: number }> => {
       await dropCaches();
       const before = await deviceReadRequests(brick.device);
-      const mibps = (await runFio(fioSameFileRead(path.join(dir, 'data', 'seq.dat'), plan))).bytesPerSecond / MiB;
-      fioSameFileReadRequestsPerMiB = await requestsPerMiB(before);
-      return mibps;
+      const mibps = await read();
+      return { mibps, requestsPerMiB: ((await deviceReadRequests(brick.device)) - before) / (plan.seqBytes / MiB) };
     };
-    const fioFirst = round % 2 === 0;
-    let fioSameFileReadMiBps = fioFirst ? await fioRead() : 0;
-    await dropCaches();
+    const fioRead = () => coldRead(async () => (await runFio(fioSameFileRead(path.join(dir, 'data', 'seq.dat'), plan))).bytesPerSecond / MiB);
     const scratch = Array.from({ length: SEQ_IN_FLIGHT }, () => allocAligned(SEQ_BLOCK));
-    const readRequestsBefore = await deviceReadRequests(brick.device);
-    start = performance.now();
-    await inParallel(SEQ_IN_FLIGHT, writes, async (i) => {
-      const into = scratch.pop()!;
-      const data = await store.read({ fid }, i * SEQ_BLOCK, SEQ_BLOCK, { into });
-      if (!data.equals(pattern)) throw new Error(`store read of block ${i} returned other bytes than were written`);
-      scratch.push(into);
-    });
-    const seqReadMiBps = plan.seqBytes / MiB / ((performance.now() - start) / 1000);
-    const seqReadRequestsPerMiB = await requestsPerMiB(readRequestsBefore);
-    if (!fioFirst) fioSameFileReadMiBps = await fioRead();
+    const storeRead = () =>
+      coldRead(async () => {
+        const readStart = performance.now();
+        await inParallel(SEQ_IN_FLIGHT, writes, async (i) => {
+          const into = scratch.pop()!;
+          const data = await store.read({ fid }, i * SEQ_BLOCK, SEQ_BLOCK, { into });
+          if (!data.equals(pattern)) throw new Error(`store read of block ${i} returned other bytes than were written`);
+          scratch.push(into);
+        });
+        return plan.seqBytes / MiB / ((performance.now() - readStart) / 1000);
+      });
+    const fioFirst = round % 2 === 0;
+    const fioBefore = fioFirst ? await fioRead() : undefined;
+    const storeSide = await storeRead();
+    const fioSide = fioBefore ?? (await fioRead());
 
     const qd1 = await randomWrites(store, fid, plan.seqBytes, 1, plan.randomSeconds);
     const qd16 = await randomWrites(store, fid, plan.seqBytes, QD16, plan.randomSeconds);
-    return { seqWriteMiBps, seqWriteBackMiBps, seqReadMiBps, fioSameFileReadMiBps, seqReadRequestsPerMiB, fioSameFileReadRequestsPerMiB, qd1Iops: qd1.iops, qd1: qd1.latency, qd16Iops: qd16.iops, qd16: qd16.latency };
+    return {
+      seqWriteMiBps,
+      seqWriteBackMiBps,
+      seqReadMiBps: storeSide.mibps,
+      fioSameFileReadMiBps: fioSide.mibps,
+      seqReadRequestsPerMiB: storeSide.requestsPerMiB,
+      fioSameFileReadRequestsPerMiB: fioSide.requestsPerMiB,
+      qd1Iops: qd1.iops,
+      qd1: qd1.latency,
+      qd16Iops: qd16.iops,
+      qd16: qd16.latency,
+    };
   } finally {
     await store.close();
     await rm(dir, { recursive: true, force: true });

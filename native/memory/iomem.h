@@ -7,7 +7,7 @@
 // segments, more than many queues take in one request (a loop device: 128 segments; many
 // NVMe queues a similar number), and the block layer splits every large I/O. Measured on the test VM
 // (2026-11-27): 1 MiB direct reads at 4 in flight through an XFS loop brick ran at
-// 1500-1950 MiB/s from scattered buffers (2 loop requests per MiB) and 2820-2870 MiB/s from
+// 1500-1950 MiB/s from scattered buffers (2 loop requests per MiB) and 2820-3190 MiB/s from
 // huge-page buffers (1 request per MiB). See docs/store.md, "Reads".
 //
 // A region is one 2 MiB-aligned anonymous mapping with MADV_HUGEPAGE; buffers are carved
